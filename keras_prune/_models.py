@@ -1,0 +1,109 @@
+"""Model plumbing shared by pruning and stripping: type checks, copies, rewrites."""
+
+import copy
+
+import keras
+
+
+def is_legacy_keras(obj):
+    """True for tf_keras / Keras 2 objects, which keras_prune cannot handle."""
+    module = type(obj).__module__ or ""
+    legacy = ("tf_keras", "keras.src.engine", "tensorflow.python.keras", "keras.engine")
+    return any(module.startswith(prefix) for prefix in legacy) or (
+        not isinstance(obj, keras.layers.Layer)
+        and any(module.startswith(p) for p in ("tf_keras", "keras"))
+        and hasattr(obj, "get_config")
+    )
+
+
+def check_keras3(obj, argument):
+    if is_legacy_keras(obj):
+        raise TypeError(
+            f"Argument `{argument}` is a tf_keras (Keras 2) object ({type(obj).__name__} from "
+            f"{type(obj).__module__}); keras_prune works with Keras 3 (`import keras`, "
+            "keras>=3). Rebuild the model with Keras 3 layers, or save its weights with "
+            "`model.save_weights('w.weights.h5')` and load them into the same architecture "
+            "built with Keras 3. tfmot users: unset TF_USE_LEGACY_KERAS and import keras, "
+            "not tf_keras."
+        )
+
+
+def check_built(model, argument="to_prune"):
+    if not model.built or (isinstance(model, keras.Sequential) and not model.inputs):
+        raise ValueError(
+            f"Argument `{argument}` ({model.name}) is not built, so its weights do not exist "
+            "yet. Give it an input shape (keras.Input(shape=...) as first layer), or call "
+            "`model.build(input_shape)` or the model on a batch of data first."
+        )
+
+
+def is_graph_model(model):
+    """Sequential and Functional models can be rebuilt layer by layer."""
+    return isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False) or (
+        hasattr(model, "_operations") and hasattr(model, "_inputs_struct") and model.inputs
+    )
+
+
+def copy_layer(layer):
+    """A new layer with the same config and the same weights (built if `layer` is)."""
+    new = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    if layer.built and not new.built:
+        build_config = layer.get_build_config()
+        if build_config:
+            new.build_from_config(build_config)
+    if layer.built:
+        new.set_weights(layer.get_weights())
+    return new
+
+
+def rewrite_graph_model(model, transform):
+    """Clones a Sequential/Functional model, passing each (copied) layer through `transform`.
+
+    `transform(layer)` returns the layer to use in the new model, or None for a
+    plain copy (same config and weights). Nested models are rewritten recursively.
+    """
+
+    def clone(layer):
+        if isinstance(layer, keras.Model) and is_graph_model(layer):
+            return rewrite_graph_model(layer, transform)
+        replacement = transform(layer)
+        return copy_layer(layer) if replacement is None else replacement
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    return new
+
+
+def rewrite_subclassed_model(model, transform):
+    """Deep-copies a subclassed model and swaps its layer attributes through `transform`.
+
+    `transform(layer)` returns a replacement, or None to keep the (copied) layer.
+    """
+    new = copy.deepcopy(model)
+    _swap_layers(new, transform, set())
+    return new
+
+
+def _swap_layers(owner, transform, seen):
+    if id(owner) in seen:
+        return
+    seen.add(id(owner))
+    for name, value in list(vars(owner).items()):
+        if name.startswith("_"):
+            continue
+        if isinstance(value, keras.layers.Layer):
+            replacement = transform(value)
+            if replacement is not None:
+                owner._tracker.replace_tracked_value("layers", value, replacement)
+                object.__setattr__(owner, name, replacement)
+            else:
+                _swap_layers(value, transform, seen)
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                if not isinstance(item, keras.layers.Layer):
+                    continue
+                replacement = transform(item)
+                if replacement is not None and isinstance(value, list):
+                    owner._tracker.replace_tracked_value("layers", item, replacement)
+                    value[index] = replacement
+                elif replacement is None:
+                    _swap_layers(item, transform, seen)

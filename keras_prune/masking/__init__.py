@@ -1,0 +1,24 @@
+"""Mask computation (keras.ops only): magnitude, block, M:N and global threshold."""
+
+from keras_prune.masking.block import POOLING_TYPES, block_mask, check_block_fits
+from keras_prune.masking.m_by_n import check_m_by_n, m_by_n_mask
+from keras_prune.masking.magnitude import (
+    global_magnitude_masks,
+    kth_largest,
+    magnitude_mask,
+    num_kept,
+    threshold_mask,
+)
+
+__all__ = [
+    "POOLING_TYPES",
+    "block_mask",
+    "check_block_fits",
+    "check_m_by_n",
+    "global_magnitude_masks",
+    "kth_largest",
+    "m_by_n_mask",
+    "magnitude_mask",
+    "num_kept",
+    "threshold_mask",
+]

@@ -1,0 +1,188 @@
+"""`prune_low_magnitude`: wrap the prunable layers of a layer, list or model."""
+
+import dataclasses
+import re
+
+import keras
+
+from keras_prune import _models
+from keras_prune.callbacks.mask_updater import collect_wrappers
+from keras_prune.layers import registry
+from keras_prune.layers.wrapper import PruneLowMagnitude, _check_schedule
+
+
+@dataclasses.dataclass
+class PruningReport:
+    """What `prune_low_magnitude` did: layers wrapped, and layers skipped and why."""
+
+    pruned: list = dataclasses.field(default_factory=list)
+    skipped: list = dataclasses.field(default_factory=list)  # (layer name, reason)
+
+    def __str__(self):
+        lines = [f"Pruned {len(self.pruned)} layer(s): {', '.join(self.pruned) or '-'}"]
+        for name, reason in self.skipped:
+            lines.append(f"  skipped {name}: {reason}")
+        return "\n".join(lines)
+
+
+def _make_filter(filters):
+    if filters is None:
+        return lambda layer: True
+    if isinstance(filters, str):
+        pattern = re.compile(filters)
+        return lambda layer: bool(pattern.search(layer.name))
+    if callable(filters):
+        return filters
+    if isinstance(filters, (list, tuple, set)) and all(isinstance(f, str) for f in filters):
+        names = set(filters)
+        return lambda layer: layer.name in names
+    raise TypeError(
+        "Argument `filters` must be None, a regex string matched against layer names, a "
+        f"list of layer names, or a callable layer -> bool. Received: filters={filters!r}."
+    )
+
+
+def _check_not_pruned(model):
+    if collect_wrappers(model):
+        raise ValueError(
+            f"Model `{model.name}` is already pruned (it contains PruneLowMagnitude layers). "
+            "Keep training it with PruneCallback, or call keras_prune.strip_pruning(model) "
+            "and prune the stripped model again."
+        )
+
+
+def prune_low_magnitude(
+    to_prune,
+    pruning_schedule=None,
+    block_size=(1, 1),
+    block_pooling_type="AVG",
+    sparsity_m_by_n=None,
+    filters=None,
+    global_pruning=False,
+    verbose=False,
+    **kwargs,
+):
+    """Wraps layers so that their weights are pruned by magnitude during training.
+
+    tfmot's function, for Keras 3 on every backend. Accepts a layer, a list of
+    layers, or a Sequential, Functional (also nested) or subclassed model. Only
+    layers with prunable weights are wrapped; a model comes back as a NEW model
+    with the same weights, and the input model is left unchanged. The returned
+    model's `pruning_report` lists the pruned layers and the skipped ones (why).
+
+    Example:
+
+    ```python
+    schedule = keras_prune.schedules.PolynomialDecay(0.0, 0.8, 0, 1000)
+    pruned = keras_prune.prune_low_magnitude(model, pruning_schedule=schedule)
+    pruned.compile(...)
+    pruned.fit(x, y, callbacks=[keras_prune.callbacks.PruneCallback()])
+    ```
+
+    Args:
+        to_prune: A Keras 3 layer, list of layers, or built model.
+        pruning_schedule: A `PruningSchedule`. Defaults to a new
+            `ConstantSparsity(0.5, begin_step=0)` on every call.
+        block_size: (rows, cols) blocks pruned together in rank-2 weights.
+        block_pooling_type: "AVG" or "MAX" pooling of a block's magnitudes.
+        sparsity_m_by_n: None or (m, n): m zeros in every n input channels.
+        filters: Which layers of a model to prune: None (all supported), a regex
+            matched against layer names, a list of names, or a callable.
+        global_pruning: One magnitude threshold across all pruned layers of the
+            model (layers end up with different sparsities, the total on schedule).
+        verbose: Print the pruning report.
+        **kwargs: Passed to each `PruneLowMagnitude` wrapper.
+
+    Returns:
+        A wrapper, a list of wrappers, or a new model (with `.pruning_report`).
+
+    Raises:
+        TypeError: for a tf_keras (Keras 2) object or a non-schedule.
+        ValueError: for an unbuilt or already-pruned model, or bad arguments.
+        NotImplementedError: for a layer that cannot be pruned (and for a layer
+            named explicitly in `filters` that cannot be pruned).
+    """
+    _models.check_keras3(to_prune, "to_prune")
+    schedule = _check_schedule(pruning_schedule)
+    group = None
+    if global_pruning:
+        if isinstance(sparsity_m_by_n, (list, tuple)) or tuple(block_size) != (1, 1):
+            raise ValueError(
+                "Argument `global_pruning=True` ranks single weights across layers and cannot "
+                "be combined with `block_size` or `sparsity_m_by_n`."
+            )
+        group = "global"
+    wrapper_args = dict(
+        pruning_schedule=schedule,
+        block_size=block_size,
+        block_pooling_type=block_pooling_type,
+        sparsity_m_by_n=sparsity_m_by_n,
+        pruning_group=group,
+        **kwargs,
+    )
+
+    if isinstance(to_prune, (list, tuple)):
+        for index, layer in enumerate(to_prune):
+            _models.check_keras3(layer, f"to_prune[{index}]")
+        return [PruneLowMagnitude(layer, **wrapper_args) for layer in to_prune]
+    if not isinstance(to_prune, keras.layers.Layer):
+        raise TypeError(
+            "Argument `to_prune` must be a Keras 3 layer, a list of layers or a Keras model. "
+            f"Received: to_prune={to_prune!r} of type {type(to_prune).__name__}."
+        )
+    if not isinstance(to_prune, keras.Model):
+        if isinstance(to_prune, PruneLowMagnitude):
+            raise ValueError(
+                f"Layer `{to_prune.name}` is already wrapped for pruning. Pass the original "
+                "layer, or call keras_prune.strip_pruning() first to start over."
+            )
+        return PruneLowMagnitude(to_prune, **wrapper_args)
+
+    model = to_prune
+    _models.check_built(model)
+    _check_not_pruned(model)
+    selected = _make_filter(filters)
+    explicit = set(filters) if isinstance(filters, (list, tuple, set)) else set()
+    report = PruningReport()
+
+    def transform(original):
+        if isinstance(original, (keras.Model, keras.layers.InputLayer)):
+            return None
+        if not selected(original):
+            report.skipped.append((original.name, "not selected by `filters`"))
+            return None
+        if not registry.is_prunable(original):
+            if original.name in explicit:
+                raise NotImplementedError(registry.unsupported_layer_message(original))
+            reason = (
+                "no weights" if not original.weights else f"{type(original).__name__} "
+                "is not a prunable layer type (see register_prunable_layer)"
+            )
+            report.skipped.append((original.name, reason))
+            return None
+        layer = _models.copy_layer(original)
+        wrapper = PruneLowMagnitude(layer, **wrapper_args)
+        if layer.built:
+            wrapper.build(None)
+        report.pruned.append(original.name)
+        return wrapper
+
+    if _models.is_graph_model(model):
+        new = _models.rewrite_graph_model(model, transform)
+    else:
+        new = _models.rewrite_subclassed_model(model, transform)
+    missing = explicit - set(report.pruned) - {name for name, _ in report.skipped}
+    if missing:
+        raise ValueError(
+            f"Argument `filters` names layers that are not in model `{model.name}`: "
+            f"{sorted(missing)}. Layer names: {[layer.name for layer in model.layers]}."
+        )
+    if not report.pruned:
+        raise ValueError(
+            f"No layer of model `{model.name}` can be pruned with these arguments.\n{report}\n"
+            + registry.unsupported_layer_message(model.layers[-1]).split(": ", 1)[-1]
+        )
+    new.pruning_report = report
+    if verbose:
+        print(report)
+    return new
