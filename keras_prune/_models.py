@@ -73,37 +73,76 @@ def rewrite_graph_model(model, transform):
     return new
 
 
+def deep_copy_model(model):
+    """A deep copy of a (subclassed) model, through Keras's own save/load."""
+    classes = {type(layer) for layer in model._flatten_layers(include_self=True, recursive=True)}
+    scope = {cls.__name__: cls for cls in classes}
+    try:
+        with keras.saving.custom_object_scope(scope):
+            return copy.deepcopy(model)  # Keras copies a model by saving and loading it
+    except Exception as error:  # noqa: BLE001 (user model code can raise anything)
+        raise ValueError(
+            f"Could not copy subclassed model `{model.name}` ({type(model).__name__}) to "
+            f"return a new model: {error}\nA subclassed model is copied through "
+            "get_config()/from_config(); make its get_config() return its constructor "
+            "arguments, or wrap its layers yourself with keras_prune.prune_low_magnitude(layer) "
+            "inside __init__."
+        ) from None
+
+
 def rewrite_subclassed_model(model, transform):
     """Deep-copies a subclassed model and swaps its layer attributes through `transform`.
 
     `transform(layer)` returns a replacement, or None to keep the (copied) layer.
     """
-    new = copy.deepcopy(model)
-    _swap_layers(new, transform, set())
+    new = deep_copy_model(model)
+    swap_layers(new, transform)
     return new
 
 
-def _swap_layers(owner, transform, seen):
+def swap_layers(owner, transform):
+    """Replaces layer attributes (and list items) of `owner` in place, recursively.
+
+    Returns the list of (path, old_layer, new_layer) swapped, where a path is a
+    tuple of attribute names and list indices from `owner`.
+    """
+    swapped = []
+    _swap(owner, transform, set(), (), swapped)
+    return swapped
+
+
+def resolve_path(owner, path):
+    for part in path:
+        owner = owner[part] if isinstance(part, int) else getattr(owner, part)
+    return owner
+
+
+def _swap(owner, transform, seen, path, swapped):
     if id(owner) in seen:
         return
     seen.add(id(owner))
-    for name, value in list(vars(owner).items()):
+    # Under the torch backend, layers live in torch's `_modules`, not in `__dict__`.
+    names = list(vars(owner)) + list(getattr(owner, "_modules", None) or {})
+    for name in dict.fromkeys(names):
         if name.startswith("_"):
             continue
+        value = getattr(owner, name, None)
         if isinstance(value, keras.layers.Layer):
             replacement = transform(value)
-            if replacement is not None:
-                owner._tracker.replace_tracked_value("layers", value, replacement)
-                object.__setattr__(owner, name, replacement)
-            else:
-                _swap_layers(value, transform, seen)
-        elif isinstance(value, (list, tuple)):
+            if replacement is None:
+                _swap(value, transform, seen, path + (name,), swapped)
+                continue
+            owner._tracker.replace_tracked_value("layers", value, replacement)
+            setattr(owner, name, replacement)
+            swapped.append((path + (name,), value, replacement))
+        elif isinstance(value, list):
             for index, item in enumerate(value):
                 if not isinstance(item, keras.layers.Layer):
                     continue
                 replacement = transform(item)
-                if replacement is not None and isinstance(value, list):
-                    owner._tracker.replace_tracked_value("layers", item, replacement)
-                    value[index] = replacement
-                elif replacement is None:
-                    _swap_layers(item, transform, seen)
+                if replacement is None:
+                    _swap(item, transform, seen, path + (name, index), swapped)
+                    continue
+                owner._tracker.replace_tracked_value("layers", item, replacement)
+                list.__setitem__(value, index, replacement)
+                swapped.append((path + (name, index), item, replacement))

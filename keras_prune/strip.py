@@ -7,9 +7,12 @@ from keras_prune import _models
 from keras_prune.layers.wrapper import PruneLowMagnitude
 
 
-def strip_layer(wrapper):
-    """The wrapped layer of `wrapper` as a plain layer, with `weight * mask` as weights."""
-    layer = _models.copy_layer(wrapper.layer)
+def strip_layer(wrapper, layer=None):
+    """The wrapped layer of `wrapper` as a plain layer, with `weight * mask` as weights.
+
+    `layer` is a copy of `wrapper.layer` to write into (default: a new copy).
+    """
+    layer = _models.copy_layer(wrapper.layer) if layer is None else layer
     masks = {id(w): m for w, m in zip(wrapper.prunable_weights, wrapper.masks)}
     for original, target in zip(wrapper.layer.weights, layer.weights):
         if id(original) in masks:
@@ -52,4 +55,21 @@ def strip_pruning(model):
 
     if _models.is_graph_model(model):
         return _models.rewrite_graph_model(model, transform)
-    return _models.rewrite_subclassed_model(model, transform)
+    return _strip_subclassed(model)
+
+
+def _strip_subclassed(model):
+    # A pruned subclassed model cannot be rebuilt from its config (its config makes
+    # plain layers), so the wrappers are swapped for their layers while it is copied.
+    def unwrap(layer):
+        return layer.layer if isinstance(layer, PruneLowMagnitude) else None
+
+    swapped = _models.swap_layers(model, unwrap)
+    try:
+        new = _models.deep_copy_model(model)
+    finally:
+        originals = {id(inner): wrapper for _, wrapper, inner in swapped}
+        _models.swap_layers(model, lambda layer: originals.get(id(layer)))
+    for path, wrapper, _ in swapped:
+        strip_layer(wrapper, _models.resolve_path(new, path))
+    return new

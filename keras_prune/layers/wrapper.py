@@ -104,7 +104,6 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.supports_masking = layer.supports_masking
         call_parameters = inspect.signature(layer.call).parameters
         self._inner_takes_training = "training" in call_parameters
-        self._inner_takes_mask = "mask" in call_parameters
         # Set by PruneCallback for the duration of a fit (or a custom loop).
         self._pruning_active = False
 
@@ -177,7 +176,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     # Forward pass -----------------------------------------------------------
 
-    def call(self, inputs, *args, training=None, mask=None, **kwargs):
+    def call(self, inputs, *args, training=None, **kwargs):
+        # No `mask` argument: the wrapped layer picks up Keras masks from `inputs`
+        # itself, and graph nodes replay unchanged on the bare layer (strip_pruning).
         if training is True and not self._pruning_active:
             raise ValueError(
                 f"Layer `{self.name}` is being trained without keras_prune's callback, so its "
@@ -188,8 +189,6 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             )
         if self._inner_takes_training:
             kwargs["training"] = training
-        if mask is not None and self._inner_takes_mask:
-            kwargs["mask"] = mask
 
         # Read every inner variable through the enclosing scope (if any), then run the
         # layer in a scope where the prunable ones are replaced by weight * mask.
