@@ -107,7 +107,9 @@ def apply_masks(updates, optimizer=None):
         for index, (weight, mask, threshold) in enumerate(items):
             mask = ops.cast(mask, wrapper.masks[index].dtype)
             wrapper.masks[index].assign(mask)
-            wrapper.thresholds[index].assign(ops.cast(threshold, wrapper.thresholds[index].dtype))
+            # A host scalar: a global threshold is one tensor, and JAX must not see one
+            # buffer behind several variables.
+            wrapper.thresholds[index].assign(float(ops.convert_to_numpy(threshold)))
             weight.assign(ops.convert_to_tensor(weight) * ops.cast(mask, weight.dtype))
             for slot in optimizer_slots(optimizer, weight):
                 slot.assign(ops.convert_to_tensor(slot) * ops.cast(mask, slot.dtype))

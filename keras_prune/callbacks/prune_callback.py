@@ -88,10 +88,12 @@ class PruneCallback(keras.callbacks.Callback):
         # BackupAndRestore have restored the model in their on_train_begin.
         self._step = None
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._ensure_step()
+        self._epoch_start = (self._step, self._iterations())
+
     def on_train_batch_begin(self, batch, logs=None):
-        if self._step is None:
-            self._step = self._restore_step()
-            self._sparsity = mask_updater.mask_sparsity(self._wrappers)
+        self._ensure_step()
         self._batch_begin = batch
         steps = max(int(getattr(self._model, "steps_per_execution", 1) or 1), 1)
         due = []
@@ -113,6 +115,12 @@ class PruneCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._step is None:
             return
+        # A last, partial execution (steps_per_execution > 1) reports more steps than
+        # it ran; the optimizer's iteration count is exact.
+        start_step, start_iterations = self._epoch_start
+        iterations = self._iterations()
+        if iterations >= start_iterations and self._optimizer() is not None:
+            self._step = start_step + (iterations - start_iterations)
         self._sync_step_variables()
         if logs is not None:
             logs["sparsity"] = self._sparsity
@@ -137,6 +145,12 @@ class PruneCallback(keras.callbacks.Callback):
         if optimizer is None:
             return 0
         return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+    def _ensure_step(self):
+        if self._step is None:
+            self._step = self._restore_step()
+            self._sparsity = mask_updater.mask_sparsity(self._wrappers)
+            self._epoch_start = (self._step, self._iterations())
 
     def _restore_step(self):
         """tfmot's step, made exact for checkpoints taken between two syncs.
