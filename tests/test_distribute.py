@@ -1,0 +1,51 @@
+"""tf.distribute.MirroredStrategy over two logical CPUs gives the masks of one device."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+if keras.backend.backend() != "tensorflow":
+    pytest.skip("MirroredStrategy is TensorFlow-only", allow_module_level=True)
+
+import tensorflow as tf  # noqa: E402
+
+import keras_prune  # noqa: E402
+from keras_prune.schedules import PolynomialDecay  # noqa: E402
+
+
+def _two_cpus():
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+    except RuntimeError:
+        pass  # already configured in this process
+    return [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+
+
+def _train(x, y, initial, helpers, strategy=None):
+    scope = strategy.scope() if strategy else tf.device("/CPU:0")
+    with scope:
+        model = keras_prune.prune_low_magnitude(
+            helpers.small_cnn(), PolynomialDecay(0.0, 0.8, 0, 12, frequency=4)
+        )
+        model.set_weights(initial + [w for w in model.get_weights()[len(initial):]])
+        helpers.compile_model(model, optimizer=keras.optimizers.SGD(0.05))
+    helpers.tiny_fit(model, x, y, epochs=2)
+    return model
+
+
+def test_mirrored_strategy_gives_the_same_masks_as_one_device(digits, helpers):
+    devices = _two_cpus()
+    assert len(devices) == 2
+    x, y = digits
+    base = helpers.small_cnn()
+    initial = keras_prune.prune_low_magnitude(base).get_weights()
+    single = _train(x, y, initial, helpers)
+    mirrored = _train(x, y, initial, helpers, tf.distribute.MirroredStrategy(devices))
+    for (_, a), (_, b) in zip(helpers.stored_and_masks(single), helpers.stored_and_masks(mirrored)):
+        assert a.mean() == pytest.approx(0.2, abs=0.01)
+        np.testing.assert_array_equal(a, b)
