@@ -6,7 +6,15 @@ import keras
 import numpy as np
 import pytest
 
-import keras_prune
+if keras.backend.backend() == "tensorflow":
+    # Two logical CPUs for the MirroredStrategy test: must be set before TF initializes.
+    import tensorflow as tf
+
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+
+import keras_prune  # noqa: E402
 
 
 def pytest_report_header(config):

@@ -16,13 +16,7 @@ from keras_prune.schedules import PolynomialDecay  # noqa: E402
 
 
 def _two_cpus():
-    cpus = tf.config.list_physical_devices("CPU")
-    try:
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
-        )
-    except RuntimeError:
-        pass  # already configured in this process
+    # tests/conftest.py splits the CPU into two logical devices before TF starts.
     return [d.name for d in tf.config.list_logical_devices("CPU")][:2]
 
 
