@@ -34,8 +34,16 @@ test-jax: $(STAMP)
 test-torch: $(STAMP)
 	KERAS_BACKEND=torch $(PYTEST) tests/core
 
-benchmark: $(STAMP)
-	$(PY) benchmarks/train_overhead.py
+# tfmot needs tf_keras (Keras 2), which replaces tensorflow-cpu: it gets its own venv.
+TFMOT_VENV := .venv-tfmot
+$(TFMOT_VENV)/.installed:
+	test -x $(TFMOT_VENV)/bin/python || $(PYTHON) -m venv $(TFMOT_VENV)
+	$(TFMOT_VENV)/bin/pip install --quiet "tensorflow-cpu==2.21.0" "tf-keras==2.21.0" \
+		"tensorflow-model-optimization==0.8.1" scikit-learn mnist1d
+	touch $@
+
+benchmark: $(STAMP) $(TFMOT_VENV)/.installed
+	$(PY) benchmarks/train_overhead.py --tfmot-python $(TFMOT_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) artifacts *.egg-info
