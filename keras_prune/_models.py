@@ -9,11 +9,7 @@ def is_legacy_keras(obj):
     """True for tf_keras / Keras 2 objects, which keras_prune cannot handle."""
     module = type(obj).__module__ or ""
     legacy = ("tf_keras", "keras.src.engine", "tensorflow.python.keras", "keras.engine")
-    return any(module.startswith(prefix) for prefix in legacy) or (
-        not isinstance(obj, keras.layers.Layer)
-        and any(module.startswith(p) for p in ("tf_keras", "keras"))
-        and hasattr(obj, "get_config")
-    )
+    return any(module.startswith(prefix) for prefix in legacy)
 
 
 def check_keras3(obj, argument):

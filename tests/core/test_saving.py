@@ -36,12 +36,18 @@ def _assert_same_state(a, b, helpers):
     assert keras_prune.sparsity_report(a).sparsity == keras_prune.sparsity_report(b).sparsity
 
 
-def test_keras_file_mid_schedule_reloads_without_custom_objects_and_resumes(digits, helpers, tmp_path):
-    x, y = digits
-    keras.utils.set_random_seed(3)
+def _reference_run(helpers, x, y, seed, epochs):
+    """An uninterrupted run, and the initial weights it started from."""
+    keras.utils.set_random_seed(seed)
     reference = _pruned(helpers)
     initial = [w.copy() for w in reference.get_weights()]
-    _fit(reference, x, y, epochs=5)
+    _fit(reference, x, y, epochs=epochs)
+    return reference, initial
+
+
+def test_keras_file_mid_schedule_reloads_without_custom_objects_and_resumes(digits, helpers, tmp_path):
+    x, y = digits
+    reference, initial = _reference_run(helpers, x, y, seed=3, epochs=5)
 
     keras.utils.set_random_seed(3)
     model = _pruned(helpers)
@@ -57,10 +63,7 @@ def test_keras_file_mid_schedule_reloads_without_custom_objects_and_resumes(digi
 
 def test_backup_and_restore_resumes_with_same_step_sparsity_and_masks(digits, helpers, tmp_path):
     x, y = digits
-    keras.utils.set_random_seed(4)
-    reference = _pruned(helpers)
-    initial = [w.copy() for w in reference.get_weights()]
-    _fit(reference, x, y, epochs=4)
+    reference, initial = _reference_run(helpers, x, y, seed=4, epochs=4)
 
     class StopAfter(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -149,4 +152,6 @@ def test_wrapper_config_round_trips_every_argument(helpers):
     [PruneCallback(log_dir="logs", verbose=1), UpdatePruningStep(), PruningSummaries("logs")],
 )
 def test_callback_configs_round_trip(callback, helpers):
-    helpers.config_round_trip(callback)
+    restored = helpers.config_round_trip(callback)
+    assert type(restored) is type(callback)
+    assert restored.get_config() == callback.get_config()
