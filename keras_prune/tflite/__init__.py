@@ -1,0 +1,50 @@
+"""TFLite (LiteRT) export that is verified, not hoped for.
+
+- `convert(model, path, quantize=..., sparse="auto")`: strip, convert, encode sparse
+  weights only where the file gets smaller and still loads with default delegates,
+  check the file in the LiteRT interpreter against Keras, write atomically.
+- `inspect(path)`: every weight's op, dtype, zeros and storage; DENSIFY ops; XNNPACK's
+  sparse-inference rules; sizes.
+- `evaluate(path, x, y)`, `benchmark(path, num_threads=...)`.
+- `BLOCK_FLOAT`, `BLOCK_INT8`: `block_size` values for `prune_low_magnitude` whose zeros
+  TFLite's sparse FULLY_CONNECTED kernels read directly (no DENSIFY op).
+
+This is the only part of keras_prune that imports TensorFlow (for conversion) or a
+LiteRT runtime; both are optional extras.
+"""
+
+from keras_prune.tflite._runtime import InterpreterLoadError, load_interpreter, predict
+from keras_prune.tflite.convert import (
+    ConversionError,
+    ConversionResult,
+    Verification,
+    VerificationError,
+    convert,
+)
+from keras_prune.tflite.evaluate import Latency, benchmark, evaluate
+from keras_prune.tflite.inspect import Inspection, TensorInfo, inspect
+
+# TFLite stores a FULLY_CONNECTED weight as (units, input_dim), a Keras Dense kernel
+# as (input_dim, units). The sparse kernels read blocks of 4 (float) or 16 (int8)
+# consecutive inputs of one unit: (4, 1) / (16, 1) blocks of the Keras kernel.
+BLOCK_FLOAT = (4, 1)
+BLOCK_INT8 = (16, 1)
+
+__all__ = [
+    "BLOCK_FLOAT",
+    "BLOCK_INT8",
+    "ConversionError",
+    "ConversionResult",
+    "Inspection",
+    "InterpreterLoadError",
+    "Latency",
+    "TensorInfo",
+    "Verification",
+    "VerificationError",
+    "benchmark",
+    "convert",
+    "evaluate",
+    "inspect",
+    "load_interpreter",
+    "predict",
+]

@@ -1,0 +1,570 @@
+"""`convert`: Keras 3 model -> verified, quantization-ready .tflite file."""
+
+import contextlib
+import dataclasses
+import gzip
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import warnings
+
+import keras
+import numpy as np
+
+from keras_prune._io import atomic_path
+from keras_prune._models import check_built, check_keras3
+from keras_prune.tflite import _flatbuffer, _runtime
+
+QUANTIZE_MODES = (None, "dynamic", "float16", "int8")
+SPARSE_MODES = ("auto", True, False)
+
+
+class ConversionError(RuntimeError):
+    """The TFLite converter rejected the model (the message names the layers)."""
+
+
+class VerificationError(RuntimeError):
+    """The converted file does not load or does not match the Keras model."""
+
+
+@dataclasses.dataclass
+class Verification:
+    """How the file behaved in the LiteRT interpreter, next to the Keras model."""
+
+    runtime: str
+    default_delegates: bool
+    samples: int
+    max_abs_diff: float
+    agreement: float | None  # argmax agreement, for outputs with several classes
+    tolerance: str
+    passed: bool
+
+    def __str__(self):
+        agreement = "" if self.agreement is None else f", argmax agreement {self.agreement:.1%}"
+        verdict = "passed" if self.passed else "FAILED"
+        return (
+            f"verification {verdict} in {self.runtime} (default delegates "
+            f"{'on' if self.default_delegates else 'off'}): {self.samples} samples, max |diff| "
+            f"{self.max_abs_diff:.3g}{agreement}; tolerance: {self.tolerance}"
+        )
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    """What `convert` produced: where, how big, what is stored sparse, how it verified."""
+
+    path: str | None
+    bytes: int
+    gzip_bytes: int
+    quantize: str | None
+    sparse_tensors: list
+    kept_dense: dict  # tensor name -> why it is not stored sparse
+    verification: Verification | None
+    content: bytes = dataclasses.field(repr=False)
+
+    def __str__(self):
+        where = self.path or "(in memory)"
+        lines = [
+            f"{where}: {self.bytes:,} bytes ({self.gzip_bytes:,} gzipped), "
+            f"quantize={self.quantize}, {len(self.sparse_tensors)} weight(s) stored sparse"
+        ]
+        if self.verification is not None:
+            lines.append(str(self.verification))
+        return "\n".join(lines)
+
+
+def convert(
+    model,
+    path=None,
+    *,
+    quantize=None,
+    representative_data=None,
+    num_calibration_samples=100,
+    int8_io=False,
+    sparse="auto",
+    verify=True,
+    verify_data=None,
+    verify_samples=32,
+):
+    """Converts a Keras 3 model (pruned or not) to a .tflite file and verifies it.
+
+    Args:
+      model: a Keras 3 model, or the path of a `.keras` file. Pruning wrappers are
+        stripped first (the input model is left unchanged).
+      path: where to write the file (atomically: a temp file, then a rename). None
+        keeps the bytes in memory only (`result.content`).
+      quantize: None (float32), "dynamic" (int8 weights, float activations),
+        "float16" (float16 weights) or "int8" (full integer, calibrated on
+        `representative_data`; per-channel weights).
+      representative_data: calibration inputs for "int8" (also used as verification
+        inputs): a numpy array of samples, a list of arrays for several inputs, a
+        `tf.data.Dataset` or a generator. Batched or single samples; `(x, y)` pairs
+        are fine (y is ignored).
+      num_calibration_samples: how many samples of `representative_data` to use.
+      int8_io: with "int8", make the input and output tensors int8 too (for
+        integer-only accelerators); the interpreter helpers quantize for you.
+      sparse: "auto" stores a weight sparse only where that makes the file smaller
+        AND the file still loads with the runtime's default delegates; True encodes
+        every weight the converter can (tfmot's EXPERIMENTAL_SPARSITY; an int8 file
+        may then need default delegates off); False never.
+      verify: load the file in the LiteRT interpreter with its default delegates, run
+        sample inputs and compare with Keras; raise `VerificationError` (and write
+        nothing) if it fails.
+      verify_data: inputs for verification; defaults to `representative_data`, else
+        random normal inputs of the model's input shape.
+      verify_samples: how many samples to verify on.
+
+    Returns:
+      A `ConversionResult`.
+    """
+    model = _load_model(model)
+    _check_options(quantize, sparse, int8_io, representative_data)
+    num_calibration_samples = _positive_int("num_calibration_samples", num_calibration_samples)
+    verify_samples = _positive_int("verify_samples", verify_samples)
+    model = _strip_if_pruned(model)
+    input_specs = _input_specs(model)
+    calibration = None
+    if representative_data is not None:
+        calibration = _collect_samples(
+            representative_data, input_specs, num_calibration_samples, "representative_data"
+        )
+    if keras.backend.backend() == "tensorflow":
+        content, sparse_tensors, kept_dense = _convert_tensorflow(
+            model, quantize, calibration, int8_io, sparse
+        )
+    else:
+        content, sparse_tensors, kept_dense = _convert_in_subprocess(
+            model, quantize, calibration, int8_io, sparse
+        )
+    verification = None
+    if verify:
+        if verify_data is not None:
+            samples = _collect_samples(verify_data, input_specs, verify_samples, "verify_data")
+        elif calibration is not None:
+            samples = calibration[:verify_samples]
+        else:
+            rng = np.random.default_rng(0)
+            samples = [
+                [rng.standard_normal((1, *shape)).astype(np.float32) for shape, _ in input_specs]
+                for _ in range(verify_samples)
+            ]
+        verification = verify_against_keras(content, model, samples, quantize)
+    if path is not None:
+        path = os.fspath(path)
+        with atomic_path(path) as temporary:
+            with open(temporary, "wb") as handle:
+                handle.write(content)
+    return ConversionResult(
+        path=path,
+        bytes=len(content),
+        gzip_bytes=len(gzip.compress(content)),
+        quantize=quantize,
+        sparse_tensors=sparse_tensors,
+        kept_dense=kept_dense,
+        verification=verification,
+        content=content,
+    )
+
+
+# --- argument checks ---------------------------------------------------------------
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"Argument `{name}` must be a positive integer. Received: {name}={value!r}.")
+    return int(value)
+
+
+def _check_options(quantize, sparse, int8_io, representative_data):
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(
+            f"Argument `quantize` must be one of {list(QUANTIZE_MODES)}. Received: "
+            f"quantize={quantize!r}. Use 'int8' for full-integer models (needs "
+            "`representative_data`), 'dynamic' for int8 weights with float activations."
+        )
+    if sparse not in SPARSE_MODES or isinstance(sparse, int) and not isinstance(sparse, bool):
+        raise ValueError(
+            f"Argument `sparse` must be 'auto', True or False. Received: sparse={sparse!r}."
+        )
+    if quantize == "int8" and representative_data is None:
+        raise ValueError(
+            "Argument `representative_data` is required with quantize='int8': the converter "
+            "calibrates activation ranges on it. Pass ~100 training samples (a numpy array, "
+            "a tf.data.Dataset or a generator), or use quantize='dynamic'."
+        )
+    if int8_io and quantize != "int8":
+        raise ValueError(
+            f"Argument `int8_io=True` needs quantize='int8'. Received: quantize={quantize!r}."
+        )
+
+
+def _load_model(model):
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Argument `model`: no such file: {path!r}.")
+        try:
+            import keras_prune  # noqa: F401 (registers the pruning wrapper for loading)
+
+            return keras.saving.load_model(path, compile=False)
+        except Exception as error:  # noqa: BLE001
+            raise ValueError(
+                f"Argument `model`: {path!r} could not be loaded as a Keras model: {error}"
+            ) from None
+    check_keras3(model, "model")
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"Argument `model` must be a keras.Model or the path of a .keras file. "
+            f"Received: {type(model).__name__}."
+        )
+    check_built(model, "model")
+    return model
+
+
+def _strip_if_pruned(model):
+    from keras_prune.callbacks.mask_updater import collect_wrappers
+    from keras_prune.strip import strip_pruning
+
+    return strip_pruning(model) if collect_wrappers(model) else model
+
+
+def _input_specs(model):
+    specs = []
+    for tensor in model.inputs:
+        shape = tuple(tensor.shape[1:])
+        if any(d is None for d in shape):
+            raise ValueError(
+                f"Model input {tensor.name!r} has an unknown dimension in shape "
+                f"{tuple(tensor.shape)}. TFLite needs fixed input shapes (except the batch): "
+                "rebuild the model with keras.Input(shape=...) fully specified."
+            )
+        specs.append((shape, str(tensor.dtype)))
+    return specs
+
+
+# --- sample collection -------------------------------------------------------------
+
+
+def _as_arrays(element, count):
+    """One element of calibration data -> a list with one array per model input."""
+
+    def inputs_of(value):
+        if isinstance(value, dict):
+            return list(value.values())
+        return list(value) if isinstance(value, (tuple, list)) else [value]
+
+    if isinstance(element, (tuple, list)) and len(element) in (2, 3):
+        # `(x, y)` or `(x, y, sample_weight)` from a training dataset: keep x.
+        if count == 1 or isinstance(element[0], (tuple, list, dict)):
+            element = element[0]
+    return [np.asarray(e.numpy() if hasattr(e, "numpy") else e) for e in inputs_of(element)]
+
+
+def _collect_samples(data, input_specs, limit, argument):
+    """Up to `limit` samples, each a list (one array per input) with batch dimension 1."""
+    count = len(input_specs)
+    if isinstance(data, np.ndarray) or (
+        isinstance(data, (list, tuple)) and data and all(isinstance(d, np.ndarray) for d in data)
+        and count > 1
+    ):
+        source = [data if isinstance(data, np.ndarray) else list(data)]
+    elif callable(data) and not hasattr(data, "__iter__"):
+        source = data()
+    else:
+        source = data
+    try:
+        iterator = iter(source)
+    except TypeError:
+        raise TypeError(
+            f"Argument `{argument}` must be a numpy array, a list of arrays (one per input), "
+            f"a tf.data.Dataset or a generator of samples. Received: {type(data).__name__}."
+        ) from None
+    samples = []
+    for element in iterator:
+        arrays = _as_arrays(element, count)
+        if len(arrays) != count:
+            raise ValueError(
+                f"Argument `{argument}`: the model has {count} input(s) but an element holds "
+                f"{len(arrays)} array(s)."
+            )
+        for array, (shape, _) in zip(arrays, input_specs):
+            _check_sample(array, shape, argument)
+        batched = [a if a.ndim == len(shape) + 1 else a[None] for a, (shape, _) in zip(arrays, input_specs)]
+        for i in range(len(batched[0])):
+            samples.append([b[i : i + 1].astype(np.float32) for b in batched])
+            if len(samples) >= limit:
+                return samples
+    if not samples:
+        raise ValueError(f"Argument `{argument}` is empty: it yielded no samples.")
+    return samples
+
+
+def _check_sample(array, shape, argument):
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise TypeError(
+            f"Argument `{argument}` must hold numbers. Received an array of dtype {array.dtype}."
+        )
+    if tuple(array.shape[-len(shape):]) != tuple(shape) or array.ndim not in (len(shape), len(shape) + 1):
+        raise ValueError(
+            f"Argument `{argument}` has samples of shape {tuple(array.shape)}; the model expects "
+            f"{tuple(shape)} per sample (or (N, {', '.join(map(str, shape))}) for a batch). "
+            "Pass data shaped like the model's training inputs."
+        )
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise ValueError(f"Argument `{argument}` contains NaN or infinite values.")
+
+
+# --- conversion --------------------------------------------------------------------
+
+
+def _tf():
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise ImportError(
+            "Converting to TFLite needs TensorFlow (the LiteRT converter ships with it): "
+            "`pip install keras-prune[tensorflow]`. Running converted files only needs "
+            "`pip install ai-edge-litert`."
+        ) from None
+    return tf
+
+
+def _converter_bytes(model, quantize, calibration, int8_io, sparsity):
+    tf = _tf()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    optimizations = []
+    if quantize is not None:
+        optimizations.append(tf.lite.Optimize.DEFAULT)
+    if sparsity:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    converter.optimizations = optimizations
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        converter.representative_dataset = lambda: iter(calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    try:
+        with _quiet():
+            return converter.convert()
+    except Exception as error:  # noqa: BLE001
+        raise _conversion_error(error, model, quantize) from None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silences the converter's chatter (Python prints, C++ writes to fds 1 and 2).
+
+    Errors still surface: the converter raises them with the full message.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as sink:
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def _conversion_error(error, model, quantize):
+    message = str(error)
+    names = sorted(
+        {layer.name for layer in model._flatten_layers(include_self=False)
+         if re.search(rf"/{re.escape(layer.name)}(_\d+)?/", message)}
+    )
+    ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)'", message)))
+    where = f"layer(s) {names}" if names else "the model"
+    what = f" (ops {ops} are not TFLite builtins)" if ops else ""
+    hint = (
+        "Replace those layers with ones built from standard ops, or convert with "
+        "TensorFlow select ops yourself (larger runtime)."
+    )
+    if quantize == "int8":
+        hint += " With quantize='int8' every op must have an int8 kernel; try quantize='dynamic'."
+    first_lines = "\n".join(message.strip().splitlines()[:8])
+    return ConversionError(f"TFLite cannot convert {where}{what}. {hint}\nConverter said:\n{first_lines}")
+
+
+def _quantized_weight(model, tensor):
+    return _flatbuffer.dtype_name(tensor.type) in ("int8", "uint8", "int16", "int4")
+
+
+def _encoding_is_smaller(model, tensor):
+    values = _flatbuffer.buffer_array(model, tensor).nbytes
+    dense = int(np.prod(tensor.shape)) * _flatbuffer.buffer_array(model, tensor).itemsize
+    return values + _flatbuffer.sparse_index_bytes(tensor) < dense
+
+
+def _sparse_tensor_names(content):
+    model = _flatbuffer.read(content)
+    names = []
+    for tensor in model.subgraphs[0].tensors:
+        if tensor.sparsity is not None and model.buffers[tensor.buffer].data is not None:
+            names.append(tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name)
+    return names
+
+
+def _loads_with_default_delegates(content):
+    try:
+        _runtime.load_interpreter(content)
+    except _runtime.InterpreterLoadError as error:
+        return False, str(error)
+    return True, ""
+
+
+def _convert_tensorflow(model, quantize, calibration, int8_io, sparse):
+    """Returns (bytes, names stored sparse, {name: why kept dense})."""
+    dense = _converter_bytes(model, quantize, calibration, int8_io, sparsity=False)
+    if sparse is False:
+        return dense, [], {}
+    encoded = _converter_bytes(model, quantize, calibration, int8_io, sparsity=True)
+    if sparse is True:
+        return encoded, _sparse_tensor_names(encoded), {}
+    kept_dense = {}
+
+    def should_densify(fb_model, tensor, consumers):
+        name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+        if _quantized_weight(fb_model, tensor):
+            kept_dense[name] = (
+                "int8 weight behind DENSIFY: XNNPACK (default delegate) cannot prepare "
+                f"{'/'.join(consumers) or 'its consumer'} with it"
+            )
+            return True
+        if not _encoding_is_smaller(fb_model, tensor):
+            kept_dense[name] = "sparse encoding (values + indices) is not smaller"
+            return True
+        return False
+
+    candidate, _ = _flatbuffer.densify_weights(encoded, should_densify)
+    remaining = _sparse_tensor_names(candidate)
+    if len(candidate) >= len(dense):
+        reason = f"the remaining encodings do not make the file smaller ({len(candidate):,} >= {len(dense):,} bytes)"
+        return dense, [], {**kept_dense, **{name: reason for name in remaining}}
+    loads, why = _loads_with_default_delegates(candidate)
+    if not loads:
+        reason = f"the sparse file fails with default delegates: {why}"
+        return dense, [], {**kept_dense, **{name: reason for name in remaining}}
+    return candidate, remaining, kept_dense
+
+
+def _convert_in_subprocess(model, quantize, calibration, int8_io, sparse):
+    """Under JAX or torch: save a .keras file and convert it with the TF backend."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        _tf()
+    with tempfile.TemporaryDirectory(prefix="keras_prune_tflite_") as folder:
+        model_path = os.path.join(folder, "model.keras")
+        try:
+            model.save(model_path)
+        except Exception as error:  # noqa: BLE001
+            raise ConversionError(
+                f"Under the {keras.backend.backend()} backend the model is converted through a "
+                f".keras file in a TensorFlow subprocess, and saving it failed: {error}. Use "
+                "KERAS_BACKEND=tensorflow for the conversion."
+            ) from None
+        job = {
+            "model": model_path,
+            "output": os.path.join(folder, "model.tflite"),
+            "report": os.path.join(folder, "report.json"),
+            "quantize": quantize,
+            "int8_io": int8_io,
+            "sparse": sparse,
+            "calibration": None,
+        }
+        if calibration is not None:
+            job["calibration"] = os.path.join(folder, "calibration.npz")
+            arrays = {f"input_{i}": np.concatenate([s[i] for s in calibration]) for i in range(len(calibration[0]))}
+            np.savez(job["calibration"], **arrays)
+        with open(os.path.join(folder, "job.json"), "w", encoding="utf-8") as handle:
+            json.dump(job, handle)
+        environment = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+        process = subprocess.run(
+            [sys.executable, "-m", "keras_prune.tflite._worker", os.path.join(folder, "job.json")],
+            env=environment, capture_output=True, text=True,
+        )
+        if process.returncode != 0:
+            tail = "\n".join(process.stderr.strip().splitlines()[-12:])
+            raise ConversionError(
+                f"Conversion in the TensorFlow subprocess failed (the {keras.backend.backend()} "
+                f"backend cannot run the TFLite converter itself):\n{tail}"
+            )
+        with open(job["report"], encoding="utf-8") as handle:
+            report = json.load(handle)
+        with open(job["output"], "rb") as handle:
+            content = handle.read()
+    return content, report["sparse_tensors"], report["kept_dense"]
+
+
+# --- verification ------------------------------------------------------------------
+
+
+def verify_against_keras(content, model, samples, quantize):
+    """Runs `samples` through the file (default delegates) and through `model`."""
+    try:
+        interpreter = _runtime.load_interpreter(content)
+    except _runtime.InterpreterLoadError as error:
+        raise VerificationError(
+            f"{error}\nNothing was written: this file would fail the same way in an app. "
+            "int8 weights stored sparse (sparse=True) are the usual cause; use sparse='auto', "
+            "or pass verify=False to keep the file for runtimes without XNNPACK."
+        ) from None
+    inputs = [np.concatenate([s[i] for s in samples]) for i in range(len(samples[0]))]
+    lite = _runtime.predict(interpreter, inputs)
+    reference = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+    lite_outputs = lite if isinstance(lite, list) else [lite]
+    keras_outputs = reference if isinstance(reference, (list, tuple)) else [reference]
+    keras_outputs = [np.asarray(k, np.float32) for k in keras_outputs]
+    max_diff, agreements, failures = 0.0, [], []
+    for got, expected in zip(lite_outputs, keras_outputs):
+        got = got.reshape(expected.shape)
+        diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
+        max_diff = max(max_diff, diff)
+        scale = float(np.max(np.abs(expected))) if expected.size else 1.0
+        if quantize in (None, "float16"):
+            atol = (1e-3 if quantize is None else 2e-2) * max(1.0, scale)
+            if diff > atol:
+                failures.append(f"max |diff| {diff:.3g} > {atol:.3g}")
+        if expected.ndim >= 2 and expected.shape[-1] > 1:
+            agreement = float(np.mean(np.argmax(got, -1) == np.argmax(expected, -1)))
+            agreements.append(agreement)
+            if quantize in ("dynamic", "int8") and agreement < 0.9:
+                failures.append(f"argmax agreement {agreement:.1%} < 90%")
+        elif quantize in ("dynamic", "int8") and diff > 0.1 * max(1.0, scale):
+            failures.append(f"max |diff| {diff:.3g} > 10% of the output scale")
+    tolerance = {
+        None: "max |diff| <= 1e-3 x max(1, |output|)",
+        "float16": "max |diff| <= 2e-2 x max(1, |output|)",
+    }.get(quantize, "argmax agreement >= 90% (or |diff| <= 10% of scale)")
+    verification = Verification(
+        runtime=_runtime.runtime_name(),
+        default_delegates=True,
+        samples=len(samples),
+        max_abs_diff=max_diff,
+        agreement=min(agreements) if agreements else None,
+        tolerance=tolerance,
+        passed=not failures,
+    )
+    if failures:
+        raise VerificationError(
+            "The converted model does not match the Keras model in the LiteRT interpreter: "
+            + "; ".join(failures)
+            + ". Nothing was written. Check the calibration data (int8) or pass verify=False "
+            "to inspect the file anyway."
+        )
+    return verification

@@ -1,0 +1,113 @@
+"""`evaluate` and `benchmark`: accuracy and latency of a .tflite file in LiteRT."""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from keras_prune.tflite import _runtime
+from keras_prune.tflite.inspect import read_file
+
+
+def _check_data(x, y):
+    x = np.asarray(x)
+    if x.ndim < 2 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(
+            f"Argument `x` must be a numeric array of samples (N, ...). Received shape "
+            f"{x.shape}, dtype {x.dtype}."
+        )
+    if y is not None:
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise ValueError(
+                f"Arguments `x` and `y` must hold the same number of samples. Received "
+                f"{len(x)} and {len(y)}."
+            )
+    return x, y
+
+
+def evaluate(path, x, y=None, *, batch_size=64, default_delegates=True):
+    """Accuracy and cross-entropy loss of a classifier .tflite file on `(x, y)`.
+
+    `y` holds integer labels (or one-hot rows). Outputs are treated as logits when
+    they do not already sum to 1. Returns a dict: `accuracy`, `loss`, `samples` and
+    `predictions` (float32 outputs, dequantized for int8 files).
+    """
+    content = read_file(path)
+    x, y = _check_data(x, y)
+    interpreter = _runtime.load_interpreter(content, default_delegates=default_delegates)
+    detail = interpreter.get_input_details()[0]
+    expected = tuple(int(d) for d in detail["shape"][1:])
+    if tuple(x.shape[1:]) != expected:
+        raise ValueError(
+            f"Argument `x` has samples of shape {tuple(x.shape[1:])}; the model expects "
+            f"{expected}."
+        )
+    outputs = _runtime.predict(interpreter, x.astype(np.float32), batch_size=batch_size)
+    result = {"samples": len(x), "predictions": outputs}
+    if y is None:
+        return result
+    labels = np.argmax(y, axis=-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1).astype(int)
+    if outputs.ndim != 2 or outputs.shape[-1] < 2:
+        raise ValueError(
+            f"`evaluate` computes accuracy for classifiers (outputs of shape (N, classes)); "
+            f"this model outputs {outputs.shape}. Use `predictions` for other tasks."
+        )
+    sums = outputs.sum(axis=-1)
+    if np.all(outputs >= 0) and np.allclose(sums, 1.0, atol=1e-2):
+        probabilities = outputs
+    else:
+        shifted = outputs - outputs.max(axis=-1, keepdims=True)
+        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+    picked = probabilities[np.arange(len(labels)), labels]
+    result["accuracy"] = float(np.mean(np.argmax(outputs, -1) == labels))
+    result["loss"] = float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0))))
+    return result
+
+
+@dataclasses.dataclass
+class Latency:
+    """Single-sample latency of one .tflite file, in microseconds."""
+
+    median_us: float
+    p90_us: float
+    runs: int
+    num_threads: int
+    default_delegates: bool
+
+    def __str__(self):
+        delegates = "on" if self.default_delegates else "off"
+        return (
+            f"median {self.median_us:,.0f} us, p90 {self.p90_us:,.0f} us "
+            f"({self.runs} runs, {self.num_threads} thread(s), default delegates {delegates})"
+        )
+
+
+def benchmark(path, *, num_threads=1, runs=200, warmup=20, default_delegates=True, seed=0):
+    """Times `invoke()` on random single-sample inputs; returns a `Latency`."""
+    content = read_file(path)
+    for name, value in (("num_threads", num_threads), ("runs", runs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"Argument `{name}` must be a positive integer. Received: {value!r}.")
+    interpreter = _runtime.load_interpreter(
+        content, num_threads=num_threads, default_delegates=default_delegates
+    )
+    rng = np.random.default_rng(seed)
+    for detail in interpreter.get_input_details():
+        shape = [1, *[int(d) for d in detail["shape"][1:]]]
+        values = rng.standard_normal(shape).astype(np.float32)
+        interpreter.set_tensor(detail["index"], _runtime._quantize(values, detail))
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times[i] = time.perf_counter() - start
+    return Latency(
+        median_us=float(np.median(times) * 1e6),
+        p90_us=float(np.percentile(times, 90) * 1e6),
+        runs=runs,
+        num_threads=num_threads,
+        default_delegates=default_delegates,
+    )
