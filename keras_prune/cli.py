@@ -9,7 +9,7 @@ def _demo(args):
 
     epochs, prune_epochs = (1, 2) if args.smoke else (args.epochs, args.prune_epochs)
     demo.run(args.output, epochs=epochs, prune_epochs=prune_epochs, sparsity=args.sparsity,
-             verbose=2 if args.smoke else 1)
+             verbose=2 if args.smoke else 1, export=not args.no_export)
 
 
 def _report(args):
@@ -28,6 +28,68 @@ def _report(args):
     keras_prune.sparsity_report(model, all_weights=args.all, print_fn=print)
 
 
+_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError)
+
+
+def _load_npz(path, argument, keys):
+    """Arrays `keys` from an .npz file (the first array stands in for a missing "x")."""
+    import os
+
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{argument}: no such file: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(f"{argument}: {path} is not a readable .npz file ({error})") from None
+    with data:
+        arrays = {}
+        for key in keys:
+            if key in data.files:
+                arrays[key] = data[key]
+            elif key == "x" and data.files:
+                arrays[key] = data[data.files[0]]
+            else:
+                raise ValueError(
+                    f"{argument}: {path} has no array {key!r} (it has {data.files}). Save it with "
+                    f"np.savez(path, {', '.join(f'{k}=...' for k in keys)})."
+                )
+    return arrays
+
+
+def _export(args):
+    from keras_prune import tflite
+
+    calibration = _load_npz(args.calibration, "--calibration", ["x"])["x"] if args.calibration else None
+    result = tflite.convert(
+        args.model,
+        args.output,
+        quantize=args.quantize,
+        representative_data=calibration,
+        num_calibration_samples=args.calibration_samples,
+        int8_io=args.int8_io,
+        sparse={"auto": "auto", "on": True, "off": False}[args.sparse],
+        verify=not args.no_verify,
+    )
+    print(result)
+
+
+def _inspect(args):
+    from keras_prune import tflite
+
+    print(tflite.inspect(args.model))
+
+
+def _evaluate(args):
+    from keras_prune import tflite
+
+    data = _load_npz(args.data, "--data", ["x", "y"])
+    result = tflite.evaluate(args.model, data["x"], data["y"], batch_size=args.batch_size)
+    print(f"{args.model}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+          f"on {result['samples']} samples")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-prune", description="Pruning for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,17 +99,40 @@ def build_parser():
     demo.add_argument("--prune-epochs", type=int, default=10, help="pruning epochs")
     demo.add_argument("--sparsity", type=float, default=0.8, help="final sparsity")
     demo.add_argument("--smoke", action="store_true", help="tiny run for tests")
+    demo.add_argument("--no-export", action="store_true", help="skip the TFLite export step")
     demo.set_defaults(func=_demo)
     report = commands.add_parser("report", help="per-layer sparsity of a .keras file")
     report.add_argument("model", help="path to a .keras file")
     report.add_argument("--all", action="store_true", help="include biases and other weights")
     report.set_defaults(func=_report)
+    export = commands.add_parser("export", help="convert a .keras file to a verified .tflite file")
+    export.add_argument("model", help="path to a .keras file (pruned or not)")
+    export.add_argument("-o", "--output", required=True, help="the .tflite file to write")
+    export.add_argument("--quantize", choices=["dynamic", "float16", "int8"], default=None)
+    export.add_argument("--calibration", help=".npz with calibration inputs `x` (needed for int8)")
+    export.add_argument("--calibration-samples", type=int, default=100)
+    export.add_argument("--int8-io", action="store_true", help="int8 input and output tensors")
+    export.add_argument("--sparse", choices=["auto", "on", "off"], default="auto")
+    export.add_argument("--no-verify", action="store_true", help="skip the LiteRT check")
+    export.set_defaults(func=_export)
+    inspect = commands.add_parser("inspect", help="weights, sparsity and ops of a .tflite file")
+    inspect.add_argument("model", help="path to a .tflite file")
+    inspect.set_defaults(func=_inspect)
+    evaluate = commands.add_parser("evaluate", help="accuracy of a .tflite classifier in LiteRT")
+    evaluate.add_argument("model", help="path to a .tflite file")
+    evaluate.add_argument("--data", required=True, help=".npz with arrays `x` and `y`")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except _USER_ERRORS as error:
+        # A clear one-paragraph message instead of a stack trace.
+        raise SystemExit(f"keras-prune {args.command}: {error}") from None
     return 0
 
 

@@ -52,14 +52,60 @@ def _compile(model, learning_rate):
     return model
 
 
-def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=0, verbose=1):
-    """Trains, prunes, strips and saves; returns the JSON summary as a dict."""
+def export_table(dense, pruned, output, x_calibration, x_test, y_test):
+    """Exports dense and pruned models to .tflite, verifies them, returns table rows."""
+    from keras_prune import tflite
+
+    jobs = [
+        ("dense_float.tflite", dense, dict(sparse=False)),
+        ("dense_int8.tflite", dense, dict(quantize="int8", sparse=False)),
+        ("pruned_float.tflite", pruned, dict(sparse=False)),
+        ("pruned_sparse_float.tflite", pruned, dict(sparse="auto")),
+        ("pruned_int8.tflite", pruned, dict(quantize="int8", sparse="auto")),
+    ]
+    rows = []
+    for name, model, options in jobs:
+        if options.get("quantize") == "int8":
+            options["representative_data"] = x_calibration
+        result = tflite.convert(model, os.path.join(output, name), **options)
+        lite = tflite.evaluate(result.path, x_test, y_test)
+        keras_accuracy = float(np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test))
+        rows.append({
+            "file": name,
+            "bytes": result.bytes,
+            "gzip_bytes": result.gzip_bytes,
+            "sparse_weights": len(result.sparse_tensors),
+            "keras_accuracy": keras_accuracy,
+            "litert_accuracy": lite["accuracy"],
+            "verified": result.verification.passed,
+        })
+    return rows
+
+
+def format_table(rows):
+    reference = rows[0]["bytes"]
+    lines = [
+        f"{'file':<28} {'bytes':>9} {'x dense':>8} {'gzip':>9} {'sparse w.':>9} "
+        f"{'Keras acc':>9} {'LiteRT acc':>10}  verified",
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['file']:<28} {row['bytes']:>9,} {row['bytes'] / reference:>8.2f} "
+            f"{row['gzip_bytes']:>9,} {row['sparse_weights']:>9} {row['keras_accuracy']:>9.4f} "
+            f"{row['litert_accuracy']:>10.4f}  {'yes' if row['verified'] else 'NO'}"
+        )
+    return "\n".join(lines)
+
+
+def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=0, verbose=1,
+        export=True):
+    """Trains, prunes, strips, saves and exports to TFLite; returns the JSON summary."""
     keras.utils.set_random_seed(seed)
     x_train, x_test, y_train, y_test = load_digits_data(seed)
     batch_size = 32
     steps_per_epoch = int(np.ceil(len(x_train) / batch_size))
 
-    print(f"[1/4] Training the dense CNN for {epochs} epochs (backend: {keras.backend.backend()})")
+    print(f"[1/5] Training the dense CNN for {epochs} epochs (backend: {keras.backend.backend()})")
     dense = _compile(digits_cnn(), 1e-3)
     dense.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=verbose)
     dense_accuracy = dense.evaluate(x_test, y_test, verbose=0)[1]
@@ -68,7 +114,7 @@ def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=
     schedule = keras_prune.schedules.PolynomialDecay(
         0.0, sparsity, begin_step=0, end_step=end_step, frequency=max(steps_per_epoch // 2, 1)
     )
-    print(f"[2/4] Pruning to {sparsity:.0%} with {schedule} while fine-tuning")
+    print(f"[2/5] Pruning to {sparsity:.0%} with {schedule} while fine-tuning")
     pruned = keras_prune.prune_low_magnitude(dense, pruning_schedule=schedule)
     print(pruned.pruning_report)
     _compile(pruned, 5e-4)
@@ -79,13 +125,13 @@ def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=
     )
     prune_seconds = time.perf_counter() - start
 
-    print("[3/4] Stripping the pruning wrappers")
+    print("[3/5] Stripping the pruning wrappers")
     final = keras_prune.strip_pruning(pruned)
     _compile(final, 1e-3)
     pruned_accuracy = final.evaluate(x_test, y_test, verbose=0)[1]
     report = keras_prune.sparsity_report(final, print_fn=print)
 
-    print(f"[4/4] Saving artifacts to {os.path.abspath(output)}")
+    print(f"[4/5] Saving artifacts to {os.path.abspath(output)}")
     os.makedirs(output, exist_ok=True)
     _io.save_model(dense, os.path.join(output, "dense.keras"))
     _io.save_model(final, os.path.join(output, "pruned.keras"))
@@ -99,6 +145,12 @@ def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=
         "sparsity_report": report.to_dict(),
         "files": ["dense.keras", "pruned.keras", "summary.json"],
     }
+    if export:
+        print("[5/5] Exporting to TFLite and verifying each file in the LiteRT interpreter")
+        rows = export_table(dense, final, output, x_train[:200], x_test, y_test)
+        print(format_table(rows))
+        summary["tflite"] = rows
+        summary["files"] += [row["file"] for row in rows]
     _io.write_json(summary, os.path.join(output, "summary.json"))
     print(
         f"\nDense accuracy {dense_accuracy:.4f} | pruned ({report.sparsity:.1%} of kernel "

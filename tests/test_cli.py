@@ -23,6 +23,16 @@ def test_demo_smoke_writes_models_and_summary(tmp_path, capsys):
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
     printed = capsys.readouterr().out
     assert "Dense accuracy" in printed and "sparsity" in printed
+    rows = {row["file"]: row for row in summary["tflite"]}
+    assert set(rows) == {"dense_float.tflite", "dense_int8.tflite", "pruned_float.tflite",
+                         "pruned_sparse_float.tflite", "pruned_int8.tflite"}
+    assert all(row["verified"] for row in rows.values())
+    for name, row in rows.items():
+        assert (out / name).stat().st_size == row["bytes"]
+    # Sparse encoding shrinks the pruned float file; the float files score as in Keras.
+    assert rows["pruned_sparse_float.tflite"]["bytes"] < 0.4 * rows["pruned_float.tflite"]["bytes"]
+    assert rows["pruned_float.tflite"]["litert_accuracy"] == rows["pruned_float.tflite"]["keras_accuracy"]
+    assert "LiteRT acc" in printed
 
 
 def test_report_command_prints_the_table_and_rejects_missing_files(tmp_path, capsys):
@@ -47,3 +57,53 @@ def test_atomic_save_leaves_previous_file_untouched_on_failure(tmp_path):
         _io.write_json({"bad": object()}, target)
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+@pytest.fixture
+def saved_model_and_data(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3)])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    x = np.random.default_rng(0).standard_normal((50, 6)).astype("float32")
+    y = np.argmax(model.predict(x, verbose=0), -1)
+    np.savez(tmp_path / "calibration.npz", x=x)
+    np.savez(tmp_path / "test.npz", x=x, y=y)
+    return path, tmp_path
+
+
+def test_export_inspect_evaluate_commands(saved_model_and_data, capsys):
+    path, folder = saved_model_and_data
+    out = folder / "m.tflite"
+    cli.main(["export", str(path), "-o", str(out), "--quantize", "int8",
+              "--calibration", str(folder / "calibration.npz")])
+    assert out.is_file() and "verification passed" in capsys.readouterr().out
+    cli.main(["inspect", str(out)])
+    printed = capsys.readouterr().out
+    assert "FULLY_CONNECTED" in printed and "int8" in printed and "Recommendations" in printed
+    cli.main(["evaluate", str(out), "--data", str(folder / "test.npz")])
+    printed = capsys.readouterr().out
+    accuracy = float(printed.split("accuracy ")[1].split(",")[0])
+    assert accuracy >= 0.9  # labels are the float model's own predictions
+
+
+def test_export_and_inspect_errors_are_one_line_messages(saved_model_and_data):
+    path, folder = saved_model_and_data
+    np.savez(folder / "wrong.npz", x=np.zeros((5, 7), "float32"))
+    with pytest.raises(SystemExit, match=r"keras-prune export: .*representative_data.*\(5, 7\).*expects \(6,\)"):
+        cli.main(["export", str(path), "-o", str(folder / "a.tflite"), "--quantize", "int8",
+                  "--calibration", str(folder / "wrong.npz")])
+    with pytest.raises(SystemExit, match="keras-prune export: .*representative_data. is required"):
+        cli.main(["export", str(path), "-o", str(folder / "a.tflite"), "--quantize", "int8"])
+    with pytest.raises(SystemExit, match="--calibration: no such file"):
+        cli.main(["export", str(path), "-o", str(folder / "a.tflite"), "--quantize", "int8",
+                  "--calibration", str(folder / "missing.npz")])
+    with pytest.raises(SystemExit, match="keras-prune export: .*no such file"):
+        cli.main(["export", str(folder / "missing.keras"), "-o", str(folder / "a.tflite")])
+    (folder / "corrupt.tflite").write_bytes(b"garbage garbage")
+    with pytest.raises(SystemExit, match="keras-prune inspect: .*not a .tflite file"):
+        cli.main(["inspect", str(folder / "corrupt.tflite")])
+    with pytest.raises(SystemExit, match="keras-prune evaluate: .*no such file"):
+        cli.main(["evaluate", str(folder / "missing.tflite"), "--data", str(folder / "test.npz")])
+    assert not (folder / "a.tflite").exists()

@@ -62,6 +62,10 @@ def load_interpreter(model, *, num_threads=None, default_delegates=True):
     try:
         interpreter = module.Interpreter(**kwargs)
         interpreter.allocate_tensors()
+        # Delegates may only fail when a node is prepared: run once on zeros.
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+        interpreter.invoke()
     except (RuntimeError, ValueError) as error:
         where = "" if "model_content" in kwargs else f" {kwargs['model_path']}"
         delegates = "with" if default_delegates else "without"
@@ -119,7 +123,12 @@ def predict(interpreter, inputs, *, batch_size=32):
             current_batch = size
         for detail, chunk in zip(input_details, chunks):
             interpreter.set_tensor(detail["index"], _quantize(chunk, detail))
-        interpreter.invoke()
+        try:
+            interpreter.invoke()
+        except RuntimeError as error:
+            raise InterpreterLoadError(
+                f"The LiteRT interpreter failed to run the model: {str(error).strip()}"
+            ) from None
         for i, detail in enumerate(output_details):
             results[i].append(_dequantize(interpreter.get_tensor(detail["index"]), detail))
     outputs = [np.concatenate(r, axis=0) for r in results]

@@ -499,7 +499,9 @@ def _convert_in_subprocess(model, quantize, calibration, int8_io, sparse):
             env=environment, capture_output=True, text=True,
         )
         if process.returncode != 0:
-            tail = "\n".join(process.stderr.strip().splitlines()[-12:])
+            noise = ("I0000", "W0000", "WARNING: All log messages")
+            lines = [l for l in process.stderr.strip().splitlines() if not l.startswith(noise)]
+            tail = "\n".join(lines[-12:])
             raise ConversionError(
                 f"Conversion in the TensorFlow subprocess failed (the {keras.backend.backend()} "
                 f"backend cannot run the TFLite converter itself):\n{tail}"

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from keras_prune.tflite import _runtime
-from keras_prune.tflite.inspect import read_file
+from keras_prune.tflite.inspection import read_file
 
 
 def _check_data(x, y):

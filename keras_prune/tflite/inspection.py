@@ -99,6 +99,11 @@ class Inspection:
 
 
 def read_file(path, argument="path"):
+    """The bytes of a .tflite file (`path` may also be the bytes themselves)."""
+    if isinstance(path, (bytes, bytearray)):
+        if len(path) < 8 or path[4:8] != b"TFL3":
+            raise ValueError(f"Argument `{argument}`: the bytes are not a .tflite model.")
+        return bytes(path)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Argument `{argument}`: no such file: {path!r}.")
@@ -119,12 +124,13 @@ def _name(tensor):
 
 
 def inspect(path):
-    """Lists every weight of a .tflite file: op, shape, dtype, zeros, storage, bytes.
+    """Lists every weight of a .tflite file (a path, or the file's bytes): op, shape, dtype, zeros, storage, bytes.
 
     Also counts ops (DENSIFY among them), checks XNNPACK's sparse-inference rules and
     reports file and gzip sizes. `print(inspect(path))` gives a table.
     """
     content = read_file(path)
+    path = "(in memory)" if isinstance(path, (bytes, bytearray)) else os.fspath(path)
     try:
         model = _flatbuffer.read(content)
     except Exception as error:  # noqa: BLE001
@@ -176,7 +182,7 @@ def inspect(path):
             )
         )
     return Inspection(
-        path=os.fspath(path),
+        path=path,
         bytes=len(content),
         gzip_bytes=len(gzip.compress(content)),
         ops=dict(ops),
