@@ -435,31 +435,37 @@ def _convert_tensorflow(model, quantize, calibration, int8_io, sparse):
     encoded = _converter_bytes(model, quantize, calibration, int8_io, sparsity=True)
     if sparse is True:
         return encoded, _sparse_tensor_names(encoded), {}
-    kept_dense = {}
+    # XNNPACK fails to prepare a FULLY_CONNECTED node whose int8 weight comes out of
+    # DENSIFY (it treats the weight as static, then finds it is not); other int8 ops
+    # behind DENSIFY are left to the built-in kernels. First try keeping those, then
+    # (if the file still fails to load) decode every int8 weight.
+    for strict in (False, True):
+        kept_dense = {}
 
-    def should_densify(fb_model, tensor, consumers):
-        name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
-        if _quantized_weight(fb_model, tensor):
-            kept_dense[name] = (
-                "int8 weight behind DENSIFY: XNNPACK (default delegate) cannot prepare "
-                f"{'/'.join(consumers) or 'its consumer'} with it"
-            )
-            return True
-        if not _encoding_is_smaller(fb_model, tensor):
-            kept_dense[name] = "sparse encoding (values + indices) is not smaller"
-            return True
-        return False
+        def should_densify(fb_model, tensor, consumers, strict=strict, kept_dense=kept_dense):
+            name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+            if _quantized_weight(fb_model, tensor) and (strict or "FULLY_CONNECTED" in consumers):
+                kept_dense[name] = (
+                    "int8 weight behind DENSIFY: the default XNNPACK delegate fails to prepare "
+                    f"{'/'.join(consumers) or 'its consumer'} with it"
+                )
+                return True
+            if not _encoding_is_smaller(fb_model, tensor):
+                kept_dense[name] = "sparse encoding (values + indices) is not smaller"
+                return True
+            return False
 
-    candidate, _ = _flatbuffer.densify_weights(encoded, should_densify)
-    remaining = _sparse_tensor_names(candidate)
-    if len(candidate) >= len(dense):
-        reason = f"the remaining encodings do not make the file smaller ({len(candidate):,} >= {len(dense):,} bytes)"
-        return dense, [], {**kept_dense, **{name: reason for name in remaining}}
-    loads, why = _loads_with_default_delegates(candidate)
-    if not loads:
-        reason = f"the sparse file fails with default delegates: {why}"
-        return dense, [], {**kept_dense, **{name: reason for name in remaining}}
-    return candidate, remaining, kept_dense
+        candidate, _ = _flatbuffer.densify_weights(encoded, should_densify)
+        remaining = _sparse_tensor_names(candidate)
+        if len(candidate) >= len(dense):
+            reason = (f"the remaining encodings do not make the file smaller "
+                      f"({len(candidate):,} >= {len(dense):,} bytes)")
+            return dense, [], {**kept_dense, **{name: reason for name in remaining}}
+        loads, why = _loads_with_default_delegates(candidate)
+        if loads:
+            return candidate, remaining, kept_dense
+    reason = f"the sparse file fails with default delegates: {why}"
+    return dense, [], {**kept_dense, **{name: reason for name in remaining}}
 
 
 def _convert_in_subprocess(model, quantize, calibration, int8_io, sparse):
