@@ -148,10 +148,8 @@ def convert(
             samples = calibration[:verify_samples]
         else:
             rng = np.random.default_rng(0)
-            samples = [
-                [rng.standard_normal((1, *shape)).astype(np.float32) for shape, _ in input_specs]
-                for _ in range(verify_samples)
-            ]
+            samples = [[_random_input(rng, shape, dtype) for shape, dtype in input_specs]
+                       for _ in range(verify_samples)]
         verification = verify_against_keras(content, model, samples, quantize)
     if path is not None:
         path = os.fspath(path)
@@ -168,6 +166,12 @@ def convert(
         verification=verification,
         content=content,
     )
+
+
+def _random_input(rng, shape, dtype):
+    if "int" in dtype:  # token ids and other integer inputs: small valid values
+        return rng.integers(0, 2, size=(1, *shape)).astype(dtype)
+    return rng.standard_normal((1, *shape)).astype(np.float32)
 
 
 # --- argument checks ---------------------------------------------------------------
@@ -294,8 +298,9 @@ def _collect_samples(data, input_specs, limit, argument):
         for array, (shape, _) in zip(arrays, input_specs):
             _check_sample(array, shape, argument)
         batched = [a if a.ndim == len(shape) + 1 else a[None] for a, (shape, _) in zip(arrays, input_specs)]
+        dtypes = [np.float32 if "float" in dtype else np.dtype(dtype) for _, dtype in input_specs]
         for i in range(len(batched[0])):
-            samples.append([b[i : i + 1].astype(np.float32) for b in batched])
+            samples.append([b[i : i + 1].astype(t) for b, t in zip(batched, dtypes)])
             if len(samples) >= limit:
                 return samples
     if not samples:

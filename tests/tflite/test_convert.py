@@ -206,3 +206,13 @@ def test_benchmark_reports_latency(pruned_model, tmp_path):
     latency = tflite.benchmark(path, num_threads=1, runs=30, warmup=3)
     assert 0 < latency.median_us <= latency.p90_us
     assert latency.runs == 30 and latency.default_delegates
+
+
+def test_integer_inputs_are_verified_with_integer_samples():
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(5, 4),
+                              keras.layers.Flatten(), keras.layers.Dense(3)])
+    result = tflite.convert(model)
+    assert result.verification.passed and result.verification.max_abs_diff < 1e-5
+    tokens = np.array([[0, 1, 2, 3, 4, 0]], "int32")
+    lite = tflite.predict(tflite.load_interpreter(result.content), tokens)
+    np.testing.assert_allclose(lite, model.predict(tokens, verbose=0), atol=1e-5)
