@@ -7,8 +7,6 @@ import pytest
 import keras_prune
 import keras_prune.tflite
 
-pytest.importorskip("ai_edge_litert", reason="the litert extra is part of `make test`")
-
 
 def _digits():
     from sklearn.datasets import load_digits
