@@ -47,6 +47,10 @@ def dtype_name(type_code):
     return str(type_code)
 
 
+def tensor_name(tensor):
+    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+
+
 def op_name(model, operator):
     _, utils = _modules()
     return utils.opcode_to_name(model, operator.opcodeIndex)
@@ -148,6 +152,6 @@ def densify_weights(content, should_densify):
             model.buffers[source.buffer].data = None
             source.buffer = 0
             source.sparsity = None
-            changed.append(target.name.decode() if isinstance(target.name, bytes) else target.name)
+            changed.append(tensor_name(target))
         subgraph.operators = kept
     return write(model), changed

@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import gzip
+import importlib.util
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import numpy as np
 
 from keras_prune._io import atomic_path
 from keras_prune._models import check_built, check_keras3
+from keras_prune._validation import check_int
 from keras_prune.tflite import _flatbuffer, _runtime
 
 QUANTIZE_MODES = (None, "dynamic", "float16", "int8")
@@ -123,8 +125,8 @@ def convert(
     """
     model = _load_model(model)
     _check_options(quantize, sparse, int8_io, representative_data)
-    num_calibration_samples = _positive_int("num_calibration_samples", num_calibration_samples)
-    verify_samples = _positive_int("verify_samples", verify_samples)
+    num_calibration_samples = check_int("num_calibration_samples", num_calibration_samples, minimum=1)
+    verify_samples = check_int("verify_samples", verify_samples, minimum=1)
     model = _strip_if_pruned(model)
     input_specs = _input_specs(model)
     calibration = None
@@ -175,12 +177,6 @@ def _random_input(rng, shape, dtype):
 
 
 # --- argument checks ---------------------------------------------------------------
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"Argument `{name}` must be a positive integer. Received: {name}={value!r}.")
-    return int(value)
 
 
 def _check_options(quantize, sparse, int8_io, representative_data):
@@ -405,14 +401,14 @@ def _conversion_error(error, model, quantize):
     return ConversionError(f"TFLite cannot convert {where}{what}. {hint}\nConverter said:\n{first_lines}")
 
 
-def _quantized_weight(model, tensor):
+def _quantized_weight(tensor):
     return _flatbuffer.dtype_name(tensor.type) in ("int8", "uint8", "int16", "int4")
 
 
 def _encoding_is_smaller(model, tensor):
-    values = _flatbuffer.buffer_array(model, tensor).nbytes
-    dense = int(np.prod(tensor.shape)) * _flatbuffer.buffer_array(model, tensor).itemsize
-    return values + _flatbuffer.sparse_index_bytes(tensor) < dense
+    values = _flatbuffer.buffer_array(model, tensor)
+    dense = int(np.prod(tensor.shape)) * values.itemsize
+    return values.nbytes + _flatbuffer.sparse_index_bytes(tensor) < dense
 
 
 def _sparse_tensor_names(content):
@@ -420,7 +416,7 @@ def _sparse_tensor_names(content):
     names = []
     for tensor in model.subgraphs[0].tensors:
         if tensor.sparsity is not None and model.buffers[tensor.buffer].data is not None:
-            names.append(tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name)
+            names.append(_flatbuffer.tensor_name(tensor))
     return names
 
 
@@ -448,8 +444,8 @@ def _convert_tensorflow(model, quantize, calibration, int8_io, sparse):
         kept_dense = {}
 
         def should_densify(fb_model, tensor, consumers, strict=strict, kept_dense=kept_dense):
-            name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
-            if _quantized_weight(fb_model, tensor) and (strict or "FULLY_CONNECTED" in consumers):
+            name = _flatbuffer.tensor_name(tensor)
+            if _quantized_weight(tensor) and (strict or "FULLY_CONNECTED" in consumers):
                 kept_dense[name] = (
                     "int8 weight behind DENSIFY: the default XNNPACK delegate fails to prepare "
                     f"{'/'.join(consumers) or 'its consumer'} with it"
@@ -475,10 +471,8 @@ def _convert_tensorflow(model, quantize, calibration, int8_io, sparse):
 
 def _convert_in_subprocess(model, quantize, calibration, int8_io, sparse):
     """Under JAX or torch: save a .keras file and convert it with the TF backend."""
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        _tf()
+    if importlib.util.find_spec("tensorflow") is None:
+        _tf()  # raises the install hint; the subprocess would only fail later
     with tempfile.TemporaryDirectory(prefix="keras_prune_tflite_") as folder:
         model_path = os.path.join(folder, "model.keras")
         try:

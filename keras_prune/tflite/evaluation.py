@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from keras_prune._validation import check_int
 from keras_prune.tflite import _runtime
 from keras_prune.tflite.inspection import read_file
 
@@ -86,9 +87,8 @@ class Latency:
 def benchmark(path, *, num_threads=1, runs=200, warmup=20, default_delegates=True, seed=0):
     """Times `invoke()` on random single-sample inputs; returns a `Latency`."""
     content = read_file(path)
-    for name, value in (("num_threads", num_threads), ("runs", runs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"Argument `{name}` must be a positive integer. Received: {value!r}.")
+    check_int("num_threads", num_threads, minimum=1)
+    check_int("runs", runs, minimum=1)
     interpreter = _runtime.load_interpreter(
         content, num_threads=num_threads, default_delegates=default_delegates
     )

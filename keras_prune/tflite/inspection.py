@@ -101,26 +101,21 @@ class Inspection:
 def read_file(path, argument="path"):
     """The bytes of a .tflite file (`path` may also be the bytes themselves)."""
     if isinstance(path, (bytes, bytearray)):
-        if len(path) < 8 or path[4:8] != b"TFL3":
-            raise ValueError(f"Argument `{argument}`: the bytes are not a .tflite model.")
-        return bytes(path)
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Argument `{argument}`: no such file: {path!r}.")
-    with open(path, "rb") as handle:
-        content = handle.read()
+        content, what = bytes(path), "the bytes"
+    else:
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Argument `{argument}`: no such file: {path!r}.")
+        with open(path, "rb") as handle:
+            content, what = handle.read(), repr(path)
     # A flatbuffer .tflite has the file identifier "TFL3" at bytes 4-8.
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise ValueError(
-            f"Argument `{argument}`: {path!r} is not a .tflite file (no TFL3 identifier; "
+            f"Argument `{argument}`: {what} is not a .tflite file (no TFL3 identifier; "
             f"{len(content)} bytes). It may be truncated or another format; re-export it with "
             "keras_prune.tflite.convert."
         )
     return content
-
-
-def _name(tensor):
-    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
 
 
 def inspect(path):
@@ -171,7 +166,7 @@ def inspect(path):
         label = op + (f" (via {'+'.join(via)})" if via else "")
         tensors.append(
             TensorInfo(
-                name=_name(tensor),
+                name=_flatbuffer.tensor_name(tensor),
                 op=label,
                 shape=tuple(int(d) for d in tensor.shape),
                 dtype=_flatbuffer.dtype_name(tensor.type),
