@@ -1,0 +1,369 @@
+"""`StructuredPruner` and `prune_structured`: remove whole channels, return a smaller model."""
+
+import dataclasses
+import math
+import numbers
+
+import keras
+import numpy as np
+
+from keras_prune._validation import check_fraction, check_int
+from keras_prune.structured.graph import DependencyGraph, check_graph_model
+from keras_prune.structured.importance import get_importance
+from keras_prune.structured.rebuild import copy_weights, count_flops, rebuild
+from keras_prune.structured.rules import to_numpy
+
+
+@dataclasses.dataclass
+class LayerWidth:
+    layer: str
+    kind: str  # "units", "filters", "output_dim" or "heads"
+    before: int
+    after: int
+
+
+@dataclasses.dataclass
+class StructuredReport:
+    """What structured pruning changed: widths per layer, params, FLOPs, frozen groups.
+
+    `str()` is a table; `to_dict()` plain data. FLOPs count one sample's forward
+    pass (2 per multiply-add) of Dense, Conv and attention layers; None when the
+    input size is not fixed.
+    """
+
+    layers: list
+    params_before: int
+    params_after: int
+    flops_before: int | None
+    flops_after: int | None
+    frozen: list  # (group name, channels, reasons)
+
+    @property
+    def params_ratio(self):
+        return self.params_after / self.params_before if self.params_before else 1.0
+
+    @property
+    def flops_ratio(self):
+        if not self.flops_before or self.flops_after is None:
+            return None
+        return self.flops_after / self.flops_before
+
+    def to_dict(self):
+        return {
+            "layers": [dataclasses.asdict(row) for row in self.layers],
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "params_ratio": self.params_ratio,
+            "flops_before": self.flops_before,
+            "flops_after": self.flops_after,
+            "flops_ratio": self.flops_ratio,
+            "frozen": [
+                {"group": name, "channels": size, "reasons": reasons}
+                for name, size, reasons in self.frozen
+            ],
+        }
+
+    def __str__(self):
+        rows = [("layer", "kind", "before", "after")]
+        rows += [(r.layer, r.kind, str(r.before), str(r.after)) for r in self.layers
+                 if r.before != r.after]
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        unchanged = sum(r.before == r.after for r in self.layers)
+        lines.append(f"({unchanged} layer(s) unchanged)")
+        lines.append(f"params: {self.params_before:,} -> {self.params_after:,} "
+                     f"({self.params_ratio:.3f}x)")
+        if self.flops_ratio is not None:
+            lines.append(f"FLOPs:  {self.flops_before:,} -> {self.flops_after:,} "
+                         f"({self.flops_ratio:.3f}x)")
+        for name, size, reasons in self.frozen:
+            lines.append(f"frozen: {name} ({size} channels): {reasons[0]}"
+                         + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""))
+        return "\n".join(lines)
+
+
+def check_data(model, data, argument):
+    """`data` must hold samples shaped like the model's inputs."""
+    inputs = keras.tree.flatten(model.inputs)
+    if isinstance(data, dict) or isinstance(data, (list, tuple)) and len(inputs) > 1:
+        arrays = keras.tree.flatten(data)
+    else:
+        arrays = [data]
+    if len(arrays) != len(inputs):
+        raise ValueError(
+            f"Argument `{argument}` must hold one array per model input ({len(inputs)}). "
+            f"Received {len(arrays)}."
+        )
+    for array, tensor in zip(arrays, inputs):
+        shape = getattr(array, "shape", None)
+        expected = tuple(tensor.shape[1:])
+        if shape is None or len(shape) != len(tensor.shape) or any(
+            e is not None and e != s for e, s in zip(expected, tuple(shape)[1:])
+        ):
+            raise ValueError(
+                f"Argument `{argument}` must be an array of samples shaped (n, {expected}) "
+                f"for input `{tensor.name}`. Received: shape {shape}. Pass a batch of "
+                "training inputs, e.g. data=x_train[:256]."
+            )
+
+
+class StructuredPruner:
+    """Plans and applies the removal of whole channels, heads and units.
+
+    Args:
+        model: a built Functional or Sequential Keras 3 model (nested ones too).
+        ratio: fraction of each group's channels to remove, in [0, 1); or a dict
+            {layer_name: ratio} for the layers to prune (others are kept).
+        importance: a criterion name ("l1", "l2", "bn_scale", "activation",
+            "apoz", "entropy", "taylor", "random") or a callable group -> scores.
+        data: samples for data-based criteria (`(x, y)` for "taylor").
+        round_to: keep channel counts multiples of this (e.g. 8 for SIMD kernels).
+        ignore: layer names (or layers) whose output channels must be kept.
+        global_ranking: rank channels across all groups (scores normalized by each
+            group's mean) and remove the lowest `ratio` of all of them.
+
+    `interactive()` yields each group with planned removals, so they can be looked
+    at, changed (`group.remove = [...]`) or skipped (`group.skip()`) before
+    `apply()` builds the new model. The input model is never changed.
+    """
+
+    def __init__(self, model, ratio=0.5, importance="l1", *, data=None, round_to=None,
+                 ignore=None, global_ranking=False):
+        check_graph_model(model)
+        self.model = model
+        names = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
+        self.ignore = self._check_ignore(ignore, names)
+        self.ratio = self._check_ratio(ratio, names)
+        self.round_to = None if round_to is None else check_int("round_to", round_to, minimum=1)
+        if global_ranking and isinstance(self.ratio, dict):
+            raise ValueError(
+                "Argument `global_ranking=True` needs one overall ratio, not a dict of per-layer "
+                "ratios. Pass ratio=0.5 (a number), or global_ranking=False."
+            )
+        self.global_ranking = bool(global_ranking)
+        self.importance = get_importance(importance)
+        if getattr(self.importance, "needs_data", False) and data is None:
+            raise ValueError(
+                f"importance={importance!r} measures activations or gradients, so it needs "
+                "`data`: a batch of inputs (e.g. data=x_train[:256]), or (x, y) for 'taylor'."
+            )
+        self.data = data
+        self.graph = DependencyGraph(model, ignore=self.ignore)
+        self._planned = False
+
+    @staticmethod
+    def _check_ignore(ignore, names):
+        result = set()
+        for item in ignore or ():
+            name = item.name if isinstance(item, keras.layers.Layer) else item
+            if name not in names:
+                raise ValueError(
+                    f"Argument `ignore` names layer {name!r}, which is not in the model. "
+                    f"Layers include: {sorted(names)[:8]}."
+                )
+            result.add(name)
+        return result
+
+    @staticmethod
+    def _check_ratio(ratio, names):
+        if isinstance(ratio, dict):
+            for name, value in ratio.items():
+                if name not in names:
+                    raise ValueError(
+                        f"Argument `ratio` names layer {name!r}, which is not in the model. "
+                        f"Layers include: {sorted(names)[:8]}."
+                    )
+                check_fraction(f"ratio[{name!r}]", value)
+            return {name: float(value) for name, value in ratio.items()}
+        if not isinstance(ratio, numbers.Real) or isinstance(ratio, bool):
+            raise TypeError(
+                "Argument `ratio` must be a number in [0, 1) or a dict {layer_name: ratio}. "
+                f"Received: ratio={ratio!r} of type {type(ratio).__name__}."
+            )
+        return check_fraction("ratio", ratio)
+
+    # -- planning ---------------------------------------------------------------
+
+    @property
+    def groups(self):
+        """Every channel group, prunable and frozen, with its plan."""
+        self.plan()
+        return self.graph.groups
+
+    def _ratio_for(self, group):
+        if not isinstance(self.ratio, dict):
+            return self.ratio
+        return max((self.ratio.get(layer.name, 0.0) for layer in group.sources), default=0.0)
+
+    def _min_keep(self, group):
+        return self.round_to if self.round_to and group.kind == "channels" else 1
+
+    def _rounded_keep(self, group, keep):
+        if self.round_to and group.kind == "channels":
+            keep = math.ceil(keep / self.round_to) * self.round_to
+        return min(group.size, max(keep, 1))
+
+    def plan(self):
+        """Scores every prunable group and chooses what to remove (once)."""
+        if self._planned:
+            return
+        if hasattr(self.importance, "prepare"):
+            self.importance.prepare(self.graph, self.data)
+        active = []
+        for group in self.graph.groups:
+            group.ratio = 0.0 if group.frozen else self._ratio_for(group)
+            if group.ratio <= 0:
+                continue
+            scores = np.asarray(self.importance(group), dtype=np.float64)
+            if scores.shape != (group.size,) or np.isnan(scores).any():
+                raise ValueError(
+                    f"The importance criterion {self.importance!r} must return {group.size} "
+                    f"finite scores for group {group.name}. Received: shape {scores.shape}"
+                    f"{' with NaN' if scores.shape == (group.size,) else ''}."
+                )
+            group.scores = scores
+            active.append(group)
+        if self.global_ranking:
+            self._plan_global(active)
+        else:
+            for group in active:
+                keep = self._rounded_keep(group, group.size - int(group.size * group.ratio + 1e-9))
+                group.remove = np.sort(np.argsort(group.scores, kind="stable")[: group.size - keep])
+        self._planned = True
+
+    def _plan_global(self, groups):
+        entries = []
+        for index, group in enumerate(groups):
+            scale = np.abs(group.scores).mean() or 1.0
+            entries += [(score / scale, index, channel)
+                        for channel, score in enumerate(group.scores)]
+        entries.sort()
+        budget = int(sum(g.size for g in groups) * self.ratio + 1e-9)
+        removed = [[] for _ in groups]
+        for _, index, channel in entries:
+            if budget == 0:
+                break
+            group = groups[index]
+            if group.size - len(removed[index]) > self._min_keep(group):
+                removed[index].append(channel)
+                budget -= 1
+        for group, channels in zip(groups, removed):
+            keep = self._rounded_keep(group, group.size - len(channels))
+            group.remove = np.sort(np.array(channels[: group.size - keep], dtype=np.int64))
+
+    def interactive(self):
+        """Yields each group that will lose channels; change or skip it before `apply()`."""
+        self.plan()
+        for group in self.graph.groups:
+            if len(group.remove):
+                yield group
+
+    # -- applying -----------------------------------------------------------------
+
+    def _removed(self):
+        """Boolean array over channel ids: True where the plan removes the channel."""
+        self.plan()
+        roots = []
+        for group in self.graph.groups:
+            roots.extend(group.roots[_check_removal(group)].tolist())
+        return self.graph.removed_ids(roots)
+
+    def _shrink(self, removed, read=to_numpy):
+        """(layer, new config, {id(variable): array}) for every layer that changes."""
+        graph = self.graph
+
+        def keep(ids):
+            return ~removed[np.asarray(ids, dtype=np.int64)]
+
+        for key, layer in graph.layers.items():
+            inputs = graph.layer_inputs.get(key)
+            if inputs is None:
+                continue
+            spaces = graph.layer_spaces.get(key, {})
+            touched = list(inputs) + [space.ids for space in spaces.values()]
+            if not any(removed[ids].any() for ids in touched if len(ids)):
+                continue
+            config, new = graph._rule_for(layer).shrink(
+                layer, layer.get_config(), inputs, spaces, keep, read
+            )
+            yield layer, config, new
+
+    def apply(self):
+        """Builds the smaller model. Returns (new_model, StructuredReport)."""
+        removed = self._removed()
+        configs, weights = {}, {}
+        for layer, config, new in self._shrink(removed):
+            configs[id(layer)] = config
+            weights[id(layer)] = [new.get(id(v), to_numpy(v)) for v in layer.weights]
+
+        def make_layer(layer):  # as keras.models.clone_model does
+            return type(layer).from_config(configs.get(id(layer)) or layer.get_config())
+
+        new_model, pairs = rebuild(self.model, make_layer)
+        copy_weights(pairs, weights)
+        return new_model, self._report(new_model, removed)
+
+    def masks(self):
+        """[(variable, boolean mask)] that zero the planned channels in place.
+
+        Multiplying each trainable variable by its mask silences the removed channels
+        (their weights and every weight that reads them) without changing shapes:
+        the masked model computes what `apply()`'s smaller model computes.
+        """
+
+        def positions(variable):
+            return np.arange(int(np.prod(variable.shape))).reshape(variable.shape)
+
+        result = []
+        for layer, _, kept in self._shrink(self._removed(), positions):
+            for variable in layer.trainable_weights:
+                if id(variable) in kept:
+                    mask = np.zeros(int(np.prod(variable.shape)), dtype=bool)
+                    mask[kept[id(variable)].reshape(-1)] = True
+                    result.append((variable, mask.reshape(variable.shape)))
+        return result
+
+    def _report(self, new_model, removed):
+        layers = [
+            LayerWidth(space.layer.name, space.kind, space.size,
+                       space.size - int(removed[space.ids].sum()))
+            for space in self.graph.spaces if space.prunable
+        ]
+        frozen = [(g.name, g.size, g.frozen) for g in self.graph.groups if g.frozen]
+        return StructuredReport(
+            layers=layers,
+            params_before=self.model.count_params(),
+            params_after=new_model.count_params(),
+            flops_before=count_flops(self.model),
+            flops_after=count_flops(new_model),
+            frozen=frozen,
+        )
+
+
+def _check_removal(group):
+    remove = np.asarray(group.remove, dtype=np.int64).reshape(-1)
+    if not len(remove):
+        return remove
+    if group.frozen:
+        raise ValueError(f"Group {group.name} is frozen ({group.frozen[0]}); it cannot lose "
+                         "channels. Leave its `remove` empty.")
+    if len(np.unique(remove)) != len(remove) or remove.min() < 0 or remove.max() >= group.size:
+        raise ValueError(f"`remove` of group {group.name} must hold distinct channel indices "
+                         f"in [0, {group.size}). Received: {remove.tolist()[:10]}.")
+    if len(remove) >= group.size:
+        raise ValueError(f"`remove` of group {group.name} removes all {group.size} channels; "
+                         "keep at least one.")
+    return remove
+
+
+def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None, ignore=None,
+                     global_ranking=False):
+    """Removes whole channels, filters, units and heads; returns (new_model, report).
+
+    The new model is a plain Functional/Sequential model with fewer channels and the
+    surviving weights; it saves as .keras and converts with keras_prune.tflite. See
+    `StructuredPruner` for the arguments and an interactive mode.
+    """
+    pruner = StructuredPruner(model, ratio, importance, data=data, round_to=round_to,
+                              ignore=ignore, global_ranking=global_ranking)
+    return pruner.apply()

@@ -1,0 +1,149 @@
+"""Rebuilding a graph model with new layers, and counting its FLOPs."""
+
+import keras
+import numpy as np
+
+from keras_prune._models import is_graph_model
+from keras_prune.structured.graph import iter_steps
+
+
+def rebuild(model, make_layer, bypass=None):
+    """A new model with the same graph, each layer replaced by `make_layer(layer)`.
+
+    Nested graph models are rebuilt recursively (and stay nested); non-layer
+    operations are reused. `bypass` maps id(tensor) -> tensor: the first tensor is
+    replaced by the second (how a residual block is dropped). Returns the model and
+    the list of (old layer, new layer) pairs, for copying weights.
+    """
+    pairs = []
+    cache = {}
+    bypass = bypass or {}
+
+    def new_operation(operation):
+        if id(operation) not in cache:
+            if isinstance(operation, keras.Model) and is_graph_model(operation):
+                cache[id(operation)] = rebuild_model(operation)
+            elif isinstance(operation, keras.layers.Layer):
+                new = make_layer(operation)
+                pairs.append((operation, new))
+                cache[id(operation)] = new
+            else:
+                cache[id(operation)] = operation
+        return cache[id(operation)]
+
+    def rebuild_model(graph_model):
+        if isinstance(graph_model, keras.Sequential):
+            first = graph_model.inputs[0]
+            layers = [new_operation(layer) for layer in graph_model.layers]
+            return keras.Sequential(
+                [keras.Input(batch_shape=first.shape, dtype=first.dtype), *layers],
+                name=graph_model.name,
+            )
+        tensors = {}
+        inputs = keras.tree.map_structure(
+            lambda t: _new_input(t, tensors), graph_model._inputs_struct
+        )
+        for depth in sorted(graph_model._nodes_by_depth, reverse=True):
+            for node in graph_model._nodes_by_depth[depth]:
+                if isinstance(node.operation, keras.layers.InputLayer):
+                    continue
+                feed = {}
+                for tensor in node.input_tensors:
+                    if id(tensor) not in tensors:
+                        break  # a bypassed branch: its inputs were never built
+                    feed[id(tensor)] = tensors[id(tensor)]
+                else:
+                    args, kwargs = node.arguments.fill_in(feed)
+                    outputs = keras.tree.flatten(new_operation(node.operation)(*args, **kwargs))
+                    for old, new in zip(node.output_tensors, outputs):
+                        tensors[id(old)] = new
+                for old in node.output_tensors:
+                    if id(old) in bypass and id(bypass[id(old)]) in tensors:
+                        tensors[id(old)] = tensors[id(bypass[id(old)])]
+        outputs = keras.tree.map_structure(lambda t: tensors[id(t)], graph_model._outputs_struct)
+        return keras.Model(inputs=inputs, outputs=outputs, name=graph_model.name)
+
+    return rebuild_model(model), pairs
+
+
+def _new_input(tensor, tensors):
+    new = keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype, sparse=tensor.sparse,
+                      name=tensor.name)
+    tensors[id(tensor)] = new
+    return new
+
+
+def count_flops(model):
+    """Floating-point operations of one forward pass of one sample (2 per multiply-add).
+
+    Counts the layers that dominate: Dense, Conv, ConvTranspose, DepthwiseConv,
+    SeparableConv and MultiHeadAttention (projections and attention products).
+    Returns None when a counted layer has an unknown (None) dimension.
+    """
+    total = 0
+    for step in iter_steps(model):
+        flops = _layer_flops(step)
+        if flops is None:
+            return None
+        total += flops
+    return int(total)
+
+
+def _prod(dims):
+    out = 1
+    for dim in dims:
+        if dim is None:
+            return None
+        out *= dim
+    return out
+
+
+def _layer_flops(step):
+    layer = step.operation
+    L = keras.layers
+    if not step.inputs or not step.outputs:
+        return 0
+    x, y = step.inputs[0].shape, step.outputs[0].shape
+    if isinstance(layer, L.Dense):
+        positions = _prod(y[1:-1])
+        return positions and 2 * positions * x[-1] * layer.units
+    if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
+        positions = _prod(y[1:-1])
+        return positions and 2 * positions * _prod(layer.kernel_size) * y[-1]
+    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
+        positions = _prod(y[1:-1])
+        middle = x[-1] * layer.depth_multiplier
+        return positions and 2 * positions * middle * (_prod(layer.kernel_size) + layer.filters)
+    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+        positions = _prod(x[1:-1])
+        return positions and 2 * positions * _prod(layer.kernel_size) * x[-1] * layer.filters
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
+        positions = _prod(y[1:-1])
+        fan_in = _prod(layer.kernel_size) * x[-1] // layer.groups
+        return positions and 2 * positions * fan_in * layer.filters
+    if isinstance(layer, L.MultiHeadAttention):
+        shapes = [t.shape for t in step.inputs[:3]]
+        query, value = shapes[0], shapes[1]
+        key = shapes[2] if len(shapes) > 2 else value
+        if None in (query[1], value[1]):
+            return None
+        heads, key_dim = layer.num_heads, layer.key_dim
+        value_dim = layer.value_dim or key_dim
+        projections = (query[1] * query[-1] * key_dim + key[1] * key[-1] * key_dim
+                       + value[1] * value[-1] * value_dim + query[1] * value_dim * query[-1])
+        products = query[1] * value[1] * (key_dim + value_dim)
+        return 2 * heads * (projections + products)
+    return 0
+
+
+def copy_weights(pairs, new_weights):
+    """Sets each new layer's weights: `new_weights[id(old)]` or the old layer's own."""
+    for old, new in pairs:
+        if not old.weights:
+            continue
+        weights = new_weights.get(id(old))
+        if weights is None:
+            weights = old.get_weights()
+        if not new.built:
+            continue  # a layer of a dropped branch
+        new.set_weights([np.asarray(w) for w in weights])

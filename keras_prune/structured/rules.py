@@ -1,0 +1,408 @@
+"""Per-layer-type rules: how a layer maps channel ids and how it shrinks.
+
+A rule answers four questions about one layer type:
+- `unsupported(layer, step)`: a reason it cannot be handled in this configuration
+  (e.g. channels_first), or None;
+- `trace(graph, layer, step, inputs)`: the channel ids of each output, given the
+  ids of each input (opening new ids with `graph.new_space` for its own channels);
+- `shrink(layer, config, inputs, spaces, keep, read)`: the new config and the
+  sliced weights ({id(variable): array}) once `keep(ids)` says which channels stay
+  (`read(variable)` gives the array to slice);
+- `channel_weights(layer, inputs, spaces, read)`: (ids, rows) pairs, one row of
+  weights per channel the layer writes, for weight-based importance; `read(variable)`
+  gives the array to use (the weights, or gradient x weight for Taylor).
+
+Rules are looked up by exact layer class: a subclass may compute something else, so
+it gets no rule (and its channels are frozen) until it is registered with
+`register_rule(MyLayer, rule)`.
+"""
+
+import keras
+import numpy as np
+
+_RULES = {}
+
+
+def register_rule(layer_class, rule):
+    """Uses `rule` (a `Rule` instance) for layers of exactly `layer_class`.
+
+    Built-in rules can be reused for a subclass that keeps its parent's weights and
+    channel semantics: `register_rule(MyConv, rules.CONV)`.
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(
+            "Argument `layer_class` must be a keras.layers.Layer subclass. "
+            f"Received: {layer_class!r}."
+        )
+    if not isinstance(rule, Rule):
+        raise TypeError(
+            f"Argument `rule` must be a keras_prune.structured.Rule instance. Received: {rule!r}."
+        )
+    _RULES[layer_class] = rule
+
+
+def rule_for(layer):
+    return _RULES.get(type(layer))
+
+
+def to_numpy(variable):
+    return np.asarray(keras.ops.convert_to_numpy(variable))
+
+
+def _data_format_problem(layer):
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return "uses data_format='channels_first' (only channels_last is supported)"
+    return None
+
+
+class Rule:
+    """Base rule: channels pass through unchanged, no weights."""
+
+    def unsupported(self, layer, step):
+        return _data_format_problem(layer)
+
+    def trace(self, graph, layer, step, inputs):
+        return [inputs[0]] * len(step.outputs)
+
+    def shrink(self, layer, config, inputs, spaces, keep, read=to_numpy):
+        return config, {}
+
+    def channel_weights(self, layer, inputs, spaces, read=to_numpy):
+        return []
+
+
+class PassThrough(Rule):
+    """Activations, dropout, padding, cropping, pooling, global pooling."""
+
+
+class _Activation(Rule):
+    def unsupported(self, layer, step):
+        name = getattr(layer.activation, "__name__", "")
+        if name in ("softmax", "log_softmax"):
+            return f"applies {name} across channels"
+        return None
+
+
+class _Rescaling(Rule):
+    def unsupported(self, layer, step):
+        if np.ndim(layer.scale) or np.ndim(layer.offset):
+            return "has per-channel scale or offset"
+        return None
+
+
+class ChannelWise(Rule):
+    """Layers with one value per channel in each of `weights` (last axis)."""
+
+    def __init__(self, weights):
+        self.weights = weights
+
+    def unsupported(self, layer, step):
+        axis = getattr(layer, "axis", -1)
+        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        rank = len(step.inputs[0].shape)
+        if [a % rank for a in axes] != [rank - 1]:
+            return f"normalizes over axis={axis}, not only the channel axis"
+        return None
+
+    def shrink(self, layer, config, inputs, spaces, keep, read=to_numpy):
+        mask = keep(inputs[0])
+        new = {}
+        for name in self.weights:
+            variable = getattr(layer, name, None)
+            if variable is not None and variable.shape and variable.shape[-1] == len(mask):
+                new[id(variable)] = read(variable)[..., mask]
+        return config, new
+
+
+class _PReLU(ChannelWise):
+    def unsupported(self, layer, step):
+        return None
+
+
+class Merge(Rule):
+    """Add, Subtract, Multiply, Average, Maximum, Minimum: inputs share channels."""
+
+    def unsupported(self, layer, step):
+        widths = {t.shape[-1] for t in step.inputs} - {1}
+        if len(widths) > 1:
+            return f"merges inputs of different widths {sorted(widths)}"
+        return None
+
+    def trace(self, graph, layer, step, inputs):
+        full = [ids for ids in inputs if len(ids) == max(len(i) for i in inputs)]
+        for other in full[1:]:
+            graph.tie(full[0], other)
+        return [full[0]]
+
+
+class _Concatenate(Merge):
+    def _on_channels(self, layer, step):
+        rank = len(step.outputs[0].shape)
+        return layer.axis % rank == rank - 1
+
+    def unsupported(self, layer, step):
+        return None if self._on_channels(layer, step) else super().unsupported(layer, step)
+
+    def trace(self, graph, layer, step, inputs):
+        if self._on_channels(layer, step):
+            return [np.concatenate(inputs)]
+        return super().trace(graph, layer, step, inputs)
+
+
+def _spatial_size(shape):
+    size = 1
+    for dim in shape[1:-1]:
+        size *= dim
+    return size
+
+
+class _Flatten(Rule):
+    """Channels-last flattening: position s, channel c lands at s * C + c."""
+
+    def unsupported(self, layer, step):
+        if any(dim is None for dim in step.inputs[0].shape[1:]):
+            return "flattens an input of unknown size"
+        return _data_format_problem(layer)
+
+    def trace(self, graph, layer, step, inputs):
+        return [np.tile(inputs[0], _spatial_size(step.inputs[0].shape))]
+
+
+class _Reshape(_Flatten):
+    def unsupported(self, layer, step):
+        before, after = step.inputs[0].shape, step.outputs[0].shape
+        if after[-1] == before[-1] or len(after) == 2:
+            return super().unsupported(layer, step)
+        return f"reshapes the channel axis ({before[1:]} -> {after[1:]})"
+
+    def trace(self, graph, layer, step, inputs):
+        if step.outputs[0].shape[-1] == step.inputs[0].shape[-1]:
+            return [inputs[0]]
+        return super().trace(graph, layer, step, inputs)
+
+    def shrink(self, layer, config, inputs, spaces, keep, read=to_numpy):
+        target = list(config["target_shape"])
+        if target[-1] != -1:  # the last dimension is C, or positions x C when flattening
+            target[-1] = int(keep(inputs[0]).sum()) * (target[-1] // len(inputs[0]))
+        return {**config, "target_shape": tuple(target)}, {}
+
+
+def _quantized_problem(layer):
+    if getattr(layer, "lora_enabled", False):
+        return "has LoRA weights enabled"
+    if getattr(getattr(layer, "dtype_policy", None), "quantization_mode", None):
+        return "is quantized"
+    return None
+
+
+class Producer(Rule):
+    """A layer whose output width is a config value: Dense, Conv, Embedding, ...
+
+    `width` names the config key; `out_axis`/`in_axis` locate the output and input
+    channels in `kernel` (negative axes).
+    """
+
+    kind = "units"
+    width = "units"
+    kernel = "kernel"
+    out_axis = -1
+    in_axis = -2
+
+    def unsupported(self, layer, step):
+        return _quantized_problem(layer) or _data_format_problem(layer)
+
+    def trace(self, graph, layer, step, inputs):
+        space = graph.new_space(layer, getattr(layer, self.width), self.kind)
+        if getattr(getattr(layer, "activation", None), "__name__", "") in ("softmax", "log_softmax"):
+            graph.freeze(space.ids, f"belongs to `{layer.name}`, whose softmax mixes channels")
+        return [space.ids] * len(step.outputs)
+
+    def shrink(self, layer, config, inputs, spaces, keep, read=to_numpy):
+        kernel = getattr(layer, self.kernel)
+        weights = read(kernel)
+        out_keep = keep(spaces[self.kind].ids)
+        weights = np.compress(out_keep, weights, axis=self.out_axis)
+        if self.in_axis is not None:
+            weights = np.compress(keep(inputs[0]), weights, axis=self.in_axis)
+        new = {id(kernel): weights}
+        bias = getattr(layer, "bias", None)
+        if bias is not None:
+            new[id(bias)] = read(bias)[out_keep]
+        return {**config, self.width: int(out_keep.sum())}, new
+
+    def channel_weights(self, layer, inputs, spaces, read=to_numpy):
+        weights = np.moveaxis(read(getattr(layer, self.kernel)), self.out_axis, 0)
+        rows = weights.reshape(weights.shape[0], -1)
+        bias = getattr(layer, "bias", None)
+        if bias is not None:
+            rows = np.concatenate([rows, read(bias)[:, None]], axis=1)
+        return [(spaces[self.kind].ids, rows)]
+
+
+class _Conv(Producer):
+    kind = "filters"
+    width = "filters"
+
+    def unsupported(self, layer, step):
+        if getattr(layer, "groups", 1) != 1:
+            return f"is a grouped convolution (groups={layer.groups})"
+        return super().unsupported(layer, step)
+
+
+class _ConvTranspose(_Conv):
+    out_axis = -2
+    in_axis = -1
+
+
+class _Embedding(Producer):
+    kind = "output_dim"
+    width = "output_dim"
+    kernel = "embeddings"
+    in_axis = None
+
+
+class _Depthwise(Rule):
+    """Each input channel gets `depth_multiplier` filters of its own: out c*m + j."""
+
+    def unsupported(self, layer, step):
+        return _quantized_problem(layer) or _data_format_problem(layer)
+
+    def trace(self, graph, layer, step, inputs):
+        return [np.repeat(inputs[0], layer.depth_multiplier)]
+
+    def shrink(self, layer, config, inputs, spaces, keep, read=to_numpy):
+        mask = keep(inputs[0])
+        new = {id(layer.kernel): read(layer.kernel)[..., mask, :]}
+        if layer.bias is not None:
+            bias = read(layer.bias).reshape(len(mask), -1)
+            new[id(layer.bias)] = bias[mask].reshape(-1)
+        return config, new
+
+    def channel_weights(self, layer, inputs, spaces, read=to_numpy):
+        kernel = read(layer.kernel)  # (*k, in, m)
+        rows = np.moveaxis(kernel, (-2, -1), (0, 1)).reshape(kernel.shape[-2] * kernel.shape[-1], -1)
+        if layer.bias is not None:
+            rows = np.concatenate([rows, read(layer.bias)[:, None]], axis=1)
+        return [(np.repeat(inputs[0], layer.depth_multiplier), rows)]
+
+
+class _Separable(_Conv):
+    """Depthwise (per input channel) then a pointwise kernel to `filters`."""
+
+    kernel = "pointwise_kernel"
+    in_axis = None
+
+    def shrink(self, layer, config, inputs, spaces, keep, read=to_numpy):
+        config, new = super().shrink(layer, config, inputs, spaces, keep, read)
+        mask = keep(inputs[0])
+        repeated = np.repeat(mask, layer.depth_multiplier)
+        pointwise = id(layer.pointwise_kernel)
+        new[pointwise] = np.compress(repeated, new[pointwise], axis=-2)
+        new[id(layer.depthwise_kernel)] = read(layer.depthwise_kernel)[..., mask, :]
+        return config, new
+
+
+class _MultiHeadAttention(Rule):
+    """Heads are a group of their own; query/key/value widths follow their inputs.
+
+    The output projection writes the query's width (output_shape must be unset),
+    so the attention output is tied to the query channels.
+    """
+
+    def unsupported(self, layer, step):
+        if layer._output_shape is not None:
+            return "sets output_shape"
+        if any(len(t.shape) != 3 for t in step.inputs[:1]):
+            return "attends over more than one axis"
+        return _quantized_problem(layer)
+
+    @staticmethod
+    def _qvk(step, inputs):
+        arguments = step.node.arguments
+        args, kwargs = list(arguments.args), arguments.kwargs
+        names = ("query", "value", "key")
+        tensors = [args[i] if i < len(args) else kwargs.get(name) for i, name in enumerate(names)]
+        tensors[2] = tensors[2] if tensors[2] is not None else tensors[1]
+        index = {id(t): i for i, t in enumerate(step.node.input_tensors)}
+        return [inputs[index[id(t)]] for t in tensors]
+
+    def trace(self, graph, layer, step, inputs):
+        query, value, key = self._qvk(step, inputs)
+        graph.layer_inputs[id(layer)] = [query, value, key]
+        graph.new_space(layer, layer.num_heads, "heads")
+        return [query] + [np.zeros(0, dtype=np.int64)] * (len(step.outputs) - 1)
+
+    @staticmethod
+    def _dense(layer):
+        return [layer._query_dense, layer._key_dense, layer._value_dense, layer._output_dense]
+
+    def shrink(self, layer, config, inputs, spaces, keep, read=to_numpy):
+        query, value, key = inputs
+        heads = keep(spaces["heads"].ids)
+        new = {}
+        for dense, width in zip(self._dense(layer)[:3], (query, key, value)):
+            new[id(dense.kernel)] = read(dense.kernel)[keep(width)][:, heads]
+            if dense.bias is not None:
+                new[id(dense.bias)] = read(dense.bias)[heads]
+        out = layer._output_dense
+        new[id(out.kernel)] = read(out.kernel)[heads][..., keep(query)]
+        if out.bias is not None:
+            new[id(out.bias)] = read(out.bias)[keep(query)]
+        return {**config, "num_heads": int(heads.sum())}, new
+
+    def channel_weights(self, layer, inputs, spaces, read=to_numpy):
+        q, k, v, out = (read(dense.kernel) for dense in self._dense(layer))
+        heads = layer.num_heads
+        per_head = [np.moveaxis(w, 1, 0).reshape(heads, -1) for w in (q, k, v)]
+        per_head.append(out.reshape(heads, -1))
+        rows = np.moveaxis(out, -1, 0).reshape(out.shape[-1], -1)
+        return [(spaces["heads"].ids, np.concatenate(per_head, axis=1)), (inputs[0], rows)]
+
+
+L = keras.layers
+PASS = PassThrough()
+DENSE = Producer()
+CONV = _Conv()
+CONV_TRANSPOSE = _ConvTranspose()
+DEPTHWISE = _Depthwise()
+SEPARABLE = _Separable()
+EMBEDDING = _Embedding()
+MERGE = Merge()
+BATCH_NORM = ChannelWise(("gamma", "beta", "moving_mean", "moving_variance"))
+LAYER_NORM = ChannelWise(("gamma", "beta"))
+
+for _cls in (
+    L.ReLU, L.LeakyReLU, L.ELU, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
+    L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout,
+    L.ActivityRegularization, L.Identity, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D,
+    L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
+    L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
+    L.AveragePooling3D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
+    L.GlobalAveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
+    L.RepeatVector,
+):
+    _RULES[_cls] = PASS
+for _cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
+    _RULES[_cls] = MERGE
+for _cls in (L.Conv1D, L.Conv2D, L.Conv3D):
+    _RULES[_cls] = CONV
+for _cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
+    _RULES[_cls] = CONV_TRANSPOSE
+for _cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
+    _RULES[_cls] = DEPTHWISE
+for _cls in (L.SeparableConv1D, L.SeparableConv2D):
+    _RULES[_cls] = SEPARABLE
+_RULES.update({
+    L.Activation: _Activation(),
+    L.Rescaling: _Rescaling(),
+    L.Dense: DENSE,
+    L.Embedding: EMBEDDING,
+    L.BatchNormalization: BATCH_NORM,
+    L.LayerNormalization: LAYER_NORM,
+    L.PReLU: _PReLU(("alpha",)),
+    L.Concatenate: _Concatenate(),
+    L.Flatten: _Flatten(),
+    L.Reshape: _Reshape(),
+    L.MultiHeadAttention: _MultiHeadAttention(),
+})
+del L, _cls
