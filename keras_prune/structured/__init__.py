@@ -8,6 +8,7 @@ group in the `DependencyGraph`; an importance criterion scores each group's
 channels and the lowest go.
 """
 
+from keras_prune.structured.blocks import ResidualBlock, find_residual_blocks, remove_blocks
 from keras_prune.structured.graph import DependencyGraph, Group, Space
 from keras_prune.structured.importance import (
     APoZ,
@@ -27,6 +28,11 @@ from keras_prune.structured.pruner import (
 )
 from keras_prune.structured.rebuild import count_flops
 from keras_prune.structured.rules import Rule, register_rule
+from keras_prune.structured.training import (
+    StructuredPruneCallback,
+    prune_and_finetune,
+    update_batchnorm_statistics,
+)
 
 __all__ = [
     "APoZ",
@@ -38,13 +44,19 @@ __all__ = [
     "Magnitude",
     "MeanActivation",
     "RandomImportance",
+    "ResidualBlock",
     "Rule",
     "Space",
+    "StructuredPruneCallback",
     "StructuredPruner",
     "StructuredReport",
     "Taylor",
     "count_flops",
+    "find_residual_blocks",
     "get_importance",
+    "prune_and_finetune",
     "prune_structured",
     "register_rule",
+    "remove_blocks",
+    "update_batchnorm_statistics",
 ]

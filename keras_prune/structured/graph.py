@@ -91,7 +91,8 @@ def check_graph_model(model, argument="model"):
         raise TypeError(
             f"Argument `{argument}` must be a keras.Model. Received: {type(model).__name__}."
         )
-    if not is_graph_model(model) or isinstance(getattr(model, "_functional", 0), type(None)):
+    check_built(model, argument)
+    if not is_graph_model(model):
         raise ValueError(
             f"Argument `{argument}` ({model.name}, {type(model).__name__}) is a subclassed model. "
             "Structured pruning removes channels by rebuilding the layer graph, and a subclassed "
@@ -101,7 +102,6 @@ def check_graph_model(model, argument="model"):
             "unstructured pruning (keras_prune.prune_low_magnitude), which works on subclassed "
             "models."
         )
-    check_built(model, argument)
     from keras_prune.layers.wrapper import PruneLowMagnitude
 
     wrapped = [

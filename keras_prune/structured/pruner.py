@@ -37,6 +37,7 @@ class StructuredReport:
     flops_before: int | None
     flops_after: int | None
     frozen: list  # (group name, channels, reasons)
+    blocks: list = dataclasses.field(default_factory=list)  # (Add name, branch layers) dropped
 
     @property
     def params_ratio(self):
@@ -61,21 +62,26 @@ class StructuredReport:
                 {"group": name, "channels": size, "reasons": reasons}
                 for name, size, reasons in self.frozen
             ],
+            "blocks": [{"add": name, "layers": layers} for name, layers in self.blocks],
         }
 
     def __str__(self):
-        rows = [("layer", "kind", "before", "after")]
-        rows += [(r.layer, r.kind, str(r.before), str(r.after)) for r in self.layers
-                 if r.before != r.after]
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-        unchanged = sum(r.before == r.after for r in self.layers)
-        lines.append(f"({unchanged} layer(s) unchanged)")
+        changed = [(r.layer, r.kind, str(r.before), str(r.after)) for r in self.layers
+                   if r.before != r.after]
+        lines = []
+        if changed:
+            rows = [("layer", "kind", "before", "after"), *changed]
+            widths = [max(len(row[i]) for row in rows) for i in range(4)]
+            lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        if self.layers:
+            lines.append(f"({len(self.layers) - len(changed)} layer(s) unchanged)")
         lines.append(f"params: {self.params_before:,} -> {self.params_after:,} "
                      f"({self.params_ratio:.3f}x)")
         if self.flops_ratio is not None:
             lines.append(f"FLOPs:  {self.flops_before:,} -> {self.flops_after:,} "
                          f"({self.flops_ratio:.3f}x)")
+        for name, layers in self.blocks:
+            lines.append(f"removed block: {name} ({len(layers)} layers: {', '.join(layers)})")
         for name, size, reasons in self.frozen:
             lines.append(f"frozen: {name} ({size} channels): {reasons[0]}"
                          + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""))

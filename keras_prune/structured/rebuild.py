@@ -47,19 +47,15 @@ def rebuild(model, make_layer, bypass=None):
             for node in graph_model._nodes_by_depth[depth]:
                 if isinstance(node.operation, keras.layers.InputLayer):
                     continue
-                feed = {}
-                for tensor in node.input_tensors:
-                    if id(tensor) not in tensors:
-                        break  # a bypassed branch: its inputs were never built
-                    feed[id(tensor)] = tensors[id(tensor)]
-                else:
-                    args, kwargs = node.arguments.fill_in(feed)
-                    outputs = keras.tree.flatten(new_operation(node.operation)(*args, **kwargs))
-                    for old, new in zip(node.output_tensors, outputs):
-                        tensors[id(old)] = new
-                for old in node.output_tensors:
-                    if id(old) in bypass and id(bypass[id(old)]) in tensors:
+                if all(id(t) in bypass for t in node.output_tensors):
+                    for old in node.output_tensors:
                         tensors[id(old)] = tensors[id(bypass[id(old)])]
+                    continue
+                feed = {id(t): tensors[id(t)] for t in node.input_tensors}
+                args, kwargs = node.arguments.fill_in(feed)
+                outputs = keras.tree.flatten(new_operation(node.operation)(*args, **kwargs))
+                for old, new in zip(node.output_tensors, outputs):
+                    tensors[id(old)] = new
         outputs = keras.tree.map_structure(lambda t: tensors[id(t)], graph_model._outputs_struct)
         return keras.Model(inputs=inputs, outputs=outputs, name=graph_model.name)
 
