@@ -123,8 +123,8 @@ def update_batchnorm_statistics(model, x, batch_size=64):
         return 0
     momentum = [layer.momentum for layer in layers]
     for layer in layers:
-        layer.moving_mean.assign(keras.ops.zeros_like(layer.moving_mean))
-        layer.moving_variance.assign(keras.ops.ones_like(layer.moving_variance))
+        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, "float32"))
+        layer.moving_variance.assign(np.ones(layer.moving_variance.shape, "float32"))
     try:
         n = len(keras.tree.flatten(x)[0])
         for index, start in enumerate(range(0, n, batch_size)):

@@ -216,3 +216,20 @@ def test_integer_inputs_are_verified_with_integer_samples():
     tokens = np.array([[0, 1, 2, 3, 4, 0]], "int32")
     lite = tflite.predict(tflite.load_interpreter(result.content), tokens)
     np.testing.assert_allclose(lite, model.predict(tokens, verbose=0), atol=1e-5)
+
+
+def test_structured_pruned_mobilenet_converts_smaller_and_verifies(tmp_path):
+    from keras_prune.structured import prune_structured
+
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(64, 64, 3), alpha=0.5,
+                                           classes=10)
+    pruned, report = prune_structured(model, ratio=0.5, round_to=8)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(16, 64, 64, 3)).astype("float32")
+    dense = tflite.convert(model, verify=False, sparse=False)
+    result = tflite.convert(pruned, tmp_path / "pruned.tflite", quantize="int8",
+                            representative_data=x, verify_data=x)
+    assert result.verification.passed
+    smaller = tflite.convert(pruned, verify_data=x)
+    assert smaller.verification.passed
+    assert smaller.bytes < 0.5 * dense.bytes
+    assert report.params_ratio < 0.5
