@@ -97,6 +97,30 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+def write_plots(output, schedule, steps, pruned, rows, dense_accuracy, pruned_accuracy,
+                sparsity):
+    """schedule.png, sparsity.png, tradeoff.png (skipped, with a note, without matplotlib)."""
+    try:
+        from keras_prune import plot
+        plot._pyplot()
+    except ImportError as error:
+        print(f"Plots skipped: {error}")
+        return []
+    sizes = {row["file"]: row["bytes"] for row in rows}
+    points = [
+        {"sparsity": 0.0, "accuracy": float(dense_accuracy), "label": "dense"},
+        {"sparsity": float(sparsity), "accuracy": float(pruned_accuracy), "label": "pruned"},
+    ]
+    if sizes:
+        points[0]["bytes"] = sizes["dense_float.tflite"]
+        points[1]["bytes"] = sizes["pruned_sparse_float.tflite"]
+    plot.save(plot.schedule(schedule, steps), os.path.join(output, "schedule.png"))
+    plot.save(plot.sparsity(pruned), os.path.join(output, "sparsity.png"))
+    plot.save(plot.tradeoff(points), os.path.join(output, "tradeoff.png"))
+    print(f"Plots: schedule.png, sparsity.png, tradeoff.png in {os.path.abspath(output)}")
+    return ["schedule.png", "sparsity.png", "tradeoff.png"]
+
+
 def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=0, verbose=1,
         export=True):
     """Trains, prunes, strips, saves and exports to TFLite; returns the JSON summary."""
@@ -145,12 +169,15 @@ def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=
         "sparsity_report": report.to_dict(),
         "files": ["dense.keras", "pruned.keras", "summary.json"],
     }
+    rows = []
     if export:
         print("[5/5] Exporting to TFLite and verifying each file in the LiteRT interpreter")
         rows = export_table(dense, final, output, x_train[:200], x_test, y_test)
         print(format_table(rows))
         summary["tflite"] = rows
         summary["files"] += [row["file"] for row in rows]
+    summary["files"] += write_plots(output, schedule, steps_per_epoch * prune_epochs, pruned,
+                                    rows, dense_accuracy, pruned_accuracy, report.sparsity)
     _io.write_json(summary, os.path.join(output, "summary.json"))
     print(
         f"\nDense accuracy {dense_accuracy:.4f} | pruned ({report.sparsity:.1%} of kernel "

@@ -33,6 +33,13 @@ def test_demo_smoke_writes_models_and_summary(tmp_path, capsys):
     assert rows["pruned_sparse_float.tflite"]["bytes"] < 0.4 * rows["pruned_float.tflite"]["bytes"]
     assert rows["pruned_float.tflite"]["litert_accuracy"] == rows["pruned_float.tflite"]["keras_accuracy"]
     assert "LiteRT acc" in printed
+    # The plots are real PNG images of a sensible size.
+    from PIL import Image
+
+    for name in ("schedule.png", "sparsity.png", "tradeoff.png"):
+        assert name in summary["files"]
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.width >= 400 and image.height >= 250
 
 
 def test_report_command_prints_the_table_and_rejects_missing_files(tmp_path, capsys):

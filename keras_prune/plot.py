@@ -1,0 +1,150 @@
+"""Plots (the `plot` extra: `pip install "keras-prune[plot]"`).
+
+Each function draws on `ax` (a new figure when None) and returns the Axes; save
+with `keras_prune.plot.save(ax, "file.png")`, which writes atomically.
+
+```python
+from keras_prune import plot
+plot.schedule(keras_prune.schedules.PolynomialDecay(0.0, 0.8, 0, 1000), steps=1200)
+plot.sparsity(pruned_model)
+plot.tradeoff([{"sparsity": 0.0, "accuracy": 0.98, "bytes": 600_000}, ...])
+```
+"""
+
+import numbers
+
+import numpy as np
+
+from keras_prune import _io
+from keras_prune.report import sparsity_report
+from keras_prune.schedules.base import PruningSchedule
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt  # picks Agg by itself on a machine without a display
+    except ImportError:
+        raise ImportError(
+            "keras_prune.plot needs matplotlib: pip install \"keras-prune[plot]\" "
+            "(or pip install matplotlib)."
+        ) from None
+    return plt
+
+
+def _axes(ax, size=(6, 3.5)):
+    if ax is not None:
+        return ax
+    _, ax = _pyplot().subplots(figsize=size, layout="constrained")
+    return ax
+
+
+def schedule(schedule, steps, ax=None):
+    """Target sparsity over training steps, with the steps where masks update marked.
+
+    Args:
+        schedule: a `keras_prune.schedules.PruningSchedule` (or tfmot-style object
+            with the same call: `schedule(step) -> (should_prune, sparsity)`).
+        steps: the number of training steps to draw (an int > 0).
+    """
+    if not callable(schedule):
+        raise TypeError(
+            "Argument `schedule` must be a pruning schedule, e.g. "
+            "keras_prune.schedules.PolynomialDecay(0.0, 0.8, 0, 1000). "
+            f"Received: {schedule!r} of type {type(schedule).__name__}."
+        )
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"Argument `steps` must be an integer >= 1. Received: steps={steps!r}.")
+    xs = np.arange(int(steps))
+    values, updates = [], []
+    for step in xs:
+        should, sparsity = schedule(int(step))
+        values.append(float(np.asarray(sparsity)))
+        if bool(np.asarray(should)):
+            updates.append(int(step))
+    values = np.array(values)
+    ax = _axes(ax)
+    ax.plot(xs, values, color="tab:blue", label="target sparsity")
+    if updates:
+        ax.plot(updates, values[updates], "o", color="tab:orange", markersize=3,
+                label=f"mask updates ({len(updates)})")
+    name = type(schedule).__name__ if isinstance(schedule, PruningSchedule) else "schedule"
+    ax.set(xlabel="training step", ylabel="sparsity", ylim=(0, 1), title=name)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def sparsity(model, ax=None):
+    """Per-layer bars: the fraction of each layer's prunable weights that is zero.
+
+    Works on a wrapped (pruning) model and on a stripped or plain one.
+    """
+    report = sparsity_report(model)
+    layers = {}
+    for row in report.rows:
+        size, zeros = layers.get(row.layer, (0, 0))
+        layers[row.layer] = (size + row.size, zeros + row.zeros)
+    if not layers:
+        raise ValueError(
+            f"Argument `model` ({getattr(model, 'name', model)}) has no kernel weights to plot."
+        )
+    names = list(layers)
+    fractions = [zeros / size for size, zeros in layers.values()]
+    ax = _axes(ax, size=(max(4, 0.6 * len(names) + 2), 3.5))
+    bars = ax.bar(range(len(names)), fractions, color="tab:blue")
+    for bar, (size, _) in zip(bars, layers.values()):
+        ax.annotate(f"{size:,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set(ylabel="fraction of weights = 0", ylim=(0, 1.1),
+           title=f"{getattr(model, 'name', '')}: {report.sparsity:.1%} of weights are zero")
+    ax.grid(axis="y", alpha=0.3)
+    return ax
+
+
+def tradeoff(results, ax=None):
+    """Accuracy (left axis) and file size (right axis) against sparsity.
+
+    Args:
+        results: a list of dicts, one per model, with "sparsity" and "accuracy" and
+            optionally "bytes" (e.g. the .tflite size) and "label".
+    """
+    if not isinstance(results, (list, tuple)) or not results or not all(
+        isinstance(r, dict) and "sparsity" in r and "accuracy" in r for r in results
+    ):
+        raise ValueError(
+            "Argument `results` must be a non-empty list of dicts with 'sparsity' and "
+            "'accuracy' (and optionally 'bytes', 'label'). "
+            f"Received: {results!r:.200}."
+        )
+    rows = sorted(results, key=lambda r: r["sparsity"])
+    xs = [r["sparsity"] for r in rows]
+    ax = _axes(ax)
+    ax.plot(xs, [r["accuracy"] for r in rows], "o-", color="tab:blue", label="accuracy")
+    for row in rows:
+        if "label" in row:
+            ax.annotate(row["label"], (row["sparsity"], row["accuracy"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 4))
+    ax.set(xlabel="sparsity", ylabel="accuracy", title="accuracy and size vs sparsity")
+    ax.grid(alpha=0.3)
+    if all("bytes" in r for r in rows):
+        size_ax = ax.twinx()
+        size_ax.plot(xs, [r["bytes"] / 1e3 for r in rows], "s--", color="tab:orange",
+                     label="size (kB)")
+        size_ax.set_ylabel("size (kB)")
+        size_ax.set_ylim(bottom=0)
+        lines = ax.get_legend_handles_labels()
+        more = size_ax.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left")
+    else:
+        ax.legend(loc="lower left")
+    return ax
+
+
+def save(ax, path, dpi=120):
+    """Writes the figure of `ax` to `path` (PNG, SVG, ... by extension), atomically."""
+    figure = ax.figure if hasattr(ax, "figure") else ax
+    with _io.atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=dpi)
+    _pyplot().close(figure)
+    return str(path)

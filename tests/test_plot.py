@@ -1,0 +1,63 @@
+"""keras_prune.plot draws what it is given and writes real image files."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_prune
+from keras_prune import plot
+
+
+
+def _png_size(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def test_schedule_plots_the_target_sparsity_and_update_steps(tmp_path):
+    schedule = keras_prune.schedules.PolynomialDecay(0.0, 0.8, 0, 100, frequency=10)
+    ax = plot.schedule(schedule, steps=150)
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata()[[0, 100, 149]], [0.0, 0.8, 0.8], atol=1e-6)
+    updates = ax.get_lines()[1]
+    assert list(updates.get_xdata()) == list(range(0, 101, 10))
+    width, height = _png_size(plot.save(ax, tmp_path / "schedule.png"))
+    assert width > 300 and height > 200
+
+
+def test_sparsity_plots_one_bar_per_layer(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="a"),
+                              keras.layers.Dense(2, name="b")])
+    weights = model.get_weights()
+    weights[0][:, :4] = 0.0  # half of layer a
+    model.set_weights(weights)
+    ax = plot.sparsity(model)
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == pytest.approx([0.5, 0.0])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    assert _png_size(plot.save(ax, tmp_path / "sparsity.png"))[0] > 300
+
+
+def test_tradeoff_plots_accuracy_and_size(tmp_path):
+    results = [{"sparsity": 0.8, "accuracy": 0.95, "bytes": 200_000},
+               {"sparsity": 0.0, "accuracy": 0.97, "bytes": 600_000, "label": "dense"}]
+    ax = plot.tradeoff(results)
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [0.97, 0.95])
+    size_axis = [other for other in ax.figure.axes if other is not ax][0]
+    np.testing.assert_allclose(size_axis.get_lines()[0].get_ydata(), [600, 200])
+    plot.save(ax, tmp_path / "t.png")
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_bad_plot_arguments_are_explained():
+    with pytest.raises(TypeError, match="`schedule` must be a pruning schedule"):
+        plot.schedule(0.5, steps=10)
+    with pytest.raises(ValueError, match="`steps` must be an integer >= 1"):
+        plot.schedule(keras_prune.schedules.ConstantSparsity(0.5, 0), steps=0)
+    with pytest.raises(ValueError, match="'sparsity' and 'accuracy'"):
+        plot.tradeoff([{"accuracy": 1.0}])
+    with pytest.raises(ValueError, match="no kernel weights"):
+        plot.sparsity(keras.Sequential([keras.Input((3,)), keras.layers.ReLU()]))
