@@ -6,7 +6,7 @@ sparsity reports, TFLite export (`keras_prune.tflite`) and structured pruning
 (`keras_prune.structured`).
 """
 
-from keras_prune import callbacks, layers, masking, schedules
+from keras_prune import callbacks, layers, masking, schedules, sparsity
 from keras_prune.layers import PrunableLayer, PruneLowMagnitude, register_prunable_layer
 from keras_prune.prune import PruningReport, prune_low_magnitude
 from keras_prune.report import SparsityReport, sparsity_report
@@ -25,6 +25,7 @@ __all__ = [
     "prune_low_magnitude",
     "register_prunable_layer",
     "schedules",
+    "sparsity",
     "sparsity_report",
     "strip_pruning",
 ]

@@ -38,3 +38,49 @@ def test_tflite_int8(tmp_path):
     assert report.densify_ops <= 1  # only a conv weight may go through DENSIFY
     assert any(t.storage == "sparse, block 1x16" for t in report.tensors)
     assert abs(keras_acc - lite_acc) <= 0.03
+
+
+def test_migrate_from_tfmot_program_uses_only_tfmot_names(capsys):
+    source = open(os.path.join(EXAMPLES, "migrate_from_tfmot.py"), encoding="utf-8").read()
+    program = source.split("# --- program (tfmot's, unchanged) ---")[1].split("# --- end")[0]
+    assert "keras_prune" not in program and "tfmot.sparsity.keras.prune_low_magnitude" in program
+    model, accuracy, log_dir = _load("migrate_from_tfmot").main(["--smoke"])
+    assert not keras_prune_wrappers(model)
+    kernel = keras.ops.convert_to_numpy(model.layers[2].kernel)
+    assert (kernel == 0).mean() == pytest.approx(0.5, abs=0.01)  # initial_sparsity at step 0
+    assert os.listdir(log_dir)  # PruningSummaries wrote TensorBoard events
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def keras_prune_wrappers(model):
+    import keras_prune
+
+    return keras_prune.callbacks.mask_updater.collect_wrappers(model)
+
+
+def test_custom_layer():
+    final, report, accuracy, same = _load("custom_layer").main(["--smoke"])
+    rows = {(r.layer, r.weight): r for r in report.rows}
+    assert rows[("scaled", "kernel")].sparsity == pytest.approx(0.75, abs=0.01)
+    assert rows[("scaled", "scale")].zeros == 0  # not a prunable weight
+    assert rows[("gated", "gate")].sparsity == pytest.approx(0.75, abs=0.01)
+    assert same
+
+
+def test_structured():
+    rows, report = _load("structured").main(["--smoke"])
+    dense, pruned = rows
+    assert pruned["params"] < 0.35 * dense["params"]
+    assert pruned["bytes"] < 0.35 * dense["bytes"]
+    assert {row.layer: row.after for row in report.layers}["stem"] == 32
+
+
+def test_sparsity_sweep(tmp_path):
+    results, png = _load("sparsity_sweep").main(["--smoke", "--output", str(tmp_path)])
+    assert [r["sparsity"] for r in results] == [0.0, 0.5, 0.9]
+    sizes = [r["bytes"] for r in results]
+    assert sizes[2] < sizes[1] < sizes[0]
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.format == "PNG"
