@@ -1,0 +1,46 @@
+"""The Colab notebooks run top to bottom (smoke setting), with outputs stripped in git."""
+
+import os
+
+import keras
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="the notebooks export TFLite in-process")
+
+FOLDER = os.path.join(os.path.dirname(__file__), "..", "examples", "notebooks")
+NOTEBOOKS = ["01_quickstart.ipynb", "02_tflite_for_android.ipynb",
+             "03_structured_pruning.ipynb", "04_custom_layers_and_schedules.ipynb"]
+
+
+def test_every_notebook_is_listed():
+    assert sorted(n for n in os.listdir(FOLDER) if n.endswith(".ipynb")) == NOTEBOOKS
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_colab_ready_and_stripped(name):
+    notebook = nbformat.read(os.path.join(FOLDER, name), as_version=4)
+    first_markdown, install = notebook.cells[0], notebook.cells[1]
+    assert "colab.research.google.com/github/" in first_markdown.source and name in first_markdown.source
+    assert "%pip install" in install.source and "keras-prune[" in install.source
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_PRUNE_SMOKE", "1")
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend shows plots
+    notebook = nbformat.read(os.path.join(FOLDER, name), as_version=4)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any(o.get("output_type") == "stream" for o in outputs)  # it printed its results
+    if name != "02_tflite_for_android.ipynb":  # the others draw with keras_prune.plot
+        assert any("image/png" in o.get("data", {}) for o in outputs)
