@@ -42,5 +42,5 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any(o.get("output_type") == "stream" for o in outputs)  # it printed its results
-    if name != "02_tflite_for_android.ipynb":  # the others draw with keras_prune.plot
+    if name in ("01_quickstart.ipynb", "04_custom_layers_and_schedules.ipynb"):  # they plot
         assert any("image/png" in o.get("data", {}) for o in outputs)
