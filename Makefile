@@ -45,6 +45,7 @@ $(TFMOT_VENV)/.installed:
 benchmark: $(STAMP) $(TFMOT_VENV)/.installed
 	$(PY) benchmarks/train_overhead.py --tfmot-python $(TFMOT_VENV)/bin/python
 	$(PY) benchmarks/tflite_export.py --tfmot-python $(TFMOT_VENV)/bin/python
+	$(PY) benchmarks/structured.py
 
 clean:
 	rm -rf $(VENV) artifacts *.egg-info
