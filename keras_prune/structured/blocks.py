@@ -7,9 +7,9 @@ import keras
 import numpy as np
 
 from keras_prune._validation import check_int
-from keras_prune.structured.graph import check_graph_model, iter_steps
+from keras_prune.structured.graph import check_data, check_graph_model, iter_steps
 from keras_prune.structured.importance import _batches, run_graph
-from keras_prune.structured.pruner import StructuredReport, check_data
+from keras_prune.structured.pruner import StructuredReport
 from keras_prune.structured.rebuild import copy_weights, count_flops, rebuild
 from keras_prune.structured.rules import to_numpy
 

@@ -116,20 +116,45 @@ def check_graph_model(model, argument="model"):
         )
 
 
+def check_data(model, data, argument):
+    """`data` must hold samples shaped like the model's inputs."""
+    inputs = keras.tree.flatten(model.inputs)
+    if isinstance(data, dict) or isinstance(data, (list, tuple)) and len(inputs) > 1:
+        arrays = keras.tree.flatten(data)
+    else:
+        arrays = [data]
+    if len(arrays) != len(inputs):
+        raise ValueError(
+            f"Argument `{argument}` must hold one array per model input ({len(inputs)}). "
+            f"Received {len(arrays)}."
+        )
+    for array, tensor in zip(arrays, inputs):
+        shape = getattr(array, "shape", None)
+        expected = tuple(tensor.shape[1:])
+        if shape is None or len(shape) != len(tensor.shape) or any(
+            e is not None and e != s for e, s in zip(expected, tuple(shape)[1:])
+        ):
+            raise ValueError(
+                f"Argument `{argument}` must be an array of samples shaped (n, {expected}) "
+                f"for input `{tensor.name}`. Received: shape {shape}. Pass a batch of "
+                "training inputs, e.g. data=x_train[:256]."
+            )
+
+
 class DependencyGraph:
     """Channel groups of a Functional or Sequential model (nested models expanded).
 
     Build it with `DependencyGraph(model)`; read `groups` (prunable and frozen) and
     `steps` (the leaf layer calls). `ignore` names layers whose output channels
-    must be kept.
+    must be kept; `rule_for(layer)` looks up a layer's `Rule` (the registry by default).
     """
 
-    def __init__(self, model, *, ignore=(), rules=None):
-        from keras_prune.structured.rules import rule_for
+    def __init__(self, model, *, ignore=(), rule_for=None):
+        from keras_prune.structured import rules
 
         check_graph_model(model)
         self.model = model
-        self._rule_for = rules or rule_for
+        self.rule_for = rule_for or rules.rule_for
         self.spaces = []
         self._space_of = []  # id -> index in self.spaces
         self._parent = []  # union-find over ids
@@ -209,7 +234,7 @@ class DependencyGraph:
     def _visit(self, step, ignore):
         layer = step.operation
         inputs = [self.ids(t) for t in step.inputs]
-        rule = self._rule_for(layer)
+        rule = self.rule_for(layer)
         what = f"`{getattr(layer, 'name', layer)}` ({type(layer).__name__})"
         if rule is None:
             problem = (
@@ -322,7 +347,7 @@ class Group:
 
     @property
     def layers(self):
-        """Layers whose weights change when a channel of this group goes."""
+        """Layers that write or read this group's channels, in call order."""
         found = {}
         id_set = set(self.ids.tolist())
         for space in self.spaces:

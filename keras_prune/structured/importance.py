@@ -15,6 +15,7 @@ channel's pooled activation over the data, Luo & Wu 2017), "taylor"
 import keras
 import numpy as np
 
+from keras_prune.structured.graph import check_data
 from keras_prune.structured.rules import Producer, rule_for, to_numpy
 
 _ACTIVATIONS = (
@@ -28,7 +29,7 @@ def _weight_rows(group, read=to_numpy):
     """(ids inside the group, rows) for every layer that writes this group's channels."""
     graph = group.graph
     for key, layer in graph.layers.items():
-        rule = graph._rule_for(layer)
+        rule = graph.rule_for(layer)
         if rule is None or key not in graph.layer_inputs:
             continue
         spaces = graph.layer_spaces.get(key, {})
@@ -155,8 +156,6 @@ class _ActivationBased:
         self.fallback = Magnitude(1)
 
     def prepare(self, graph, data):
-        from keras_prune.structured.pruner import check_data
-
         check_data(graph.model, data, "data")
         stats = {}  # id(step) -> accumulated statistics, in step order
 
@@ -254,8 +253,6 @@ class Taylor:
         self.products = None
 
     def prepare(self, graph, data):
-        from keras_prune.structured.pruner import check_data
-
         model = graph.model
         if not (isinstance(data, tuple) and len(data) == 2):
             raise ValueError(

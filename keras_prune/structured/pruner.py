@@ -88,31 +88,6 @@ class StructuredReport:
         return "\n".join(lines)
 
 
-def check_data(model, data, argument):
-    """`data` must hold samples shaped like the model's inputs."""
-    inputs = keras.tree.flatten(model.inputs)
-    if isinstance(data, dict) or isinstance(data, (list, tuple)) and len(inputs) > 1:
-        arrays = keras.tree.flatten(data)
-    else:
-        arrays = [data]
-    if len(arrays) != len(inputs):
-        raise ValueError(
-            f"Argument `{argument}` must hold one array per model input ({len(inputs)}). "
-            f"Received {len(arrays)}."
-        )
-    for array, tensor in zip(arrays, inputs):
-        shape = getattr(array, "shape", None)
-        expected = tuple(tensor.shape[1:])
-        if shape is None or len(shape) != len(tensor.shape) or any(
-            e is not None and e != s for e, s in zip(expected, tuple(shape)[1:])
-        ):
-            raise ValueError(
-                f"Argument `{argument}` must be an array of samples shaped (n, {expected}) "
-                f"for input `{tensor.name}`. Received: shape {shape}. Pass a batch of "
-                "training inputs, e.g. data=x_train[:256]."
-            )
-
-
 class StructuredPruner:
     """Plans and applies the removal of whole channels, heads and units.
 
@@ -289,7 +264,7 @@ class StructuredPruner:
             touched = list(inputs) + [space.ids for space in spaces.values()]
             if not any(removed[ids].any() for ids in touched if len(ids)):
                 continue
-            config, new = graph._rule_for(layer).shrink(
+            config, new = graph.rule_for(layer).shrink(
                 layer, layer.get_config(), inputs, spaces, keep, read
             )
             yield layer, config, new

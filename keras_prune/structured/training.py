@@ -6,8 +6,8 @@ import keras
 import numpy as np
 
 from keras_prune._validation import check_fraction, check_int
-from keras_prune.structured.graph import check_graph_model
-from keras_prune.structured.pruner import StructuredPruner, check_data, prune_structured
+from keras_prune.structured.graph import check_data, check_graph_model
+from keras_prune.structured.pruner import StructuredPruner, prune_structured
 
 
 class StructuredPruneCallback(keras.callbacks.Callback):
