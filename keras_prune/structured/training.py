@@ -1,7 +1,5 @@
 """Structured pruning around training: iterative (a callback) and one-shot + fine-tune."""
 
-import numbers
-
 import keras
 import numpy as np
 
@@ -154,9 +152,7 @@ def prune_and_finetune(model, x, y, *, ratio=0.5, importance="l1", epochs=3, bat
             "with the same optimizer settings, loss and metrics. Call model.compile(...) first."
         )
     check_int("epochs", epochs, minimum=0)
-    if not isinstance(importance_samples, numbers.Integral) or importance_samples < 1:
-        raise ValueError(f"Argument `importance_samples` must be an integer >= 1. "
-                         f"Received: {importance_samples!r}.")
+    check_int("importance_samples", importance_samples, minimum=1)
     subset = keras.tree.map_structure(lambda a: a[:importance_samples], x)
     data = (subset, y[:importance_samples]) if importance == "taylor" else subset
     pruned, report = prune_structured(model, ratio, importance, data=data, round_to=round_to,
