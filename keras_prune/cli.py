@@ -12,20 +12,39 @@ def _demo(args):
              verbose=2 if args.smoke else 1, export=not args.no_export)
 
 
-def _report(args):
+def _load_keras(path, command):
     import os
 
     import keras
 
+    if not os.path.exists(path):
+        raise SystemExit(f"keras-prune {command}: no such file: {path}")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001
+        raise SystemExit(f"keras-prune {command}: cannot load {path} as a Keras model: {error}")
+
+
+def _report(args):
     import keras_prune
 
-    if not os.path.exists(args.model):
-        raise SystemExit(f"keras-prune report: no such file: {args.model}")
-    try:
-        model = keras.saving.load_model(args.model, compile=False)
-    except Exception as error:  # noqa: BLE001
-        raise SystemExit(f"keras-prune report: cannot load {args.model} as a Keras model: {error}")
+    model = _load_keras(args.model, "report")
     keras_prune.sparsity_report(model, all_weights=args.all, print_fn=print)
+
+
+def _shrink(args):
+    from keras_prune import _io
+    from keras_prune.structured import prune_structured
+
+    model = _load_keras(args.model, "shrink")
+    data = _load_npz(args.data, "--data", ["x"])["x"] if args.data else None
+    smaller, report = prune_structured(model, ratio=args.ratio, importance=args.importance,
+                                       data=data, round_to=args.round_to,
+                                       ignore=args.ignore or None,
+                                       global_ranking=args.global_ranking)
+    _io.save_model(smaller, args.output)
+    print(report)
+    print(f"Saved {args.output}")
 
 
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError)
@@ -105,6 +124,18 @@ def build_parser():
     report.add_argument("model", help="path to a .keras file")
     report.add_argument("--all", action="store_true", help="include biases and other weights")
     report.set_defaults(func=_report)
+    shrink = commands.add_parser(
+        "shrink", help="structured pruning: remove channels of a .keras model, save a smaller one")
+    shrink.add_argument("model", help="path to a Functional or Sequential .keras file")
+    shrink.add_argument("-o", "--output", required=True, help="the .keras file to write")
+    shrink.add_argument("--ratio", type=float, default=0.5, help="fraction of channels to remove")
+    shrink.add_argument("--importance", default="l1",
+                        help="l1, l2, bn_scale, random; activation, apoz, entropy need --data")
+    shrink.add_argument("--data", help=".npz with sample inputs `x` for data-based criteria")
+    shrink.add_argument("--round-to", type=int, default=None, help="keep widths multiples of N")
+    shrink.add_argument("--ignore", nargs="*", help="layer names whose width must stay")
+    shrink.add_argument("--global-ranking", action="store_true")
+    shrink.set_defaults(func=_shrink)
     export = commands.add_parser("export", help="convert a .keras file to a verified .tflite file")
     export.add_argument("model", help="path to a .keras file (pruned or not)")
     export.add_argument("-o", "--output", required=True, help="the .tflite file to write")

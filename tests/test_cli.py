@@ -114,3 +114,24 @@ def test_export_and_inspect_errors_are_one_line_messages(saved_model_and_data):
     with pytest.raises(SystemExit, match="keras-prune evaluate: .*no such file"):
         cli.main(["evaluate", str(folder / "missing.tflite"), "--data", str(folder / "test.npz")])
     assert not (folder / "a.tflite").exists()
+
+
+def test_shrink_command_saves_a_smaller_model_and_explains_bad_input(tmp_path, capsys):
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
+    path, out = tmp_path / "m.keras", tmp_path / "small.keras"
+    model.save(path)
+    np.savez(tmp_path / "x.npz", x=np.ones((4, 6, 6, 1), "float32"))
+    assert cli.main(["shrink", str(path), "-o", str(out), "--ratio", "0.5",
+                     "--importance", "activation", "--data", str(tmp_path / "x.npz")]) == 0
+    small = keras.saving.load_model(out)
+    assert small.get_layer("conv").filters == 4
+    assert "params:" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="shrink: Argument `ratio` must be in"):
+        cli.main(["shrink", str(path), "-o", str(out), "--ratio", "1.5"])
+    with pytest.raises(SystemExit, match="needs `data`"):
+        cli.main(["shrink", str(path), "-o", str(out), "--importance", "entropy"])
+    with pytest.raises(SystemExit, match="no such file"):
+        cli.main(["shrink", str(tmp_path / "missing.keras"), "-o", str(out)])
