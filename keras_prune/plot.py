@@ -135,9 +135,9 @@ def tradeoff(results, ax=None):
         size_ax.set_ylim(bottom=0)
         lines = ax.get_legend_handles_labels()
         more = size_ax.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left")
+        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="best")
     else:
-        ax.legend(loc="lower left")
+        ax.legend(loc="best")
     return ax
 
 
