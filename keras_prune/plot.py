@@ -88,7 +88,7 @@ def sparsity(model, ax=None):
         raise ValueError(
             f"Argument `model` ({getattr(model, 'name', model)}) has no kernel weights to plot."
         )
-    names = list(layers)
+    names = [name.removeprefix("prune_low_magnitude_") for name in layers]  # wrapper -> layer
     fractions = [zeros / size for size, zeros in layers.values()]
     ax = _axes(ax, size=(max(4, 0.6 * len(names) + 2), 3.5))
     bars = ax.bar(range(len(names)), fractions, color="tab:blue")
