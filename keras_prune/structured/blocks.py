@@ -1,7 +1,6 @@
 """Residual block removal: `y = x + f(x)` becomes `y = x` for the least important blocks."""
 
 import dataclasses
-import types
 
 import keras
 import numpy as np
@@ -104,7 +103,7 @@ def _weight_score(model, block):
 def _activation_scores(model, blocks, data):
     """Mean over samples of ||f(x)|| / ||x||: how much each branch changes its input."""
     check_data(model, data, "data")
-    graph = types.SimpleNamespace(model=model, steps=list(iter_steps(model)))
+    steps = list(iter_steps(model))
     wanted = {}
     for index, block in enumerate(blocks):
         wanted.setdefault(id(block.skip), []).append((index, "skip"))
@@ -118,7 +117,7 @@ def _activation_scores(model, blocks, data):
                 norms[index][role].append(np.linalg.norm(value.reshape(len(value), -1), axis=1))
 
     for batch in _batches(model, data, 32):
-        run_graph(graph, batch, watch)
+        run_graph(model, steps, batch, watch)
     scores = []
     for entry in norms:
         skip, branch = np.concatenate(entry["skip"]), np.concatenate(entry["branch"])

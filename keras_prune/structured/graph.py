@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from keras_prune._models import check_built, check_keras3, is_graph_model
+from keras_prune.callbacks.mask_updater import collect_wrappers
 
 
 @dataclasses.dataclass(eq=False)
@@ -102,13 +103,7 @@ def check_graph_model(model, argument="model"):
             "unstructured pruning (keras_prune.prune_low_magnitude), which works on subclassed "
             "models."
         )
-    from keras_prune.layers.wrapper import PruneLowMagnitude
-
-    wrapped = [
-        layer.name
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, PruneLowMagnitude)
-    ]
+    wrapped = [layer.name for layer in collect_wrappers(model)]
     if wrapped:
         raise ValueError(
             f"Argument `{argument}` still holds pruning wrappers ({wrapped[:3]}). Call "

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from keras_prune.structured.graph import check_data
-from keras_prune.structured.rules import Producer, rule_for, to_numpy
+from keras_prune.structured.rules import Producer, to_numpy
 
 _ACTIVATIONS = (
     keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.PReLU,
@@ -28,11 +28,10 @@ _ACTIVATIONS = (
 def _weight_rows(group, read=to_numpy):
     """(ids inside the group, rows) for every layer that writes this group's channels."""
     graph = group.graph
-    for key, layer in graph.layers.items():
-        rule = graph.rule_for(layer)
-        if rule is None or key not in graph.layer_inputs:
-            continue
+    for layer in group.layers:  # every layer that writes (or reads) the group's channels
+        key = id(layer)
         spaces = graph.layer_spaces.get(key, {})
+        rule = graph.rule_for(layer)
         for ids, rows in rule.channel_weights(layer, graph.layer_inputs[key], spaces, read):
             inside = group.contains(ids)
             if inside.any():
@@ -74,10 +73,10 @@ class BatchNormScale:
     def __call__(self, group):
         ids, scores = [], []
         graph = group.graph
-        for key, layer in graph.layers.items():
+        for layer in group.layers:
             if not isinstance(layer, keras.layers.BatchNormalization) or layer.gamma is None:
                 continue
-            layer_ids = graph.layer_inputs[key][0]
+            layer_ids = graph.layer_inputs[id(layer)][0]
             inside = group.contains(layer_ids)
             if inside.any():
                 ids.append(layer_ids[inside])
@@ -112,21 +111,21 @@ def _batches(model, data, batch_size):
         yield [np.asarray(x[start:start + batch_size]) for x in inputs]
 
 
-def run_graph(graph, inputs, watch):
-    """Runs the graph's steps eagerly on `inputs`; calls `watch(step, outputs)`.
+def run_graph(model, steps, inputs, watch):
+    """Runs `steps` (from `iter_steps(model)`) eagerly on `inputs`; calls `watch(step, outputs)`.
 
     Nested models are run layer by layer, so their inner tensors are visible.
     Tensors are dropped once their last consumer has run.
     """
     last_use = {}
-    for index, step in enumerate(graph.steps):
+    for index, step in enumerate(steps):
         for tensor in step.inputs:
             last_use[id(tensor)] = index
-    for tensor in keras.tree.flatten(graph.model.outputs):
-        last_use[id(tensor)] = len(graph.steps)
+    for tensor in keras.tree.flatten(model.outputs):
+        last_use[id(tensor)] = len(steps)
     values = {id(t): keras.ops.convert_to_tensor(x)
-              for t, x in zip(keras.tree.flatten(graph.model.inputs), inputs)}
-    for index, step in enumerate(graph.steps):
+              for t, x in zip(keras.tree.flatten(model.inputs), inputs)}
+    for index, step in enumerate(steps):
         feed = {id(t): values[id(c)] for t, c in zip(step.node.input_tensors, step.inputs)}
         args, kwargs = step.node.arguments.fill_in(feed)
         outputs = keras.tree.flatten(step.operation(*args, **kwargs))
@@ -136,7 +135,7 @@ def run_graph(graph, inputs, watch):
         for tensor in step.inputs:
             if last_use.get(id(tensor)) == index:
                 values.pop(id(tensor), None)
-    return [values[id(t)] for t in keras.tree.flatten(graph.model.outputs)]
+    return [values[id(t)] for t in keras.tree.flatten(model.outputs)]
 
 
 class _ActivationBased:
@@ -162,14 +161,14 @@ class _ActivationBased:
         def watch(step, outputs):
             operation = step.operation
             if not (isinstance(operation, _ACTIVATIONS)
-                    or isinstance(rule_for(operation), Producer)):
+                    or isinstance(graph.rule_for(operation), Producer)):
                 return
             value = np.asarray(keras.ops.convert_to_numpy(outputs[0]), dtype=np.float64)
             if value.ndim >= 2:
                 self.accumulate(stats.setdefault(id(step), {"step": step}), value)
 
         for batch in _batches(graph.model, data, self.batch_size):
-            run_graph(graph, batch, watch)
+            run_graph(graph.model, graph.steps, batch, watch)
         scores = np.full(len(graph.roots), np.nan)
         for entry in stats.values():  # steps are in order: later ones overwrite
             ids = graph.tensor_ids[id(entry["step"].outputs[0])]

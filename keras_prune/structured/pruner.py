@@ -137,23 +137,14 @@ class StructuredPruner:
         result = set()
         for item in ignore or ():
             name = item.name if isinstance(item, keras.layers.Layer) else item
-            if name not in names:
-                raise ValueError(
-                    f"Argument `ignore` names layer {name!r}, which is not in the model. "
-                    f"Layers include: {sorted(names)[:8]}."
-                )
-            result.add(name)
+            result.add(_check_layer_name("ignore", name, names))
         return result
 
     @staticmethod
     def _check_ratio(ratio, names):
         if isinstance(ratio, dict):
             for name, value in ratio.items():
-                if name not in names:
-                    raise ValueError(
-                        f"Argument `ratio` names layer {name!r}, which is not in the model. "
-                        f"Layers include: {sorted(names)[:8]}."
-                    )
+                _check_layer_name("ratio", name, names)
                 check_fraction(f"ratio[{name!r}]", value)
             return {name: float(value) for name, value in ratio.items()}
         if not isinstance(ratio, numbers.Real) or isinstance(ratio, bool):
@@ -319,6 +310,15 @@ class StructuredPruner:
             flops_after=count_flops(new_model),
             frozen=frozen,
         )
+
+
+def _check_layer_name(argument, name, names):
+    if name not in names:
+        raise ValueError(
+            f"Argument `{argument}` names layer {name!r}, which is not in the model. "
+            f"Layers include: {sorted(names)[:8]}."
+        )
+    return name
 
 
 def _check_removal(group):

@@ -43,9 +43,10 @@ def rebuild(model, make_layer, bypass=None):
         inputs = keras.tree.map_structure(
             lambda t: _new_input(t, tensors), graph_model._inputs_struct
         )
+        needed = _needed_nodes(graph_model, bypass)
         for depth in sorted(graph_model._nodes_by_depth, reverse=True):
             for node in graph_model._nodes_by_depth[depth]:
-                if isinstance(node.operation, keras.layers.InputLayer):
+                if id(node) not in needed:
                     continue
                 if all(id(t) in bypass for t in node.output_tensors):
                     for old in node.output_tensors:
@@ -60,6 +61,27 @@ def rebuild(model, make_layer, bypass=None):
         return keras.Model(inputs=inputs, outputs=outputs, name=graph_model.name)
 
     return rebuild_model(model), pairs
+
+
+def _needed_nodes(graph_model, bypass):
+    """Ids of the non-input nodes the outputs depend on once `bypass` is applied.
+
+    A bypassed node is kept (it maps its output to the bypass tensor), but what only
+    fed it (the dropped branch) is not, so its layers are never built.
+    """
+    producer = {id(t): node for nodes in graph_model._nodes_by_depth.values()
+                for node in nodes for t in node.output_tensors}
+    needed, stack = set(), keras.tree.flatten(graph_model._outputs_struct)
+    while stack:
+        node = producer.get(id(stack.pop()))
+        if node is None or id(node) in needed or isinstance(node.operation, keras.layers.InputLayer):
+            continue
+        needed.add(id(node))
+        if all(id(t) in bypass for t in node.output_tensors):
+            stack.extend(bypass[id(t)] for t in node.output_tensors)
+        else:
+            stack.extend(node.input_tensors)
+    return needed
 
 
 def _new_input(tensor, tensors):
@@ -140,6 +162,4 @@ def copy_weights(pairs, new_weights):
         weights = new_weights.get(id(old))
         if weights is None:
             weights = old.get_weights()
-        if not new.built:
-            continue  # a layer of a dropped branch
         new.set_weights([np.asarray(w) for w in weights])
