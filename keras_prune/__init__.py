@@ -6,13 +6,30 @@ sparsity reports, TFLite export (`keras_prune.tflite`) and structured pruning
 (`keras_prune.structured`).
 """
 
-from keras_prune import callbacks, layers, masking, schedules, sparsity
+import importlib
+
+from keras_prune import callbacks, errors, layers, masking, schedules, sparsity
 from keras_prune.layers import PrunableLayer, PruneLowMagnitude, register_prunable_layer
-from keras_prune.prune import PruningReport, prune_low_magnitude
-from keras_prune.report import SparsityReport, sparsity_report
+from keras_prune.prune import prune_low_magnitude
+from keras_prune.report import PruningReport, SparsityReport, sparsity_report
 from keras_prune.strip import strip_pruning
 
 __version__ = "0.1.0"
+
+# Submodules that import heavy or optional packages (TensorFlow, matplotlib) load
+# on first attribute access: `keras_prune.tflite.convert(...)` works after a plain
+# `import keras_prune`, which itself never imports TensorFlow.
+_LAZY_SUBMODULES = ("cli", "demo", "plot", "structured", "tflite")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"keras_prune.{name}")
+    raise AttributeError(f"module 'keras_prune' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY_SUBMODULES))
 
 __all__ = [
     "PrunableLayer",
@@ -20,6 +37,7 @@ __all__ = [
     "PruningReport",
     "SparsityReport",
     "callbacks",
+    "errors",
     "layers",
     "masking",
     "prune_low_magnitude",

@@ -1,8 +1,13 @@
-"""Model plumbing shared by pruning and stripping: type checks, copies, rewrites."""
+"""Model plumbing shared by pruning and stripping: type checks, copies, rewrites.
 
-import copy
+Every use of Keras' private model API (`_flatten_layers`, `_run_through_graph`)
+lives here, so a Keras upgrade that moves one of them is fixed in one place.
+"""
+
+import inspect
 
 import keras
+import numpy as np
 
 
 def is_legacy_keras(obj):
@@ -33,6 +38,11 @@ def check_built(model, argument="to_prune"):
         )
 
 
+def flatten_layers(model, include_self=False):
+    """Every layer reachable from `model` (nested models and sub-layers included)."""
+    return list(model._flatten_layers(include_self=include_self, recursive=True))
+
+
 def is_graph_model(model):
     """Sequential and Functional models can be rebuilt layer by layer."""
     return isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False) or (
@@ -40,60 +50,249 @@ def is_graph_model(model):
     )
 
 
+def _custom_objects(obj):
+    """The classes of every layer under `obj`, by name, for deserializing copies."""
+    classes = {type(layer) for layer in flatten_layers(obj, include_self=True)}
+    return {cls.__name__: cls for cls in classes}
+
+
+def _same_structure(original, copy):
+    return len(original.weights) == len(copy.weights) and all(
+        tuple(a.shape) == tuple(b.shape) for a, b in zip(original.weights, copy.weights)
+    )
+
+
+class LayerCopier:
+    """Copies the layers of one model, in memory: config round trip, then weights.
+
+    A copy is made with the model's own classes as custom objects and unsafe
+    deserialization allowed (the config never leaves this process), so Lambda
+    layers and unregistered custom layers copy too. Weights are loaded by
+    `load_weights()`, after the new model has been called, which builds layers
+    that only create their sub-layers' weights when first called. A layer that
+    cannot be copied is reused (shared with the input model) and listed in
+    `shared` with the reason.
+    """
+
+    def __init__(self, model):
+        self.custom_objects = _custom_objects(model)
+        self.shared = []  # (layer name, reason)
+        self.reuse = {}  # id(layer) -> reason: layers to share instead of copying
+        self._pending = []  # (original, copy, then)
+
+    def copy(self, layer, then=None):
+        """A copy of `layer` (weights loaded later), or `layer` itself if it cannot be."""
+        if id(layer) in self.reuse:
+            self.shared.append((layer.name, self.reuse[id(layer)]))
+            return layer
+        try:
+            new = keras.saving.deserialize_keras_object(
+                keras.saving.serialize_keras_object(layer),
+                custom_objects=self.custom_objects,
+                safe_mode=False,
+            )
+            if layer.built and not new.built:
+                build_config = layer.get_build_config()
+                if build_config:
+                    new.build_from_config(build_config)
+        except Exception as error:  # noqa: BLE001 (user layer code can raise anything)
+            reason = f"could not be copied ({type(error).__name__}: {error}"[:200] + ")"
+            self.reuse[id(layer)] = reason
+            self.shared.append((layer.name, reason))
+            return layer
+        self._pending.append((layer, new, then))
+        return new
+
+    def load_weights(self):
+        """Copies weights into every copy made. Returns the layers that did not fit."""
+        failed = []
+        for original, new, then in self._pending:
+            if not original.built:
+                continue
+            if not _same_structure(original, new):
+                failed.append(original)
+                continue
+            new.set_weights(original.get_weights())
+            if then is not None:
+                then(new)
+        self._pending = []
+        return failed
+
+
 def copy_layer(layer):
     """A new layer with the same config and the same weights (built if `layer` is)."""
-    new = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    if layer.built and not new.built:
-        build_config = layer.get_build_config()
-        if build_config:
-            new.build_from_config(build_config)
-    if layer.built:
-        new.set_weights(layer.get_weights())
+    copier = LayerCopier(layer)
+    new = copier.copy(layer)
+    if new is layer:
+        raise ValueError(f"Layer `{layer.name}` {copier.shared[-1][1]}.")
+    if copier.load_weights():
+        raise ValueError(
+            f"Layer `{layer.name}` ({type(layer).__name__}) could not be copied: its copy "
+            "has different weights. Build it by calling it on its inputs first."
+        )
+    return new
+
+
+def _input_like(tensor):
+    """A new `keras.Input` like `tensor`, keeping its input layer's name."""
+    operation = getattr(getattr(tensor, "_keras_history", None), "operation", None)
+    name = operation.name if isinstance(operation, keras.layers.InputLayer) else tensor.name
+    return keras.Input(
+        batch_shape=tensor.shape,
+        dtype=tensor.dtype,
+        sparse=getattr(tensor, "sparse", False),
+        name=name,
+    )
+
+
+def _rebuild_sequential(model, clone):
+    layers = [clone(layer) for layer in model.layers]
+    first = model._layers[0] if model._layers else None
+    if isinstance(first, keras.layers.InputLayer):  # absent in an unbuilt Sequential
+        layers.insert(0, _input_like(first.output))
+    return keras.Sequential(layers, name=model.name, trainable=model.trainable)
+
+
+def _rebuild_functional(model, clone):
+    from keras.src.models.functional import functional_like_constructor
+
+    inputs = keras.tree.map_structure(_input_like, model._inputs_struct)
+    outputs = model._run_through_graph(inputs, operation_fn=clone)
+    cls = type(model) if functional_like_constructor(type(model)) else keras.Model
+    new = cls(inputs, outputs, name=model.name)
+    new.trainable = model.trainable
     return new
 
 
 def rewrite_graph_model(model, transform):
-    """Clones a Sequential/Functional model, passing each (copied) layer through `transform`.
+    """Rebuilds a Sequential/Functional model, passing each layer through `transform`.
 
-    `transform(layer)` returns the layer to use in the new model, or None for a
-    plain copy (same config and weights). Nested models are rewritten recursively.
+    `transform(layer, copier)` returns the layer to use in the new model, or None
+    for a plain copy (same config and weights; see `LayerCopier`). Nested models
+    are rebuilt recursively; a layer used in several places (also across nesting
+    levels) stays one shared layer; keras.ops operations are reused; input names
+    are kept; the new model is not compiled. Returns (new model, copier).
     """
+    copier = LayerCopier(model)
+    for _ in range(2):
+        cache = {}
 
-    def clone(layer):
-        if isinstance(layer, keras.Model) and is_graph_model(layer):
-            return rewrite_graph_model(layer, transform)
-        replacement = transform(layer)
-        return copy_layer(layer) if replacement is None else replacement
+        def clone(operation):
+            if id(operation) in cache:
+                return cache[id(operation)]
+            if isinstance(operation, keras.Model) and is_graph_model(operation):
+                new = rebuild(operation)
+            elif not isinstance(operation, keras.layers.Layer):
+                new = operation  # a keras.ops operation (Add, GetItem, ...): stateless
+            else:
+                new = transform(operation, copier)
+                if new is None:
+                    new = copier.copy(operation)
+            cache[id(operation)] = new
+            return new
 
-    new = keras.models.clone_model(model, clone_function=clone)
+        def rebuild(graph_model):
+            if isinstance(graph_model, keras.Sequential):
+                return _rebuild_sequential(graph_model, clone)
+            return _rebuild_functional(graph_model, clone)
+
+        new = rebuild(model)
+        failed = copier.load_weights()
+        if not failed:
+            return new, copier
+        for layer in failed:  # rebuilt differently when copied: share it instead
+            copier.reuse[id(layer)] = "its copy builds different weights"
+        copier.shared.clear()
+    raise ValueError(f"Could not copy model `{model.name}`: layers {failed} keep changing.")
+
+
+def _build_like(new, model):
+    """Builds `new` the way `model` was built (build config, else a call on zeros)."""
+    config = model.get_build_config() or {}
+    if not new.built and config:
+        try:
+            new.build_from_config(config)
+        except Exception:  # noqa: BLE001 (falls through to a call on data)
+            pass
+    if _same_structure(model, new):
+        return
+    shape = config.get("input_shape")
+    if shape is None:
+        return
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        sample = [np.zeros([d or 1 for d in s], "float32") for s in shape]
+    else:
+        sample = np.zeros([d or 1 for d in shape], "float32")
+    new(sample)
+
+
+def copy_model(model):
+    """A copy of a (subclassed) model with the same weights, not compiled.
+
+    The copy goes through get_config()/from_config() with the model's own classes.
+    A model whose `__init__` takes no arguments (the style of TensorFlow's
+    tutorials) is created by calling its class with none.
+    """
+    custom_objects = _custom_objects(model)
+    try:
+        new = keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(model),
+            custom_objects=custom_objects,
+            safe_mode=False,
+        )
+    except Exception as error:  # noqa: BLE001 (user model code can raise anything)
+        new = _construct_without_arguments(model, error)
+    _build_like(new, model)
+    if not _same_structure(model, new):
+        raise ValueError(
+            f"Could not copy subclassed model `{model.name}` ({type(model).__name__}): the "
+            f"copy has {len(new.weights)} weights, the model {len(model.weights)}. Build the "
+            "model by calling it on a batch of data before pruning it."
+        )
+    new.set_weights(model.get_weights())
     return new
 
 
-def deep_copy_model(model):
-    """A deep copy of a (subclassed) model, through Keras's own save/load."""
-    classes = {type(layer) for layer in model._flatten_layers(include_self=True, recursive=True)}
-    scope = {cls.__name__: cls for cls in classes}
+def _construct_without_arguments(model, error):
+    cls = type(model)
     try:
-        with keras.saving.custom_object_scope(scope):
-            return copy.deepcopy(model)  # Keras copies a model by saving and loading it
-    except Exception as error:  # noqa: BLE001 (user model code can raise anything)
+        inspect.signature(cls).bind()
+    except TypeError:
         raise ValueError(
-            f"Could not copy subclassed model `{model.name}` ({type(model).__name__}) to "
-            f"return a new model: {error}\nA subclassed model is copied through "
-            "get_config()/from_config(); make its get_config() return its constructor "
-            "arguments, or wrap its layers yourself with keras_prune.prune_low_magnitude(layer) "
-            "inside __init__."
+            f"Could not copy subclassed model `{model.name}` ({cls.__name__}) to return a "
+            f"new model: {error}\nA subclassed model is copied through get_config()/"
+            "from_config(); make its get_config() return its constructor arguments, or wrap "
+            "its layers yourself with keras_prune.prune_low_magnitude(layer) inside __init__."
         ) from None
+    new = cls()
+    new.name = model.name
+    return new
 
 
 def rewrite_subclassed_model(model, transform):
-    """Deep-copies a subclassed model and swaps its layer attributes through `transform`.
+    """Copies a subclassed model and swaps its layer attributes through `transform`.
 
-    `transform(layer)` returns a replacement, or None to keep the (copied) layer.
+    `transform(layer, copier)` returns a replacement, or None to keep the layer;
+    the copier hands back the layer itself (the model is already a fresh copy).
     """
-    new = deep_copy_model(model)
-    swap_layers(new, transform)
+    new = copy_model(model)
+    swap_layers(new, lambda layer: transform(layer, NO_COPY))
     return new
+
+
+class _NoCopy:
+    """A LayerCopier for layers that are already copies."""
+
+    shared = ()
+
+    @staticmethod
+    def copy(layer, then=None):
+        if then is not None:
+            then(layer)
+        return layer
+
+
+NO_COPY = _NoCopy()
 
 
 def swap_layers(owner, transform):

@@ -1,28 +1,14 @@
 """`prune_low_magnitude`: wrap the prunable layers of a layer, list or model."""
 
-import dataclasses
 import re
 
 import keras
 
 from keras_prune import _models
-from keras_prune.callbacks.mask_updater import collect_wrappers
+from keras_prune.errors import NotALayerError, UnsupportedLayerError
 from keras_prune.layers import registry
-from keras_prune.layers.wrapper import PruneLowMagnitude, _check_schedule
-
-
-@dataclasses.dataclass
-class PruningReport:
-    """What `prune_low_magnitude` did: layers wrapped, and layers skipped and why."""
-
-    pruned: list = dataclasses.field(default_factory=list)
-    skipped: list = dataclasses.field(default_factory=list)  # (layer name, reason)
-
-    def __str__(self):
-        lines = [f"Pruned {len(self.pruned)} layer(s): {', '.join(self.pruned) or '-'}"]
-        for name, reason in self.skipped:
-            lines.append(f"  skipped {name}: {reason}")
-        return "\n".join(lines)
+from keras_prune.layers.wrapper import PruneLowMagnitude, check_schedule
+from keras_prune.report import PruningReport
 
 
 def _make_filter(filters):
@@ -40,15 +26,6 @@ def _make_filter(filters):
         "Argument `filters` must be None, a regex string matched against layer names, a "
         f"list of layer names, or a callable layer -> bool. Received: filters={filters!r}."
     )
-
-
-def _check_not_pruned(model):
-    if collect_wrappers(model):
-        raise ValueError(
-            f"Model `{model.name}` is already pruned (it contains PruneLowMagnitude layers). "
-            "Keep training it with PruneCallback, or call keras_prune.strip_pruning(model) "
-            "and prune the stripped model again."
-        )
 
 
 def prune_low_magnitude(
@@ -98,12 +75,14 @@ def prune_low_magnitude(
 
     Raises:
         TypeError: for a tf_keras (Keras 2) object or a non-schedule.
-        ValueError: for an unbuilt or already-pruned model, or bad arguments.
-        NotImplementedError: for a layer that cannot be pruned (and for a layer
-            named explicitly in `filters` that cannot be pruned).
+        ValueError: for an unbuilt subclassed model, or bad arguments.
+        UnsupportedLayerError: (a ValueError and a NotImplementedError) for a
+            layer that cannot be pruned, passed directly or named in `filters`.
+        NotALayerError: (a ValueError and a TypeError, as tfmot raises
+            ValueError) when `to_prune` is not a layer, list or model.
     """
     _models.check_keras3(to_prune, "to_prune")
-    schedule = _check_schedule(pruning_schedule)
+    schedule = check_schedule(pruning_schedule)
     group = None
     if global_pruning:
         if isinstance(sparsity_m_by_n, (list, tuple)) or tuple(block_size) != (1, 1):
@@ -124,51 +103,58 @@ def prune_low_magnitude(
     if isinstance(to_prune, (list, tuple)):
         for index, layer in enumerate(to_prune):
             _models.check_keras3(layer, f"to_prune[{index}]")
-        return [PruneLowMagnitude(layer, **wrapper_args) for layer in to_prune]
+        return [
+            layer if isinstance(layer, PruneLowMagnitude) else PruneLowMagnitude(layer, **wrapper_args)
+            for layer in to_prune
+        ]
     if not isinstance(to_prune, keras.layers.Layer):
-        raise TypeError(
+        raise NotALayerError(
             "Argument `to_prune` must be a Keras 3 layer, a list of layers or a Keras model. "
             f"Received: to_prune={to_prune!r} of type {type(to_prune).__name__}."
         )
     if not isinstance(to_prune, keras.Model):
         if isinstance(to_prune, PruneLowMagnitude):
-            raise ValueError(
-                f"Layer `{to_prune.name}` is already wrapped for pruning. Pass the original "
-                "layer, or call keras_prune.strip_pruning() first to start over."
-            )
+            return to_prune  # already wrapped: returned as it is, as in tfmot
         return PruneLowMagnitude(to_prune, **wrapper_args)
 
     model = to_prune
-    _models.check_built(model)
-    _check_not_pruned(model)
+    if not (isinstance(model, keras.Sequential) and not model.built):
+        _models.check_built(model)  # an unbuilt Sequential builds on its first call
     selected = _make_filter(filters)
     explicit = set(filters) if isinstance(filters, (list, tuple, set)) else set()
     report = PruningReport()
 
-    def transform(original):
+    def transform(original, copier):
+        if isinstance(original, PruneLowMagnitude):
+            report.kept_wrapped.append(original.name)
+            return None  # kept as it is (copied), as in tfmot
         if isinstance(original, (keras.Model, keras.layers.InputLayer)):
             return None
         if not selected(original):
             report.skipped.append((original.name, "not selected by `filters`"))
             return None
-        if not registry.is_prunable(original):
+        if not registry.is_prunable(original) or registry.has_nothing_to_prune(original):
             if original.name in explicit:
-                raise NotImplementedError(registry.unsupported_layer_message(original))
+                raise UnsupportedLayerError(registry.unsupported_layer_message(original))
             reason = (
                 "no weights" if not original.weights else f"{type(original).__name__} "
                 "is not a prunable layer type (see register_prunable_layer)"
             )
             report.skipped.append((original.name, reason))
             return None
-        layer = _models.copy_layer(original)
+        layer = copier.copy(original)
+        if layer is original and copier is not _models.NO_COPY:
+            report.skipped.append((original.name, copier.shared.pop()[1]))
+            return original
         wrapper = PruneLowMagnitude(layer, **wrapper_args)
         if layer.built:
             wrapper.build(None)
         report.pruned.append(original.name)
         return wrapper
 
-    if _models.is_graph_model(model):
-        new = _models.rewrite_graph_model(model, transform)
+    if _models.is_graph_model(model) or isinstance(model, keras.Sequential):
+        new, copier = _models.rewrite_graph_model(model, transform)
+        report.shared = list(copier.shared)
     else:
         new = _models.rewrite_subclassed_model(model, transform)
     missing = explicit - set(report.pruned) - {name for name, _ in report.skipped}
@@ -177,7 +163,7 @@ def prune_low_magnitude(
             f"Argument `filters` names layers that are not in model `{model.name}`: "
             f"{sorted(missing)}. Layer names: {[layer.name for layer in model.layers]}."
         )
-    if not report.pruned:
+    if not report.pruned and not report.kept_wrapped:
         raise ValueError(
             f"No layer of model `{model.name}` can be pruned with these arguments.\n{report}\n"
             + registry.unsupported_layer_message(model.layers[-1]).split(": ", 1)[-1]

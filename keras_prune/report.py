@@ -5,7 +5,33 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_prune._models import flatten_layers
 from keras_prune.layers.wrapper import PruneLowMagnitude
+
+
+@dataclasses.dataclass
+class PruningReport:
+    """What `prune_low_magnitude` did: layers wrapped, and layers skipped and why.
+
+    `kept_wrapped` lists layers that were already pruning wrappers (kept as they
+    are, as in tfmot); `shared` lists layers that could not be copied and are
+    shared with the input model (never prunable ones), with the reason.
+    """
+
+    pruned: list = dataclasses.field(default_factory=list)
+    skipped: list = dataclasses.field(default_factory=list)  # (layer name, reason)
+    kept_wrapped: list = dataclasses.field(default_factory=list)
+    shared: list = dataclasses.field(default_factory=list)  # (layer name, reason)
+
+    def __str__(self):
+        lines = [f"Pruned {len(self.pruned)} layer(s): {', '.join(self.pruned) or '-'}"]
+        if self.kept_wrapped:
+            lines.append(f"Already wrapped (kept): {', '.join(self.kept_wrapped)}")
+        for name, reason in self.skipped:
+            lines.append(f"  skipped {name}: {reason}")
+        for name, reason in self.shared:
+            lines.append(f"  shared with the input model {name}: {reason}")
+        return "\n".join(lines)
 
 
 @dataclasses.dataclass
@@ -97,7 +123,7 @@ def sparsity_report(model, all_weights=False, print_fn=None):
             f"Received: model={model!r} of type {type(model).__name__}."
         )
     rows, seen = [], set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model):
         if isinstance(layer, PruneLowMagnitude):
             masks = {id(w): m for w, m in zip(layer.prunable_weights, layer.masks)}
             for weight in layer.layer.weights:

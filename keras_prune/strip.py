@@ -13,6 +13,8 @@ def strip_layer(wrapper, layer=None):
     `layer` is a copy of `wrapper.layer` to write into (default: a new copy).
     """
     layer = _models.copy_layer(wrapper.layer) if layer is None else layer
+    if not wrapper.built:
+        return layer
     masks = {id(w): m for w, m in zip(wrapper.prunable_weights, wrapper.masks)}
     for original, target in zip(wrapper.layer.weights, layer.weights):
         if id(original) in masks:
@@ -50,11 +52,13 @@ def strip_pruning(model):
             f"Received: model={model!r} of type {type(model).__name__}."
         )
 
-    def transform(layer):
-        return strip_layer(layer) if isinstance(layer, PruneLowMagnitude) else None
+    def transform(layer, copier):
+        if not isinstance(layer, PruneLowMagnitude):
+            return None
+        return copier.copy(layer.layer, then=lambda copy: strip_layer(layer, copy))
 
-    if _models.is_graph_model(model):
-        return _models.rewrite_graph_model(model, transform)
+    if _models.is_graph_model(model) or isinstance(model, keras.Sequential):
+        return _models.rewrite_graph_model(model, transform)[0]
     return _strip_subclassed(model)
 
 
@@ -66,7 +70,7 @@ def _strip_subclassed(model):
 
     swapped = _models.swap_layers(model, unwrap)
     try:
-        new = _models.deep_copy_model(model)
+        new = _models.copy_model(model)
     finally:
         originals = {id(inner): wrapper for _, wrapper, inner in swapped}
         _models.swap_layers(model, lambda layer: originals.get(id(layer)))

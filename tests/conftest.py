@@ -89,7 +89,7 @@ def keras_round_trip(model, tmp_path, name="model.keras"):
 def effective_kernels(model):
     """weight * mask for every pruned weight, as numpy arrays."""
     out = []
-    for wrapper in keras_prune.callbacks.mask_updater.collect_wrappers(model):
+    for wrapper in keras_prune.layers.collect_wrappers(model):
         for weight, mask in zip(wrapper.prunable_weights, wrapper.masks):
             out.append(keras.ops.convert_to_numpy(weight) * keras.ops.convert_to_numpy(mask))
     return out
@@ -98,7 +98,7 @@ def effective_kernels(model):
 def masks_of(model):
     return [
         keras.ops.convert_to_numpy(mask)
-        for wrapper in keras_prune.callbacks.mask_updater.collect_wrappers(model)
+        for wrapper in keras_prune.layers.collect_wrappers(model)
         for mask in wrapper.masks
     ]
 
@@ -106,7 +106,7 @@ def masks_of(model):
 def stored_and_masks(model):
     return [
         (keras.ops.convert_to_numpy(w), keras.ops.convert_to_numpy(m))
-        for wrapper in keras_prune.callbacks.mask_updater.collect_wrappers(model)
+        for wrapper in keras_prune.layers.collect_wrappers(model)
         for w, m in zip(wrapper.prunable_weights, wrapper.masks)
     ]
 

@@ -17,7 +17,7 @@ def test_demo_smoke_writes_models_and_summary(tmp_path, capsys):
     assert summary["sparsity_report"]["sparsity"] == pytest.approx(0.8, abs=0.01)
     assert 0.0 <= summary["pruned_test_accuracy"] <= 1.0
     model = keras.saving.load_model(out / "pruned.keras")
-    assert not keras_prune.callbacks.mask_updater.collect_wrappers(model)
+    assert not keras_prune.layers.collect_wrappers(model)
     kernel = keras.ops.convert_to_numpy(model.get_layer("dense").kernel)
     assert (kernel == 0).mean() == pytest.approx(0.8, abs=0.01)
     assert not list(out.glob(".*tmp*")), "temporary files left behind"

@@ -55,7 +55,7 @@ def test_migrate_from_tfmot_program_uses_only_tfmot_names(capsys):
 def keras_prune_wrappers(model):
     import keras_prune
 
-    return keras_prune.callbacks.mask_updater.collect_wrappers(model)
+    return keras_prune.layers.collect_wrappers(model)
 
 
 def test_custom_layer():

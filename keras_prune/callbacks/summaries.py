@@ -4,17 +4,27 @@ Written with TensorBoard's own TensorFlow-free `tensorboard.summary.Writer`, so
 logging works on every Keras backend.
 """
 
+import importlib.util
+
 from keras import ops
+
+_INSTALL_HINT = (
+    "Writing pruning summaries (`log_dir=`) needs the `tensorboard` package. "
+    "Install it with `pip install tensorboard` or `pip install keras-prune[tensorboard]`."
+)
+
+
+def check_tensorboard():
+    """Raises ImportError now, not after the first epoch, when tensorboard is missing."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ImportError(_INSTALL_HINT)
 
 
 def _writer(log_dir):
     try:
         from tensorboard.summary import Writer
     except ImportError:
-        raise ImportError(
-            "Writing pruning summaries (`log_dir=`) needs the `tensorboard` package. "
-            "Install it with `pip install tensorboard` or `pip install keras-prune[tensorboard]`."
-        ) from None
+        raise ImportError(_INSTALL_HINT) from None
     return Writer(log_dir)
 
 
@@ -22,6 +32,7 @@ class SummaryWriter:
     """Writes one scalar per model, and per pruned weight, for a list of wrappers."""
 
     def __init__(self, log_dir):
+        check_tensorboard()
         self.log_dir = str(log_dir)
         self._writer = None
 

@@ -7,11 +7,12 @@ from keras_prune.layers.registry import (
     register_prunable_layer,
     supported_layer_names,
 )
-from keras_prune.layers.wrapper import PruneLowMagnitude
+from keras_prune.layers.wrapper import PruneLowMagnitude, collect_wrappers
 
 __all__ = [
     "PrunableLayer",
     "PruneLowMagnitude",
+    "collect_wrappers",
     "get_prunable_weights",
     "is_prunable",
     "register_prunable_layer",

@@ -9,6 +9,8 @@ import abc
 
 import keras
 
+from keras_prune.errors import UnsupportedLayerError
+
 
 class PrunableLayer(abc.ABC):
     """Mixin for custom layers that know which of their weights to prune.
@@ -49,13 +51,27 @@ def _attribute_getter(names):
     return get_weights
 
 
-def _rnn_weights(layer):
+_RNN_CELLS = (keras.layers.SimpleRNNCell, keras.layers.LSTMCell, keras.layers.GRUCell)
+
+
+def _rnn_cells(layer):
     cell = layer.cell
-    if isinstance(cell, keras.layers.StackedRNNCells):
-        cells = cell.cells
-    else:
-        cells = [cell]
-    return [w for c in cells for w in (c.kernel, c.recurrent_kernel)]
+    return list(cell.cells) if isinstance(cell, keras.layers.StackedRNNCells) else [cell]
+
+
+def _rnn_supported(layer):
+    """RNN layers whose every cell is a Keras cell or knows its prunable weights."""
+    return all(
+        isinstance(cell, _RNN_CELLS) or _own_getter(cell) is not None for cell in _rnn_cells(layer)
+    )
+
+
+def _rnn_weights(layer):
+    weights = []
+    for cell in _rnn_cells(layer):
+        own = _own_getter(cell)
+        weights.extend(own(cell) if own else (cell.kernel, cell.recurrent_kernel))
+    return weights
 
 
 def _mha_weights(layer):
@@ -77,7 +93,27 @@ def _time_distributed_weights(layer):
     return get_prunable_weights(layer.layer)
 
 
+def _nothing(layer):
+    return []
+
+
 _L = keras.layers
+# Keras' own layers with nothing to prune (pooling, reshaping, merging, dropout,
+# normalization, activations): as in tfmot, wrapping one gives a no-op wrapper.
+_NOTHING_TO_PRUNE_MODULES = tuple(
+    f"keras.src.layers.{group}."
+    for group in (
+        "pooling",
+        "reshaping",
+        "merging",
+        "regularization",
+        "normalization",
+        "activations",
+        "core.identity",
+        "core.masking",
+        "core.input_layer",
+    )
+)
 _BUILTIN = [
     ((_L.Dense, _L.EinsumDense), _attribute_getter(["kernel"])),
     (
@@ -94,7 +130,7 @@ _BUILTIN = [
         _attribute_getter(["depthwise_kernel", "pointwise_kernel"]),
     ),
     ((_L.Embedding,), _attribute_getter(["embeddings"])),
-    ((_L.SimpleRNN, _L.LSTM, _L.GRU), _rnn_weights),
+    ((_L.RNN,), _rnn_weights),
     ((_L.MultiHeadAttention,), _mha_weights),
     ((_L.Bidirectional,), _bidirectional_weights),
     ((_L.TimeDistributed,), _time_distributed_weights),
@@ -142,13 +178,31 @@ def register_prunable_layer(cls, weight_names):
     _REGISTERED.insert(0, ((cls,), getter))
 
 
+def _own_getter(layer):
+    """A layer's own `get_prunable_weights` (PrunableLayer, or any layer defining it)."""
+    method = getattr(type(layer), "get_prunable_weights", None)
+    if isinstance(layer, PrunableLayer) or callable(method):
+        return method
+    return None
+
+
 def _find_getter(layer):
-    if isinstance(layer, PrunableLayer):
-        return type(layer).get_prunable_weights
+    own = _own_getter(layer)
+    if own is not None:
+        return own
     for classes, getter in _REGISTERED + _BUILTIN:
         if isinstance(layer, classes):
+            if isinstance(layer, _L.RNN) and not _rnn_supported(layer):
+                return None
             return getter
+    if type(layer).__module__.startswith(_NOTHING_TO_PRUNE_MODULES):
+        return _nothing
     return None
+
+
+def has_nothing_to_prune(layer):
+    """True for Keras' own layers without prunable weights (Dropout, Flatten, pooling)."""
+    return _find_getter(layer) is _nothing
 
 
 def is_prunable(layer):
@@ -160,7 +214,7 @@ def get_prunable_weights(layer):
     """The variables of `layer` that pruning masks (the layer must be built)."""
     getter = _find_getter(layer)
     if getter is None:
-        raise NotImplementedError(unsupported_layer_message(layer))
+        raise UnsupportedLayerError(unsupported_layer_message(layer))
     return list(getter(layer))
 
 
@@ -170,10 +224,17 @@ def supported_layer_names():
 
 
 def unsupported_layer_message(layer):
+    if has_nothing_to_prune(layer):
+        return (
+            f"Layer `{layer.name}` of type {type(layer).__name__} has no weights to prune. "
+            "Prune the model's Dense, convolution, embedding, RNN or attention layers."
+        )
     return (
         f"Layer `{layer.name}` of type {type(layer).__name__} cannot be pruned: keras_prune "
         "does not know which of its weights to prune. Supported layers (and their "
-        f"subclasses): {', '.join(supported_layer_names())}. For another layer, implement "
-        "`keras_prune.PrunableLayer.get_prunable_weights()` on it, or call "
+        f"subclasses): {', '.join(supported_layer_names())}, RNN with Keras cells, and "
+        "Keras' layers without weights to prune (no-op wrappers). For another layer, "
+        "implement `get_prunable_weights()` on it (e.g. with the keras_prune.PrunableLayer "
+        "mixin), or call "
         "`keras_prune.register_prunable_layer(LayerClass, ['kernel'])`."
     )

@@ -13,11 +13,13 @@ import inspect
 import keras
 
 from keras_prune import _validation, masking
+from keras_prune._models import flatten_layers
+from keras_prune.errors import NotALayerError, UnsupportedLayerError
 from keras_prune.layers import registry
 from keras_prune.schedules import ConstantSparsity, PruningSchedule
 
 
-def _check_schedule(pruning_schedule):
+def check_schedule(pruning_schedule):
     if pruning_schedule is None:
         return ConstantSparsity(0.5, begin_step=0)
     if isinstance(pruning_schedule, dict):
@@ -76,13 +78,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 "layer, or call keras_prune.strip_pruning() first to start over."
             )
         if not isinstance(layer, keras.layers.Layer):
-            raise TypeError(
+            raise NotALayerError(
                 "Argument `layer` must be a Keras 3 layer. "
                 f"Received: layer={layer!r} of type {type(layer).__name__}."
             )
         if not registry.is_prunable(layer):
-            raise NotImplementedError(registry.unsupported_layer_message(layer))
-        self.pruning_schedule = _check_schedule(pruning_schedule)
+            raise UnsupportedLayerError(registry.unsupported_layer_message(layer))
+        self.pruning_schedule = check_schedule(pruning_schedule)
         self.block_size = _validation.check_int_pair("block_size", block_size)
         if block_pooling_type not in masking.POOLING_TYPES:
             raise ValueError(
@@ -102,10 +104,33 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, **kwargs)
         self.supports_masking = layer.supports_masking
-        call_parameters = inspect.signature(layer.call).parameters
-        self._inner_takes_training = "training" in call_parameters
+        self._inner_takes_training = "training" in inspect.signature(layer.call).parameters
+        self._adopt_call_signature(layer)
         # Set by PruneCallback for the duration of a fit (or a custom loop).
-        self._pruning_active = False
+        self.pruning_active = False
+
+    def _adopt_call_signature(self, layer):
+        """Makes Keras bind call arguments to the wrapped layer's signature.
+
+        The wrapper's own `call(*args, training=None, **kwargs)` forwards anything,
+        but Keras binds arguments to the signature it records in `Layer.__init__`:
+        with the inner layer's signature (plus `training`), keyword calls such as
+        `MultiHeadAttention(query=x, value=x)` work through the wrapper.
+        """
+        signature = inspect.signature(layer.call)
+        parameters = list(signature.parameters.values())
+        if "training" not in signature.parameters:
+            training = inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=None)
+            variadic = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
+            parameters = [p for p in parameters if p not in variadic] + [training] + variadic
+        self._call_signature = signature.replace(parameters=parameters)
+        self.call_signature_parameters = [p.name for p in parameters]
+        self._call_has_training_arg = True
+        self._call_has_mask_arg = "mask" in self.call_signature_parameters
+        if hasattr(self, "_call_has_context_arg"):
+            self._call_has_context_arg = {
+                arg: arg in self.call_signature_parameters for arg in self._call_context_args
+            }
 
     # Building ---------------------------------------------------------------
 
@@ -119,12 +144,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                     f"built from input shape {input_shape}: {error}. Build it (call it on its "
                     "inputs once) before wrapping it, or prune the whole built model."
                 ) from None
+        # Empty for layers with nothing to prune (Dropout, pooling...): a no-op wrapper.
         self._prunable = registry.get_prunable_weights(self.layer)
-        if not self._prunable:
-            raise ValueError(
-                f"Layer `{self.layer.name}` has no prunable weights to mask "
-                "(get_prunable_weights() returned an empty list)."
-            )
         self.pruning_step = self.add_weight(
             name="pruning_step",
             shape=(),
@@ -171,15 +192,15 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     @property
     def prunable_weights(self):
-        """The wrapped layer's variables that are masked, in mask order."""
-        return list(self._prunable)
+        """The wrapped layer's variables that are masked, in mask order ([] until built)."""
+        return list(getattr(self, "_prunable", []))
 
     # Forward pass -----------------------------------------------------------
 
-    def call(self, inputs, *args, training=None, **kwargs):
-        # No `mask` argument: the wrapped layer picks up Keras masks from `inputs`
-        # itself, and graph nodes replay unchanged on the bare layer (strip_pruning).
-        if training is True and not self._pruning_active:
+    def call(self, *args, training=None, **kwargs):
+        # Arguments are forwarded as given (positional or keyword, Keras masks
+        # included), so graph nodes replay unchanged on the bare layer (strip_pruning).
+        if training is True and self._prunable and not self.pruning_active:
             raise ValueError(
                 f"Layer `{self.name}` is being trained without keras_prune's callback, so its "
                 "pruning masks would never be updated. Add it to fit: "
@@ -201,7 +222,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             mapping.append((variable, value))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             before = [scope.get_current_value(v) for v, _ in mapping]
-            outputs = self.layer(inputs, *args, **kwargs)
+            outputs = self.layer(*args, **kwargs)
         # Propagate assignments the layer made in call (e.g. RNG seed state).
         for (variable, _), old in zip(mapping, before):
             new = scope.get_current_value(variable)
@@ -241,3 +262,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 schedule, custom_objects=custom_objects
             )
         return cls(layer, pruning_schedule=schedule, **config)
+
+
+def collect_wrappers(model):
+    """Every `PruneLowMagnitude` reachable from `model`, including nested models."""
+    return [layer for layer in flatten_layers(model, include_self=True) if isinstance(layer, PruneLowMagnitude)]

@@ -1,6 +1,7 @@
 """Mask computation (keras.ops only): magnitude, block, M:N and global threshold."""
 
 from keras_prune.masking.block import POOLING_TYPES, block_mask, check_block_fits
+from keras_prune.masking.groups import MaskGroup, apply_masks, make_groups, mask_sparsity
 from keras_prune.masking.m_by_n import check_m_by_n, m_by_n_mask
 from keras_prune.masking.magnitude import (
     global_magnitude_masks,
@@ -11,6 +12,10 @@ from keras_prune.masking.magnitude import (
 )
 
 __all__ = [
+    "MaskGroup",
+    "apply_masks",
+    "make_groups",
+    "mask_sparsity",
     "POOLING_TYPES",
     "block_mask",
     "check_block_fits",

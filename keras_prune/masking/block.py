@@ -7,10 +7,26 @@ from keras_prune.masking.magnitude import magnitude_mask, threshold_mask
 POOLING_TYPES = ("AVG", "MAX")
 
 
+def _squeezed(shape):
+    return tuple(d for d in shape if d != 1)
+
+
 def check_block_fits(block_size, shape, weight_name):
-    """Raises a ValueError when a block is larger than the rank-2 weight it tiles."""
-    if tuple(block_size) == (1, 1) or len(shape) != 2:
+    """Raises a ValueError when blocks cannot tile a weight.
+
+    As in tfmot, a weight is squeezed first (a 1x1 convolution kernel counts as
+    rank 2) and block sparsity needs a rank-2 weight.
+    """
+    if tuple(block_size) == (1, 1):
         return
+    shape = _squeezed(shape)
+    if len(shape) != 2:
+        raise ValueError(
+            f"Argument `block_size`={tuple(block_size)} needs 2-dimensional weights (after "
+            f"dropping size-1 dimensions), as in tfmot, but weight `{weight_name}` has shape "
+            f"{tuple(shape)}. Use block_size=(1, 1) for this layer, or prune only rank-2 "
+            "layers (Dense, 1x1 convolutions) with blocks."
+        )
     if block_size[0] > shape[0] or block_size[1] > shape[1]:
         raise ValueError(
             f"Argument `block_size`={tuple(block_size)} does not fit weight "
@@ -22,16 +38,19 @@ def check_block_fits(block_size, shape, weight_name):
 def block_mask(weight, sparsity, block_size, pooling_type="AVG"):
     """Mask that keeps or drops whole blocks of `weight`, ranked by pooled |w|.
 
-    Weights that are not rank 2 fall back to per-element masks, as in tfmot.
-    Edges that do not fill a block are padded with zeros before pooling.
+    The weight is squeezed to rank 2 first (see `check_block_fits`). Edges that do
+    not fill a block are padded with zeros before pooling.
 
     Returns:
         (mask, threshold), the threshold in pooled-magnitude units.
     """
     weight = ops.convert_to_tensor(weight)
     rows_per_block, cols_per_block = block_size
-    if (rows_per_block, cols_per_block) == (1, 1) or len(weight.shape) != 2:
+    if (rows_per_block, cols_per_block) == (1, 1):
         return magnitude_mask(weight, sparsity)
+    check_block_fits(block_size, weight.shape, "weight")
+    shape = tuple(weight.shape)
+    weight = ops.reshape(weight, _squeezed(shape))
     rows, cols = weight.shape
     pad_rows = -rows % rows_per_block
     pad_cols = -cols % cols_per_block
@@ -43,4 +62,4 @@ def block_mask(weight, sparsity, block_size, pooling_type="AVG"):
     pooled = reduce(blocks, axis=(1, 3))
     pooled_mask, threshold = threshold_mask(pooled, sparsity)
     full = ops.repeat(ops.repeat(pooled_mask, rows_per_block, axis=0), cols_per_block, axis=1)
-    return full[:rows, :cols], threshold
+    return ops.reshape(full[:rows, :cols], shape), threshold

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from keras_prune._models import check_built, check_keras3, is_graph_model
-from keras_prune.callbacks.mask_updater import collect_wrappers
+from keras_prune.layers import collect_wrappers
 
 
 @dataclasses.dataclass(eq=False)

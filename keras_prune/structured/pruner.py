@@ -7,6 +7,7 @@ import numbers
 import keras
 import numpy as np
 
+from keras_prune._models import flatten_layers
 from keras_prune._validation import check_fraction, check_int
 from keras_prune.structured.graph import DependencyGraph, check_graph_model
 from keras_prune.structured.importance import get_importance
@@ -112,7 +113,7 @@ class StructuredPruner:
                  ignore=None, global_ranking=False):
         check_graph_model(model)
         self.model = model
-        names = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
+        names = {layer.name for layer in flatten_layers(model)}
         self.ignore = self._check_ignore(ignore, names)
         self.ratio = self._check_ratio(ratio, names)
         self.round_to = None if round_to is None else check_int("round_to", round_to, minimum=1)

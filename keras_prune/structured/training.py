@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_prune._models import flatten_layers
 from keras_prune._validation import check_fraction, check_int
 from keras_prune.structured.graph import check_data, check_graph_model
 from keras_prune.structured.pruner import StructuredPruner, prune_structured
@@ -115,7 +116,7 @@ def update_batchnorm_statistics(model, x, batch_size=64):
     check_graph_model(model, "model")
     check_data(model, x, "x")
     check_int("batch_size", batch_size, minimum=1)
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+    layers = [layer for layer in flatten_layers(model)
               if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers:
         return 0

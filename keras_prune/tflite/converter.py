@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from keras_prune._io import atomic_path
-from keras_prune._models import check_built, check_keras3
+from keras_prune._models import check_built, check_keras3, flatten_layers
 from keras_prune._validation import check_int
 from keras_prune.tflite import _flatbuffer, _runtime
 
@@ -226,7 +226,7 @@ def _load_model(model):
 
 
 def _strip_if_pruned(model):
-    from keras_prune.callbacks.mask_updater import collect_wrappers
+    from keras_prune.layers import collect_wrappers
     from keras_prune.strip import strip_pruning
 
     return strip_pruning(model) if collect_wrappers(model) else model
@@ -385,7 +385,7 @@ def _quiet():
 def _conversion_error(error, model, quantize):
     message = str(error)
     names = sorted(
-        {layer.name for layer in model._flatten_layers(include_self=False)
+        {layer.name for layer in flatten_layers(model)
          if re.search(rf"/{re.escape(layer.name)}(_\d+)?/", message)}
     )
     ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)'", message)))

@@ -12,15 +12,36 @@ def test_tf_keras_model_gets_a_migration_message():
         keras_prune.prune_low_magnitude(LegacySequential())
 
 
-def test_unbuilt_model_is_rejected_with_how_to_build_it():
-    model = keras.Sequential([keras.layers.Dense(3)])
+class _Unbuilt(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+class _Scale(keras.layers.Layer):
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],))
+
+    def call(self, x):
+        return x * self.scale
+
+
+def test_unbuilt_subclassed_model_is_rejected_with_how_to_build_it():
     with pytest.raises(ValueError, match=r"not built.*keras.Input"):
-        keras_prune.prune_low_magnitude(model)
+        keras_prune.prune_low_magnitude(_Unbuilt())
 
 
 def test_unsupported_layer_asked_for_lists_supported_and_the_hook():
-    with pytest.raises(NotImplementedError, match=r"BatchNormalization.*Dense.*register_prunable_layer"):
-        keras_prune.prune_low_magnitude(keras.layers.BatchNormalization())
+    with pytest.raises(NotImplementedError, match=r"_Scale.*Dense.*register_prunable_layer"):
+        keras_prune.prune_low_magnitude(_Scale())
+
+
+def test_unsupported_layer_error_is_also_a_value_error_as_in_tfmot():
+    with pytest.raises(ValueError, match="_Scale"):
+        keras_prune.prune_low_magnitude(_Scale())
 
 
 def test_unsupported_layer_named_in_filters_is_an_error(helpers):
@@ -33,13 +54,17 @@ def test_unsupported_layer_named_in_filters_is_an_error(helpers):
         keras_prune.prune_low_magnitude(model, filters=["no_such_layer"])
 
 
-def test_already_pruned_model_and_layer_are_rejected(helpers):
+def test_already_wrapped_layers_are_kept_as_they_are_as_in_tfmot(helpers):
     pruned = keras_prune.prune_low_magnitude(helpers.small_cnn())
-    with pytest.raises(ValueError, match="already pruned.*strip_pruning"):
-        keras_prune.prune_low_magnitude(pruned)
+    again = keras_prune.prune_low_magnitude(pruned)
+    assert again.pruning_report.kept_wrapped == ["prune_low_magnitude_conv2d",
+                                                 "prune_low_magnitude_dense",
+                                                 "prune_low_magnitude_dense_1"]
+    assert [type(layer).__name__ for layer in again.layers] == [
+        type(layer).__name__ for layer in pruned.layers
+    ]
     wrapper = keras_prune.prune_low_magnitude(keras.layers.Dense(2))
-    with pytest.raises(ValueError, match="already wrapped"):
-        keras_prune.prune_low_magnitude(wrapper)
+    assert keras_prune.prune_low_magnitude(wrapper) is wrapper
 
 
 def test_schedule_that_is_not_a_pruning_schedule_is_a_type_error(helpers):

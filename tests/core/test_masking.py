@@ -45,10 +45,18 @@ def test_block_mask_pads_uneven_edges_and_max_pooling_works():
     assert 0.0 < mask.mean() < 1.0
 
 
-def test_block_mask_falls_back_to_elements_for_conv_kernels():
+def test_block_mask_rejects_conv_kernels_that_are_not_rank_2_as_tfmot_does():
     weight = np.random.default_rng(4).normal(size=(3, 3, 4, 8)).astype("float32")
-    mask = _np(masking.block_mask(weight, 0.75, (2, 2))[0])
-    assert int(mask.sum()) == masking.num_kept(weight.size, 0.75)
+    with pytest.raises(ValueError, match="2-dimensional"):
+        masking.block_mask(weight, 0.75, (2, 2))
+
+
+def test_block_mask_squeezes_a_1x1_conv_kernel_to_rank_2_as_tfmot_does():
+    weight = np.random.default_rng(4).normal(size=(1, 1, 8, 6)).astype("float32")
+    mask = _np(masking.block_mask(weight, 0.5, (2, 2))[0])
+    assert mask.shape == weight.shape
+    blocks = mask.reshape(4, 2, 3, 2).transpose(0, 2, 1, 3).reshape(12, 4)
+    assert set(np.unique(blocks.sum(axis=1))) == {0.0, 4.0}
 
 
 @pytest.mark.parametrize("shape", [(8, 6), (3, 3, 8, 5), (10, 3)])

@@ -4,7 +4,7 @@ import pytest
 
 import keras_prune
 from keras_prune import PruneLowMagnitude
-from keras_prune.callbacks.mask_updater import collect_wrappers
+from keras_prune.layers import collect_wrappers
 from keras_prune.schedules import ConstantSparsity
 
 
@@ -54,7 +54,7 @@ def test_every_supported_layer_kind_prunes_and_strips_exactly(name):
     else:
         x = rng.normal(size=(4, *shape)).astype("float32")
 
-    pruned = keras_prune.prune_low_magnitude(model, ConstantSparsity(0.75, 0))
+    pruned = keras_prune.prune_low_magnitude(model, ConstantSparsity(0.75, 0, frequency=1))
     wrapper = collect_wrappers(pruned)[0]
     assert len(wrapper.masks) == _expected_weight_count(name)
     # Pruning the masks by hand (as the callback does) changes the output, and the

@@ -53,7 +53,7 @@ def test_steps_per_execution_counts_every_step(digits, helpers, steps_per_execut
     model.fit(x, y, epochs=3, batch_size=64, verbose=0, shuffle=False, callbacks=[callback])
     assert callback.step == 24
     _assert_scheduled_sparsity(model, 0.8, helpers)
-    wrapper = keras_prune.callbacks.mask_updater.collect_wrappers(model)[0]
+    wrapper = keras_prune.layers.collect_wrappers(model)[0]
     assert int(keras.ops.convert_to_numpy(wrapper.pruning_step)) == 24
 
 
@@ -76,7 +76,7 @@ def test_mixed_float16_policy(digits, helpers):
     history = helpers.tiny_fit(model, x, y, epochs=3)
     assert np.isfinite(history.history["loss"][-1])
     _assert_scheduled_sparsity(model, 0.8, helpers)
-    wrapper = keras_prune.callbacks.mask_updater.collect_wrappers(model)[0]
+    wrapper = keras_prune.layers.collect_wrappers(model)[0]
     assert wrapper.masks[0].dtype == "float32"
 
 
@@ -115,7 +115,7 @@ def test_callback_on_an_unpruned_model_says_to_prune_first(digits, helpers):
 def test_global_pruning_uses_one_threshold_across_layers(digits, helpers):
     x, y = digits
     model = keras_prune.prune_low_magnitude(
-        helpers.small_cnn(), ConstantSparsity(0.7, 0, frequency=100), global_pruning=True
+        helpers.small_cnn(), ConstantSparsity(0.7, 0, frequency=4), global_pruning=True
     )
     helpers.compile_model(model)
     helpers.tiny_fit(model, x, y, epochs=1)
@@ -126,7 +126,7 @@ def test_global_pruning_uses_one_threshold_across_layers(digits, helpers):
     assert max(per_layer) - min(per_layer) > 0.05
     thresholds = [
         float(keras.ops.convert_to_numpy(t))
-        for w in keras_prune.callbacks.mask_updater.collect_wrappers(model)
+        for w in keras_prune.layers.collect_wrappers(model)
         for t in w.thresholds
     ]
     assert len(set(thresholds)) == 1
@@ -135,7 +135,7 @@ def test_global_pruning_uses_one_threshold_across_layers(digits, helpers):
 def test_block_and_m_by_n_pruning_through_fit(digits, helpers):
     x, y = digits
     block = keras_prune.prune_low_magnitude(
-        helpers.small_cnn(), ConstantSparsity(0.5, 0), block_size=(4, 4), filters=["dense"]
+        helpers.small_cnn(), ConstantSparsity(0.5, 0, frequency=1), block_size=(4, 4), filters=["dense"]
     )
     helpers.compile_model(block)
     helpers.tiny_fit(block, x, y, epochs=1)
@@ -144,7 +144,8 @@ def test_block_and_m_by_n_pruning_through_fit(digits, helpers):
     assert set(np.unique(tiles)) == {0.0, 16.0}
 
     two_four = keras_prune.prune_low_magnitude(
-        helpers.small_cnn(), ConstantSparsity(0.5, 0), sparsity_m_by_n=(2, 4), filters=["dense"]
+        helpers.small_cnn(), ConstantSparsity(0.5, 0, frequency=1), sparsity_m_by_n=(2, 4),
+        filters=["dense"],
     )
     helpers.compile_model(two_four)
     helpers.tiny_fit(two_four, x, y, epochs=1)

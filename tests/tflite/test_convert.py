@@ -38,7 +38,7 @@ def test_float_export_matches_keras_and_leaves_model_wrapped(pruned_model, digit
     lite = tflite.evaluate(path, x_test, y_test)
     assert abs(lite["accuracy"] - keras_accuracy(pruned_model, x_test, y_test)) < 1e-9
     # The input model keeps its wrappers and weights.
-    assert keras_prune.callbacks.mask_updater.collect_wrappers(pruned_model)
+    assert keras_prune.layers.collect_wrappers(pruned_model)
     for old, new in zip(before, pruned_model.get_weights()):
         np.testing.assert_array_equal(old, new)
 

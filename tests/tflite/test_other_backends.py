@@ -25,6 +25,6 @@ def test_pruned_model_converts_and_verifies_against_this_backend(tmp_path):
     # Verification compares the LiteRT output with *this* backend's Keras model.
     assert result.verification.passed and result.verification.samples == 32
     assert path.stat().st_size == result.bytes
-    assert keras_prune.callbacks.mask_updater.collect_wrappers(pruned)  # input unchanged
+    assert keras_prune.layers.collect_wrappers(pruned)  # input unchanged
     float_result = tflite.convert(pruned, tmp_path / "float.tflite")
     assert float_result.verification.max_abs_diff < 1e-4 and float_result.sparse_tensors

@@ -1,4 +1,4 @@
-"""Recomputes pruning masks for the wrappers of a model, outside the train graph.
+"""Mask updates for groups of pruning wrappers, computed outside the train graph.
 
 Masks change rarely (every `frequency` steps), so they are computed eagerly with
 keras.ops when the schedule says so, instead of inside every training step. After
@@ -10,14 +10,9 @@ import collections
 
 from keras import ops
 
-from keras_prune import masking
-from keras_prune.layers.wrapper import PruneLowMagnitude
-
-
-def collect_wrappers(model):
-    """Every `PruneLowMagnitude` reachable from `model`, including nested models."""
-    layers = model._flatten_layers(include_self=True, recursive=True)
-    return [layer for layer in layers if isinstance(layer, PruneLowMagnitude)]
+from keras_prune.masking.block import block_mask
+from keras_prune.masking.m_by_n import m_by_n_mask
+from keras_prune.masking.magnitude import global_magnitude_masks, magnitude_mask
 
 
 class MaskGroup:
@@ -35,7 +30,7 @@ class MaskGroup:
         """Returns [(wrapper, [(weight, mask, threshold), ...]), ...]."""
         if self.is_global:
             weights = [w for wrapper in self.wrappers for w in wrapper.prunable_weights]
-            masks, threshold = masking.global_magnitude_masks(weights, sparsity)
+            masks, threshold = global_magnitude_masks(weights, sparsity)
             result, position = [], 0
             for wrapper in self.wrappers:
                 count = len(wrapper.prunable_weights)
@@ -61,10 +56,10 @@ class MaskGroup:
 def _layer_mask(wrapper, weight, sparsity):
     value = ops.convert_to_tensor(weight)
     if wrapper.sparsity_m_by_n is not None:
-        return masking.m_by_n_mask(value, wrapper.sparsity_m_by_n)
+        return m_by_n_mask(value, wrapper.sparsity_m_by_n)
     if wrapper.block_size != (1, 1):
-        return masking.block_mask(value, sparsity, wrapper.block_size, wrapper.block_pooling_type)
-    return masking.magnitude_mask(value, sparsity)
+        return block_mask(value, sparsity, wrapper.block_size, wrapper.block_pooling_type)
+    return magnitude_mask(value, sparsity)
 
 
 def make_groups(wrappers):
@@ -72,6 +67,8 @@ def make_groups(wrappers):
     by_name = collections.OrderedDict()
     groups = []
     for wrapper in wrappers:
+        if not wrapper.prunable_weights:
+            continue  # a no-op wrapper (a layer with nothing to prune)
         if wrapper.pruning_group is None:
             groups.append(MaskGroup([wrapper], is_global=False))
         else:
