@@ -91,7 +91,9 @@ class LayerCopier:
                 custom_objects=self.custom_objects,
                 safe_mode=False,
             )
-            if layer.built and not new.built:
+            # A layer without its own build() (sub-layers made in __init__) is built
+            # by the new model's first call instead.
+            if layer.built and not new.built and type(new).build is not keras.layers.Layer.build:
                 build_config = layer.get_build_config()
                 if build_config:
                     new.build_from_config(build_config)

@@ -4,7 +4,7 @@ import re
 
 import keras
 
-from keras_prune import _models
+from keras_prune import _models, _validation, masking
 from keras_prune.errors import NotALayerError, UnsupportedLayerError
 from keras_prune.layers import registry
 from keras_prune.layers.wrapper import PruneLowMagnitude, check_schedule
@@ -26,6 +26,18 @@ def _make_filter(filters):
         "Argument `filters` must be None, a regex string matched against layer names, a "
         f"list of layer names, or a callable layer -> bool. Received: filters={filters!r}."
     )
+
+
+def _blocks_fit(layer, block_size):
+    """False when a built layer has a prunable weight that blocks cannot tile."""
+    if not layer.built:
+        return True  # checked when the wrapper is built
+    try:
+        for weight in registry.get_prunable_weights(layer):
+            masking.check_block_fits(block_size, weight.shape, weight.path)
+    except ValueError:
+        return False
+    return True
 
 
 def prune_low_magnitude(
@@ -60,7 +72,10 @@ def prune_low_magnitude(
         to_prune: A Keras 3 layer, list of layers, or built model.
         pruning_schedule: A `PruningSchedule`. Defaults to a new
             `ConstantSparsity(0.5, begin_step=0)` on every call.
-        block_size: (rows, cols) blocks pruned together in rank-2 weights.
+        block_size: (rows, cols) blocks pruned together in rank-2 weights (after
+            dropping size-1 dimensions). A wrapped layer whose weights are not rank 2
+            raises, as in tfmot; in a model such layers are pruned element by element
+            and listed in `pruning_report.elementwise`.
         block_pooling_type: "AVG" or "MAX" pooling of a block's magnitudes.
         sparsity_m_by_n: None or (m, n): m zeros in every n input channels.
         filters: Which layers of a model to prune: None (all supported), a regex
@@ -93,7 +108,7 @@ def prune_low_magnitude(
         group = "global"
     wrapper_args = dict(
         pruning_schedule=schedule,
-        block_size=block_size,
+        block_size=_validation.check_int_pair("block_size", block_size),
         block_pooling_type=block_pooling_type,
         sparsity_m_by_n=sparsity_m_by_n,
         pruning_group=group,
@@ -146,7 +161,11 @@ def prune_low_magnitude(
         if layer is original and copier is not _models.NO_COPY:
             report.skipped.append((original.name, copier.shared.pop()[1]))
             return original
-        wrapper = PruneLowMagnitude(layer, **wrapper_args)
+        args = wrapper_args
+        if args["block_size"] != (1, 1) and not _blocks_fit(layer, args["block_size"]):
+            args = {**args, "block_size": (1, 1)}
+            report.elementwise.append(original.name)
+        wrapper = PruneLowMagnitude(layer, **args)
         if layer.built:
             wrapper.build(None)
         report.pruned.append(original.name)

@@ -15,16 +15,24 @@ class PruningReport:
 
     `kept_wrapped` lists layers that were already pruning wrappers (kept as they
     are, as in tfmot); `shared` lists layers that could not be copied and are
-    shared with the input model (never prunable ones), with the reason.
+    shared with the input model (never prunable ones), with the reason;
+    `elementwise` lists layers pruned element by element although `block_size`
+    was given, because their weights are not rank 2.
     """
 
     pruned: list = dataclasses.field(default_factory=list)
     skipped: list = dataclasses.field(default_factory=list)  # (layer name, reason)
     kept_wrapped: list = dataclasses.field(default_factory=list)
     shared: list = dataclasses.field(default_factory=list)  # (layer name, reason)
+    elementwise: list = dataclasses.field(default_factory=list)
 
     def __str__(self):
         lines = [f"Pruned {len(self.pruned)} layer(s): {', '.join(self.pruned) or '-'}"]
+        if self.elementwise:
+            lines.append(
+                f"Pruned element by element (weights not rank 2, so no blocks): "
+                f"{', '.join(self.elementwise)}"
+            )
         if self.kept_wrapped:
             lines.append(f"Already wrapped (kept): {', '.join(self.kept_wrapped)}")
         for name, reason in self.skipped:

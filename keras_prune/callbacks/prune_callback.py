@@ -61,6 +61,7 @@ class PruneCallback(keras.callbacks.Callback):
         self._wrappers = []  # the built ones with weights to mask
         self._groups = []
         self._missed = []  # pruning steps begun but not yet checked against schedules
+        self._warned_short = False
         self._step = None
         self._sparsity = 0.0
         self._batch_start = None
@@ -254,7 +255,8 @@ class PruneCallback(keras.callbacks.Callback):
             return
         start = self._restore_step() if self._wrappers else 0
         last = start + epochs * steps
-        if last < max(ends):
+        self._warned_short = last < max(ends)
+        if self._warned_short:
             warnings.warn(
                 f"keras_prune: this fit runs {epochs} epochs x {steps} steps, so pruning stops "
                 f"at step {last}, before the schedule's end_step={max(ends)}: the model will "
@@ -264,8 +266,9 @@ class PruneCallback(keras.callbacks.Callback):
             )
 
     def _warn_if_target_missed(self):
+        """Warns when training stopped early (e.g. EarlyStopping) short of the schedule."""
         ends = self._schedule_ends()
-        if ends and self._step < max(ends):
+        if ends and self._step < max(ends) and not self._warned_short:
             warnings.warn(
                 f"keras_prune: training stopped at pruning step {self._step}, before the "
                 f"schedule's end_step={max(ends)}; the model's sparsity is "
