@@ -29,15 +29,10 @@ def _make_filter(filters):
 
 
 def _blocks_fit(layer, block_size):
-    """False when a built layer has a prunable weight that blocks cannot tile."""
+    """False when a built layer has a prunable weight that is not rank 2."""
     if not layer.built:
         return True  # checked when the wrapper is built
-    try:
-        for weight in registry.get_prunable_weights(layer):
-            masking.check_block_fits(block_size, weight.shape, weight.path)
-    except ValueError:
-        return False
-    return True
+    return all(masking.is_blockable(w.shape) for w in registry.get_prunable_weights(layer))
 
 
 def prune_low_magnitude(

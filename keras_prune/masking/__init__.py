@@ -1,6 +1,6 @@
 """Mask computation (keras.ops only): magnitude, block, M:N and global threshold."""
 
-from keras_prune.masking.block import POOLING_TYPES, block_mask, check_block_fits
+from keras_prune.masking.block import POOLING_TYPES, block_mask, check_block_fits, is_blockable
 from keras_prune.masking.groups import MaskGroup, apply_masks, make_groups, mask_sparsity
 from keras_prune.masking.m_by_n import check_m_by_n, m_by_n_mask
 from keras_prune.masking.magnitude import (
@@ -21,6 +21,7 @@ __all__ = [
     "check_block_fits",
     "check_m_by_n",
     "global_magnitude_masks",
+    "is_blockable",
     "kth_largest",
     "m_by_n_mask",
     "magnitude_mask",

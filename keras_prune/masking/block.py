@@ -11,6 +11,11 @@ def _squeezed(shape):
     return tuple(d for d in shape if d != 1)
 
 
+def is_blockable(shape):
+    """True when blocks can tile a weight of `shape`: rank 2 after squeezing, as in tfmot."""
+    return len(_squeezed(shape)) == 2
+
+
 def check_block_fits(block_size, shape, weight_name):
     """Raises a ValueError when blocks cannot tile a weight.
 
@@ -19,14 +24,14 @@ def check_block_fits(block_size, shape, weight_name):
     """
     if tuple(block_size) == (1, 1):
         return
-    shape = _squeezed(shape)
-    if len(shape) != 2:
+    if not is_blockable(shape):
         raise ValueError(
             f"Argument `block_size`={tuple(block_size)} needs 2-dimensional weights (after "
             f"dropping size-1 dimensions), as in tfmot, but weight `{weight_name}` has shape "
-            f"{tuple(shape)}. Use block_size=(1, 1) for this layer, or prune only rank-2 "
+            f"{tuple(_squeezed(shape))}. Use block_size=(1, 1) for this layer, or prune only rank-2 "
             "layers (Dense, 1x1 convolutions) with blocks."
         )
+    shape = _squeezed(shape)
     if block_size[0] > shape[0] or block_size[1] > shape[1]:
         raise ValueError(
             f"Argument `block_size`={tuple(block_size)} does not fit weight "
