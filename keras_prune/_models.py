@@ -43,6 +43,14 @@ def flatten_layers(model, include_self=False):
     return list(model._flatten_layers(include_self=include_self, recursive=True))
 
 
+def input_structure(model):
+    """The model's inputs as it takes them (a tensor, list or dict of KerasTensors)."""
+    structure = getattr(model, "_inputs_struct", None)
+    if structure is None:
+        structure = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return structure
+
+
 def is_graph_model(model):
     """Sequential and Functional models can be rebuilt layer by layer."""
     return isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False) or (

@@ -76,7 +76,8 @@ def load_interpreter(model, *, num_threads=None, default_delegates=True):
     return interpreter
 
 
-def _quantize(values, detail):
+def quantize(values, detail):
+    """Float values as the integer tensor `detail` stores them (scale, zero point)."""
     dtype = detail["dtype"]
     if np.issubdtype(dtype, np.floating):
         return values.astype(dtype)
@@ -95,34 +96,87 @@ def _dequantize(values, detail):
     return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
-def predict(interpreter, inputs, *, batch_size=32):
-    """Runs `inputs` (array, or list of arrays for several inputs) through `interpreter`.
+def io_details(interpreter):
+    """Input details by signature name, and output details in the Keras model's order.
 
-    Float inputs are quantized for int8 input tensors and int8 outputs are
-    dequantized, so the caller always works in float. Returns a float32 array (or a
-    list for several outputs).
+    Keras' converters name a file's inputs after the model's input tensors and its
+    outputs `output_0`, `output_1`, ... in the model's order, while the tensor
+    indices (the order of `get_input_details()`) follow the graph. Files without a
+    signature keep the interpreter's order.
     """
-    input_details = interpreter.get_input_details()
-    output_details = interpreter.get_output_details()
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    try:
+        runner = interpreter.get_signature_runner()
+        signature_inputs = runner.get_input_details()
+        signature_outputs = runner.get_output_details()
+    except (ValueError, KeyError, AttributeError):
+        return dict(enumerate(inputs)), outputs
+    by_index = {d["index"]: d for d in inputs}
+    named_inputs = {name: by_index[d["index"]] for name, d in signature_inputs.items()}
+    keys = [f"output_{i}" for i in range(len(signature_outputs))]
+    if set(keys) != set(signature_outputs):
+        return named_inputs, outputs
+    by_index = {d["index"]: d for d in outputs}
+    return named_inputs, [by_index[signature_outputs[key]["index"]] for key in keys]
+
+
+def _ordered_inputs(interpreter, inputs):
+    """(detail, array) pairs: a dict is matched by input name, a list by position."""
+    named, _ = io_details(interpreter)
+    if isinstance(inputs, dict):
+        missing = sorted(set(named) - set(inputs)) if all(isinstance(k, str) for k in named) else []
+        if missing or len(inputs) != len(named):
+            raise ValueError(
+                f"The model's inputs are {sorted(map(str, named))}; received arrays for "
+                f"{sorted(inputs)}. Pass one array per input name."
+            )
+        return [(named[name], np.asarray(inputs[name])) for name in named]
     arrays = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    if len(arrays) != len(input_details):
+    details = interpreter.get_input_details()
+    if len(arrays) != len(details):
         raise ValueError(
-            f"The model takes {len(input_details)} input(s); received {len(arrays)} array(s)."
+            f"The model takes {len(details)} input(s); received {len(arrays)} array(s)."
         )
-    arrays = [np.asarray(a) for a in arrays]
-    count = len(arrays[0])
+    return [(detail, np.asarray(array)) for detail, array in zip(details, arrays)]
+
+
+def _fixed_batch(details):
+    """The batch size a file was converted with, or None where the batch is dynamic."""
+    sizes = {int(d["shape_signature"][0]) for d in details if len(d["shape_signature"])}
+    sizes.discard(-1)
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def predict(interpreter, inputs, *, batch_size=32):
+    """Runs `inputs` through `interpreter` and returns the outputs in the model's order.
+
+    `inputs` is an array, a list of arrays (one per input, in the file's order) or a
+    dict from input name to array (matched by name, which is safe for models whose
+    converter reordered their inputs). Float inputs are quantized for int8 input
+    tensors and int8 outputs are dequantized, so the caller always works in float.
+    A file converted with a fixed batch size is run in batches of that size.
+    Returns a float32 array (or a list for several outputs).
+    """
+    pairs = _ordered_inputs(interpreter, inputs)
+    _, output_details = io_details(interpreter)
+    fixed = _fixed_batch([detail for detail, _ in pairs])
+    batch_size = fixed or batch_size
+    count = len(pairs[0][1])
     results = [[] for _ in output_details]
     current_batch = None
     for start in range(0, count, batch_size):
-        chunks = [a[start : start + batch_size] for a in arrays]
+        chunks = [array[start : start + batch_size] for _, array in pairs]
         size = len(chunks[0])
-        if size != current_batch:
-            for detail, chunk in zip(input_details, chunks):
-                interpreter.resize_tensor_input(detail["index"], [size, *chunk.shape[1:]])
+        if fixed and size < fixed:  # pad the last batch, drop the padding's outputs
+            chunks = [np.concatenate([c, np.zeros((fixed - size, *c.shape[1:]), c.dtype)])
+                      for c in chunks]
+        if len(chunks[0]) != current_batch:
+            for (detail, _), chunk in zip(pairs, chunks):
+                interpreter.resize_tensor_input(detail["index"], list(chunk.shape))
             interpreter.allocate_tensors()
-            current_batch = size
-        for detail, chunk in zip(input_details, chunks):
-            interpreter.set_tensor(detail["index"], _quantize(chunk, detail))
+            current_batch = len(chunks[0])
+        for (detail, _), chunk in zip(pairs, chunks):
+            interpreter.set_tensor(detail["index"], quantize(chunk, detail))
         try:
             interpreter.invoke()
         except RuntimeError as error:
@@ -130,6 +184,7 @@ def predict(interpreter, inputs, *, batch_size=32):
                 f"The LiteRT interpreter failed to run the model: {str(error).strip()}"
             ) from None
         for i, detail in enumerate(output_details):
-            results[i].append(_dequantize(interpreter.get_tensor(detail["index"]), detail))
+            output = _dequantize(interpreter.get_tensor(detail["index"]), detail)
+            results[i].append(output[:size])
     outputs = [np.concatenate(r, axis=0) for r in results]
     return outputs[0] if len(outputs) == 1 else outputs

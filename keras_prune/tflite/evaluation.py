@@ -96,7 +96,7 @@ def benchmark(path, *, num_threads=1, runs=200, warmup=20, default_delegates=Tru
     for detail in interpreter.get_input_details():
         shape = [1, *[int(d) for d in detail["shape"][1:]]]
         values = rng.standard_normal(shape).astype(np.float32)
-        interpreter.set_tensor(detail["index"], _runtime._quantize(values, detail))
+        interpreter.set_tensor(detail["index"], _runtime.quantize(values, detail))
     for _ in range(warmup):
         interpreter.invoke()
     times = np.empty(runs)
