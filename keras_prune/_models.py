@@ -86,10 +86,14 @@ class LayerCopier:
         self.custom_objects = _custom_objects(model)
         self.shared = []  # (layer name, reason)
         self.reuse = {}  # id(layer) -> reason: layers to share instead of copying
-        self._pending = []  # (original, copy, then)
+        self._pending = []  # (original, copy, then, weights)
 
-    def copy(self, layer, then=None):
-        """A copy of `layer` (weights loaded later), or `layer` itself if it cannot be."""
+    def copy(self, layer, then=None, weights=None):
+        """A copy of `layer` (weights loaded later), or `layer` itself if it cannot be.
+
+        `then(copy)` runs after the weights are loaded; `weights()` returns the
+        values to load, when they are not `layer.get_weights()`.
+        """
         if id(layer) in self.reuse:
             self.shared.append((layer.name, self.reuse[id(layer)]))
             return layer
@@ -110,19 +114,20 @@ class LayerCopier:
             self.reuse[id(layer)] = reason
             self.shared.append((layer.name, reason))
             return layer
-        self._pending.append((layer, new, then))
+        self._pending.append((layer, new, then, weights))
         return new
 
     def load_weights(self):
         """Copies weights into every copy made. Returns the layers that did not fit."""
         failed = []
-        for original, new, then in self._pending:
+        for original, new, then, weights in self._pending:
             if not original.built:
                 continue
-            if not _same_structure(original, new):
+            values = original.get_weights() if weights is None else weights()
+            if [tuple(v.shape) for v in values] != [tuple(w.shape) for w in new.weights]:
                 failed.append(original)
                 continue
-            new.set_weights(original.get_weights())
+            new.set_weights(values)
             if then is not None:
                 then(new)
         self._pending = []
@@ -236,8 +241,10 @@ def _build_like(new, model):
     new(sample)
 
 
-def copy_model(model):
+def copy_model(model, weights=None):
     """A copy of a (subclassed) model with the same weights, not compiled.
+
+    `weights()` returns the values to load when they are not `model.get_weights()`.
 
     The copy goes through get_config()/from_config() with the model's own classes.
     A model whose `__init__` takes no arguments (the style of TensorFlow's
@@ -253,13 +260,14 @@ def copy_model(model):
     except Exception as error:  # noqa: BLE001 (user model code can raise anything)
         new = _construct_without_arguments(model, error)
     _build_like(new, model)
-    if not _same_structure(model, new):
+    values = model.get_weights() if weights is None else weights()
+    if [tuple(v.shape) for v in values] != [tuple(w.shape) for w in new.weights]:
         raise ValueError(
             f"Could not copy subclassed model `{model.name}` ({type(model).__name__}): the "
-            f"copy has {len(new.weights)} weights, the model {len(model.weights)}. Build the "
+            f"copy has {len(new.weights)} weights, the model {len(values)}. Build the "
             "model by calling it on a batch of data before pruning it."
         )
-    new.set_weights(model.get_weights())
+    new.set_weights(values)
     return new
 
 
@@ -296,7 +304,7 @@ class _NoCopy:
     shared = ()
 
     @staticmethod
-    def copy(layer, then=None):
+    def copy(layer, then=None, weights=None):
         if then is not None:
             then(layer)
         return layer
@@ -329,10 +337,12 @@ def _swap(owner, transform, seen, path, swapped):
     # Under the torch backend, layers live in torch's `_modules`, not in `__dict__`.
     names = list(vars(owner)) + list(getattr(owner, "_modules", None) or {})
     for name in dict.fromkeys(names):
-        if name.startswith("_"):
-            continue
+        if name in ("_tracker", "_layers", "_operations", "_self_tracked_trackables"):
+            continue  # Keras' own bookkeeping
         value = getattr(owner, name, None)
         if isinstance(value, keras.layers.Layer):
+            if is_graph_model(value):
+                continue  # its graph nodes call its layers, not attributes
             replacement = transform(value)
             if replacement is None:
                 _swap(value, transform, seen, path + (name,), swapped)
@@ -340,9 +350,9 @@ def _swap(owner, transform, seen, path, swapped):
             owner._tracker.replace_tracked_value("layers", value, replacement)
             setattr(owner, name, replacement)
             swapped.append((path + (name,), value, replacement))
-        elif isinstance(value, list):
+        elif isinstance(value, list) and not name.startswith("_"):
             for index, item in enumerate(value):
-                if not isinstance(item, keras.layers.Layer):
+                if not isinstance(item, keras.layers.Layer) or is_graph_model(item):
                     continue
                 replacement = transform(item)
                 if replacement is None:

@@ -28,6 +28,11 @@ def _make_filter(filters):
     )
 
 
+def _prunable(layer):
+    """A layer with weights to prune (not merely a no-op wrapper candidate)."""
+    return registry.is_prunable(layer) and not registry.has_nothing_to_prune(layer)
+
+
 def _blocks_fit(layer, block_size):
     """False when a built layer has a prunable weight that is not rank 2."""
     if not layer.built:
@@ -143,7 +148,14 @@ def prune_low_magnitude(
         if not selected(original):
             report.skipped.append((original.name, "not selected by `filters`"))
             return None
-        if not registry.is_prunable(original) or registry.has_nothing_to_prune(original):
+        if not _prunable(original) and copier is not _models.NO_COPY:
+            inside = [layer for layer in _models.flatten_layers(original)
+                      if _prunable(layer) and selected(layer)]
+            if inside and not _models.is_graph_model(original):
+                # A custom layer (e.g. a transformer block) built from prunable layers:
+                # copy it, then wrap its sub-layers in place.
+                return copier.copy(original, then=lambda new: _wrap_inside(new, original.name))
+        if not _prunable(original):
             if original.name in explicit:
                 raise UnsupportedLayerError(registry.unsupported_layer_message(original))
             reason = (
@@ -166,12 +178,24 @@ def prune_low_magnitude(
         report.pruned.append(original.name)
         return wrapper
 
+    def _wrap_inside(layer, outer_name):
+        def wrap(inner):
+            if not (_prunable(inner) and selected(inner)):
+                return None
+            wrapper = PruneLowMagnitude(inner, **wrapper_args)
+            wrapper.build(None)
+            report.pruned.append(f"{outer_name}/{inner.name}")
+            return wrapper
+
+        _models.swap_layers(layer, wrap)
+
     if _models.is_graph_model(model) or isinstance(model, keras.Sequential):
         new, copier = _models.rewrite_graph_model(model, transform)
         report.shared = list(copier.shared)
     else:
         new = _models.rewrite_subclassed_model(model, transform)
-    missing = explicit - set(report.pruned) - {name for name, _ in report.skipped}
+    pruned_names = {name.rsplit("/", 1)[-1] for name in report.pruned}
+    missing = explicit - pruned_names - {name for name, _ in report.skipped}
     if missing:
         raise ValueError(
             f"Argument `filters` names layers that are not in model `{model.name}`: "

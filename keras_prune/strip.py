@@ -1,10 +1,13 @@
 """`strip_pruning`: remove the wrappers, keeping the pruned weights exactly zero."""
 
+import contextlib
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_prune import _models
-from keras_prune.layers.wrapper import PruneLowMagnitude
+from keras_prune.layers.wrapper import PruneLowMagnitude, collect_wrappers
 
 
 def strip_layer(wrapper, layer=None):
@@ -53,27 +56,48 @@ def strip_pruning(model):
         )
 
     def transform(layer, copier):
-        if not isinstance(layer, PruneLowMagnitude):
-            return None
-        return copier.copy(layer.layer, then=lambda copy: strip_layer(layer, copy))
+        if isinstance(layer, PruneLowMagnitude):
+            return copier.copy(layer.layer, then=lambda copy: strip_layer(layer, copy))
+        if collect_wrappers(layer):  # a custom layer with wrapped sub-layers
+            with _unwrapped(layer):
+                return copier.copy(layer, weights=lambda: _unwrapped_weights(layer))
+        return None
 
     if _models.is_graph_model(model) or isinstance(model, keras.Sequential):
         return _models.rewrite_graph_model(model, transform)[0]
-    return _strip_subclassed(model)
+    with _unwrapped(model) as masks:
+        return _models.copy_model(model, weights=lambda: _masked_weights(model, masks))
 
 
-def _strip_subclassed(model):
-    # A pruned subclassed model cannot be rebuilt from its config (its config makes
-    # plain layers), so the wrappers are swapped for their layers while it is copied.
-    def unwrap(layer):
-        return layer.layer if isinstance(layer, PruneLowMagnitude) else None
-
-    swapped = _models.swap_layers(model, unwrap)
+@contextlib.contextmanager
+def _unwrapped(owner):
+    """Swaps the wrappers inside `owner` (a custom layer or subclassed model) for
+    their layers, and back on exit; yields {id(variable): mask}."""
+    swapped = _models.swap_layers(
+        owner, lambda layer: layer.layer if isinstance(layer, PruneLowMagnitude) else None
+    )
+    masks = {
+        id(weight): mask
+        for _, wrapper, _ in swapped
+        for weight, mask in zip(wrapper.prunable_weights, wrapper.masks)
+    }
     try:
-        new = _models.copy_model(model)
+        yield masks
     finally:
         originals = {id(inner): wrapper for _, wrapper, inner in swapped}
-        _models.swap_layers(model, lambda layer: originals.get(id(layer)))
-    for path, wrapper, _ in swapped:
-        strip_layer(wrapper, _models.resolve_path(new, path))
-    return new
+        _models.swap_layers(owner, lambda layer: originals.get(id(layer)))
+
+
+def _masked_weights(owner, masks):
+    """`owner.get_weights()` with `masks` ({id(variable): mask}) applied."""
+    return [
+        np.asarray(ops.convert_to_numpy(variable))
+        * (ops.convert_to_numpy(masks[id(variable)]) if id(variable) in masks else 1)
+        for variable in owner.weights
+    ]
+
+
+def _unwrapped_weights(owner):
+    """`owner.get_weights()` as if its wrappers were their layers, pruned weights zero."""
+    with _unwrapped(owner) as masks:
+        return _masked_weights(owner, masks)

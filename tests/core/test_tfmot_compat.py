@@ -431,3 +431,40 @@ def test_model_level_block_size_reports_layers_pruned_element_by_element():
     wrappers = {w.layer.name: w for w in collect_wrappers(pruned)}
     assert wrappers["conv"].block_size == (1, 1)
     assert wrappers["dense"].block_size == (4, 1)
+
+
+class Block(keras.layers.Layer):
+    """A transformer-style block: private sub-layers, built on first call."""
+
+    def __init__(self, units=8, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self._attention = keras.layers.MultiHeadAttention(2, 4)
+        self._feedforward = keras.layers.Dense(units)
+        self._norm = keras.layers.LayerNormalization()
+
+    def call(self, x):
+        x = self._norm(x + self._attention(x, x))
+        return x + self._feedforward(x)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_prunable_layers_inside_a_custom_block_are_pruned_and_stripped():
+    inputs = keras.Input((4, 8))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(Block(name="block")(inputs)))
+    x = np.random.default_rng(7).random((8, 4, 8), dtype="float32")
+    before = [w.copy() for w in model.get_weights()]
+    pruned, stripped = _prune_fit_strip(model, x, np.zeros((8, 4, 2), "float32"))
+    inner = Block()
+    names = sorted(pruned.pruning_report.pruned)
+    assert names[-1] == "head" and [n.split("/")[0] for n in names[:2]] == ["block", "block"]
+    assert {type(w.layer) for w in collect_wrappers(pruned)} == {
+        type(inner._attention), type(inner._feedforward)
+    }
+    assert len(collect_wrappers(pruned)) == 3 and not collect_wrappers(stripped)
+    kernel = keras.ops.convert_to_numpy(stripped.get_layer("block")._feedforward.kernel)
+    assert (kernel == 0).mean() == 0.5
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
