@@ -94,6 +94,7 @@ def convert(
     verify=True,
     verify_data=None,
     verify_samples=32,
+    input_shapes=None,
 ):
     """Converts a Keras 3 model (pruned or not) to a .tflite file and verifies it.
 
@@ -123,6 +124,10 @@ def convert(
       verify_data: inputs for verification; defaults to `representative_data`, else
         random normal inputs of the model's input shape.
       verify_samples: how many samples to verify on.
+      input_shapes: fixed shapes (without the batch) for inputs with unknown
+        dimensions, e.g. a sequence length for a transformer:
+        `{"token_ids": (128,), "padding_mask": (128,)}`, or one tuple for a model
+        with one input. TFLite needs every dimension but the batch fixed.
 
     Returns:
       A `ConversionResult`.
@@ -132,6 +137,8 @@ def convert(
     num_calibration_samples = check_int("num_calibration_samples", num_calibration_samples, minimum=1)
     verify_samples = check_int("verify_samples", verify_samples, minimum=1)
     model = _strip_if_pruned(model)
+    if input_shapes is not None:
+        model = _with_fixed_inputs(model, input_shapes)
     input_specs = _input_specs(model)
     calibration = None
     if representative_data is not None:
@@ -241,15 +248,54 @@ def _strip_if_pruned(model):
     return strip_pruning(model) if collect_wrappers(model) else model
 
 
+def _input_names(model):
+    """The name of each of `model.inputs`: its key in a dict-input model, else its own."""
+    structure = input_structure(model)
+    if isinstance(structure, dict):
+        keys = {id(tensor): key for key, tensor in structure.items()}
+        return [keys.get(id(t), t.name) for t in model.inputs]
+    return [t.name for t in model.inputs]
+
+
+def _with_fixed_inputs(model, input_shapes):
+    """`model` called on new inputs whose unknown dimensions are set by `input_shapes`."""
+    names = _input_names(model)
+    if not isinstance(input_shapes, dict):
+        if len(names) != 1:
+            raise ValueError(
+                f"Argument `input_shapes` must be a dict from input name to shape for a model "
+                f"with {len(names)} inputs ({names}). Received: input_shapes={input_shapes!r}."
+            )
+        input_shapes = {names[0]: input_shapes}
+    unknown = sorted(set(input_shapes) - set(names))
+    if unknown:
+        raise ValueError(
+            f"Argument `input_shapes` names inputs the model does not have: {unknown}. "
+            f"Its inputs are {names}."
+        )
+    fixed = {}
+    for name, tensor in zip(names, model.inputs):
+        shape = tuple(input_shapes.get(name, tensor.shape[1:]))
+        if len(shape) != len(tensor.shape) - 1:
+            raise ValueError(
+                f"Argument `input_shapes`[{name!r}]={shape} must have {len(tensor.shape) - 1} "
+                f"dimension(s) (the input's shape {tuple(tensor.shape)} without the batch)."
+            )
+        fixed[id(tensor)] = keras.Input(shape, dtype=tensor.dtype, name=name)
+    inputs = keras.tree.map_structure(lambda t: fixed[id(t)], input_structure(model))
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
 def _input_specs(model):
     specs = []
-    for tensor in model.inputs:
+    for name, tensor in zip(_input_names(model), model.inputs):
         shape = tuple(tensor.shape[1:])
         if any(d is None for d in shape):
             raise ValueError(
-                f"Model input {tensor.name!r} has an unknown dimension in shape "
+                f"Model input {name!r} has an unknown dimension in shape "
                 f"{tuple(tensor.shape)}. TFLite needs fixed input shapes (except the batch): "
-                "rebuild the model with keras.Input(shape=...) fully specified."
+                f"pass input_shapes={{{name!r}: (...)}} to convert (e.g. a sequence length), "
+                "or build the model with keras.Input(shape=...) fully specified."
             )
         specs.append((shape, str(tensor.dtype)))
     return specs
