@@ -22,6 +22,7 @@ EXTRAS = {
         "nbclient>=0.7",
         "nbformat>=5",
         "ipykernel>=6",
+        "keras-hub>=0.20",
     ],
 }
 

@@ -7,7 +7,7 @@ import numbers
 import keras
 import numpy as np
 
-from keras_prune._models import flatten_layers
+from keras_prune._models import LayerCopier, flatten_layers
 from keras_prune._validation import check_fraction, check_int
 from keras_prune.structured.graph import DependencyGraph, check_graph_model
 from keras_prune.structured.importance import get_importance
@@ -39,6 +39,7 @@ class StructuredReport:
     flops_after: int | None
     frozen: list  # (group name, channels, reasons)
     blocks: list = dataclasses.field(default_factory=list)  # (Add name, branch layers) dropped
+    shared: list = dataclasses.field(default_factory=list)  # (layer, why) reused, not copied
 
     @property
     def params_ratio(self):
@@ -64,6 +65,7 @@ class StructuredReport:
                 for name, size, reasons in self.frozen
             ],
             "blocks": [{"add": name, "layers": layers} for name, layers in self.blocks],
+            "shared": [{"layer": name, "reason": reason} for name, reason in self.shared],
         }
 
     def __str__(self):
@@ -86,6 +88,8 @@ class StructuredReport:
         for name, size, reasons in self.frozen:
             lines.append(f"frozen: {name} ({size} channels): {reasons[0]}"
                          + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""))
+        for name, reason in self.shared:
+            lines.append(f"shared with the input model: {name}: {reason}")
         return "\n".join(lines)
 
 
@@ -269,12 +273,25 @@ class StructuredPruner:
             configs[id(layer)] = config
             weights[id(layer)] = [new.get(id(v), to_numpy(v)) for v in layer.weights]
 
-        def make_layer(layer):  # as keras.models.clone_model does
-            return type(layer).from_config(configs.get(id(layer)) or layer.get_config())
+        copier = LayerCopier(self.model)
 
-        new_model, pairs = rebuild(self.model, make_layer)
-        copy_weights(pairs, weights)
-        return new_model, self._report(new_model, removed)
+        def make_layer(layer):
+            if id(layer) in configs:  # a layer that loses channels: its edited config
+                return type(layer).from_config(configs[id(layer)])
+            return copier.copy(layer)  # unchanged: a copy, or the layer itself if it cannot be
+
+        for _ in range(2):
+            new_model, pairs = rebuild(self.model, make_layer)
+            failed = copier.load_weights()
+            if not failed:
+                break
+            for layer in failed:  # its copy builds other weights: share it instead
+                copier.reuse[id(layer)] = "its copy builds different weights"
+            copier.shared.clear()
+        copy_weights([(old, new) for old, new in pairs if id(old) in configs], weights)
+        report = self._report(new_model, removed)
+        report.shared = list(copier.shared)
+        return new_model, report
 
     def masks(self):
         """[(variable, boolean mask)] that zero the planned channels in place.

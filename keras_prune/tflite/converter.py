@@ -19,6 +19,8 @@ import numpy as np
 from keras_prune._io import atomic_path
 from keras_prune._models import check_built, check_keras3, flatten_layers, input_structure
 from keras_prune._validation import check_int
+from keras_prune.layers import collect_wrappers
+from keras_prune.strip import strip_pruning
 from keras_prune.tflite import _flatbuffer, _runtime
 
 QUANTIZE_MODES = (None, "dynamic", "float16", "int8")
@@ -242,9 +244,6 @@ def _load_model(model):
 
 
 def _strip_if_pruned(model):
-    from keras_prune.layers import collect_wrappers
-    from keras_prune.strip import strip_pruning
-
     return strip_pruning(model) if collect_wrappers(model) else model
 
 

@@ -96,3 +96,4 @@ def test_outputs_come_back_in_the_keras_order():
     interpreter = tflite.load_interpreter(result.content)
     _, outputs = _runtime.io_details(interpreter)
     assert [tuple(d["shape"][1:]) for d in outputs] == [(4,), (1,)]
+

@@ -1,0 +1,158 @@
+"""Real models nobody here wrote: keras.applications and keras_hub backbones.
+
+Each is pruned (unstructured) -> trained a step with PruneCallback -> stripped ->
+saved and reloaded with plain Keras; and pruned structurally -> run -> saved and
+reloaded. A few also convert to TFLite (float and int8), verified in LiteRT.
+TensorFlow backend only (conversion); one heavy test per family.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_prune
+from keras_prune import tflite
+from keras_prune.layers import collect_wrappers
+from keras_prune.schedules import ConstantSparsity
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TFLite needs TF"),
+]
+
+A = keras.applications
+APPLICATIONS = {
+    "MobileNetV2": lambda: A.MobileNetV2(input_shape=(32, 32, 3), weights=None, classes=4),
+    "MobileNetV3Small": lambda: A.MobileNetV3Small(
+        input_shape=(32, 32, 3), weights=None, classes=4, include_preprocessing=False
+    ),
+    "EfficientNetB0": lambda: A.EfficientNetB0(input_shape=(32, 32, 3), weights=None, classes=4),
+    "EfficientNetV2B0": lambda: A.EfficientNetV2B0(
+        input_shape=(32, 32, 3), weights=None, classes=4
+    ),
+    "ResNet50V2": lambda: A.ResNet50V2(input_shape=(32, 32, 3), weights=None, classes=4),
+    "DenseNet121": lambda: A.DenseNet121(input_shape=(32, 32, 3), weights=None, classes=4),
+    "NASNetMobile": lambda: A.NASNetMobile(input_shape=(32, 32, 3), weights=None, classes=4),
+    "ConvNeXtTiny": lambda: A.ConvNeXtTiny(input_shape=(32, 32, 3), weights=None, classes=4),
+}
+# Conversions are the slow part: two families here. (EfficientNetV2B0 verifies int8
+# unpruned but not after 50% pruning and one SGD step, whose activation tensors get an
+# infinite scale: an open problem, see the README.)
+CONVERTED = {"MobileNetV2": ("float", "int8")}
+
+
+def _hub_backbones():
+    import keras_hub
+
+    models = keras_hub.models
+    return {
+        "BertBackbone": lambda: models.BertBackbone(
+            vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16,
+            intermediate_dim=32, max_sequence_length=16,
+        ),
+        "GPT2Backbone": lambda: models.GPT2Backbone(
+            vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16,
+            intermediate_dim=32, max_sequence_length=16,
+        ),
+        "ViTBackbone": lambda: models.ViTBackbone(
+            image_shape=(16, 16, 3), patch_size=4, num_layers=2, num_heads=2, hidden_dim=16,
+            mlp_dim=32,
+        ),
+        "ResNetBackbone": lambda: models.ResNetBackbone(
+            input_conv_filters=[64], input_conv_kernel_sizes=[3],
+            stackwise_num_filters=[64, 32], stackwise_num_blocks=[1, 1],
+            stackwise_num_strides=[1, 2], block_type="basic_block", image_shape=(16, 16, 3),
+        ),
+    }
+
+
+HUB = ["BertBackbone", "GPT2Backbone", "ViTBackbone", "ResNetBackbone"]
+SEQUENCE = 16
+
+
+def _sample(model, batch=2):
+    rng = np.random.default_rng(0)
+
+    def one(tensor):
+        shape = [batch, *[SEQUENCE if d is None else d for d in tensor.shape[1:]]]
+        if "int" in str(tensor.dtype):
+            if "mask" in tensor.name:
+                return np.ones(shape, "int32")
+            if "segment" in tensor.name:
+                return np.zeros(shape, "int32")
+            return rng.integers(0, 40, size=shape).astype("int32")
+        return rng.random(shape, dtype="float32")
+
+    return keras.tree.map_structure(one, keras_prune._models.input_structure(model))
+
+
+def _first(outputs):
+    return keras.ops.convert_to_numpy(keras.tree.flatten(outputs)[0])
+
+
+def _unstructured(model, x, tmp_path):
+    pruned = keras_prune.prune_low_magnitude(
+        model, pruning_schedule=ConstantSparsity(0.5, 0, frequency=1)
+    )
+    assert pruned.pruning_report.pruned
+    targets = keras.tree.map_structure(lambda o: np.zeros(o.shape, "float32"), model(x))
+    pruned.compile("sgd", "mse", run_eagerly=True)  # one step: tracing would cost more
+    pruned.fit(x, targets, epochs=1, verbose=0, callbacks=[keras_prune.callbacks.PruneCallback()])
+    for wrapper in collect_wrappers(pruned):
+        for mask in wrapper.masks:
+            assert abs(float(keras.ops.convert_to_numpy(mask).mean()) - 0.5) < 0.02
+    stripped = keras_prune.strip_pruning(pruned)
+    assert not collect_wrappers(stripped)
+    np.testing.assert_allclose(_first(stripped(x)), _first(pruned(x)), rtol=1e-4, atol=1e-4)
+    return stripped
+
+
+def _reloads(model, x, tmp_path):
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(_first(reloaded(x)), _first(model(x)), rtol=1e-4, atol=1e-4)
+
+
+def _convert(model, x, kinds, input_shapes=None):
+    data = keras.tree.flatten(x)
+    calibration = data[0] if len(data) == 1 else data
+    for kind in kinds:
+        quantize = None if kind == "float" else kind
+        result = tflite.convert(model, quantize=quantize, representative_data=calibration
+                                if quantize else None, verify_samples=4, sparse=False,
+                                input_shapes=input_shapes)
+        assert result.verification.passed, result.verification
+
+
+@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+def test_application_prunes_strips_reloads_and_shrinks(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = APPLICATIONS[name]()
+    x = _sample(model)
+    stripped = _unstructured(model, x, tmp_path)
+    _reloads(stripped, x, tmp_path)
+    if name in CONVERTED:
+        _convert(stripped, x, CONVERTED[name])
+    smaller, report = keras_prune.structured.prune_structured(model, 0.3)
+    assert smaller.count_params() < model.count_params()
+    _reloads(smaller, x, tmp_path)
+    if name == "MobileNetV3Small":
+        _convert(smaller, x, ("float",))
+
+
+@pytest.mark.parametrize("name", HUB)
+def test_keras_hub_backbone_prunes_inside_its_blocks_and_converts(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = _hub_backbones()[name]()
+    x = _sample(model)
+    stripped = _unstructured(model, x, tmp_path)
+    if name != "ViTBackbone":  # see the note in the README: the stripped ViT loses its class
+        _reloads(stripped, x, tmp_path)
+    shapes = None
+    if isinstance(x, dict):
+        shapes = {key: (SEQUENCE,) for key in x}
+    _convert(stripped, x, ("float", "int8") if name == "GPT2Backbone" else ("float",),
+             input_shapes=shapes)
+    smaller, _ = keras_prune.structured.prune_structured(model, 0.3)
+    np.isfinite(_first(smaller(x))).all()
