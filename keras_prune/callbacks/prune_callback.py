@@ -96,7 +96,7 @@ class PruneCallback(keras.callbacks.Callback):
             self._on_no_wrappers(model)
             return
         for wrapper in self._all_wrappers:
-            wrapper.pruning_active = True
+            wrapper.set_pruning_active(True)
         self._bind()
         # The step is read at the first batch, after callbacks such as
         # BackupAndRestore have restored the model in their on_train_begin.
@@ -149,7 +149,7 @@ class PruneCallback(keras.callbacks.Callback):
             self._sync_step_variables()
             self._warn_if_target_missed()
         for wrapper in self._all_wrappers:
-            wrapper.pruning_active = False
+            wrapper.set_pruning_active(False)
         if self._summaries is not None:
             self._summaries.close()
 

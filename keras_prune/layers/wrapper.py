@@ -106,8 +106,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.supports_masking = layer.supports_masking
         self._inner_takes_training = "training" in inspect.signature(layer.call).parameters
         self._adopt_call_signature(layer)
-        # Set by PruneCallback for the duration of a fit (or a custom loop).
+        # Set by PruneCallback for the duration of a fit (or a custom loop). Once a
+        # run has ended, training-mode calls (BatchNorm re-estimation) are allowed.
         self.pruning_active = False
+        self._trained = False
 
     def _adopt_call_signature(self, layer):
         """Makes Keras bind call arguments to the wrapped layer's signature.
@@ -131,6 +133,16 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             self._call_has_context_arg = {
                 arg: arg in self.call_signature_parameters for arg in self._call_context_args
             }
+
+    def set_pruning_active(self, active):
+        """Marks a PruneCallback run (fit or custom loop) as started or ended.
+
+        Training-mode calls are refused outside a run until one has ended; after
+        that (e.g. BatchNorm re-estimation with `model(x, training=True)`) they run.
+        """
+        self.pruning_active = bool(active)
+        if not active:
+            self._trained = True
 
     # Building ---------------------------------------------------------------
 
@@ -200,7 +212,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def call(self, *args, training=None, **kwargs):
         # Arguments are forwarded as given (positional or keyword, Keras masks
         # included), so graph nodes replay unchanged on the bare layer (strip_pruning).
-        if training is True and self._prunable and not self.pruning_active:
+        if training is True and self._prunable and not (self.pruning_active or self._trained):
             raise ValueError(
                 f"Layer `{self.name}` is being trained without keras_prune's callback, so its "
                 "pruning masks would never be updated. Add it to fit: "

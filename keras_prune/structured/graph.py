@@ -75,7 +75,8 @@ def iter_steps(model):
                         expanded.add(id(operation))
                         inner = getattr(operation, "_functional", None) or operation
                         for inner_input, outer in zip(inner.inputs, inputs):
-                            alias[id(inner_input)] = outer
+                            if inner_input is not outer:  # a Task reuses its backbone's inputs
+                                alias[id(inner_input)] = outer
                         yield from walk(operation)
                         for outer, inner_output in zip(node.output_tensors, inner.outputs):
                             alias[id(outer)] = canon(inner_output)

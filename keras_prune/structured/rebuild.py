@@ -95,7 +95,8 @@ def count_flops(model):
     """Floating-point operations of one forward pass of one sample (2 per multiply-add).
 
     Counts the layers that dominate: Dense, Conv, ConvTranspose, DepthwiseConv,
-    SeparableConv and MultiHeadAttention (projections and attention products).
+    SeparableConv, MultiHeadAttention (projections and attention products) and RNN
+    layers with Keras cells (input and recurrent matmuls of every step).
     Returns None when a counted layer has an unknown (None) dimension.
     """
     total = 0
@@ -105,6 +106,25 @@ def count_flops(model):
             return None
         total += flops
     return int(total)
+
+
+_GATES = {"SimpleRNNCell": 1, "GRUCell": 3, "LSTMCell": 4}
+
+
+def _rnn_flops(layer, x):
+    """Input and recurrent matmuls of every step: 2 x gates x units x (inputs + units)."""
+    cells = getattr(layer.cell, "cells", [layer.cell])
+    steps = x[1] if len(x) > 2 else 1
+    if steps is None:
+        return None
+    total, features = 0, x[-1]
+    for cell in cells:
+        gates = _GATES.get(type(cell).__name__)
+        if gates is None or not hasattr(cell, "units"):
+            return 0
+        total += 2 * gates * cell.units * (features + cell.units)
+        features = cell.units
+    return steps * total
 
 
 def _prod(dims):
@@ -139,6 +159,10 @@ def _layer_flops(step):
         positions = _prod(y[1:-1])
         fan_in = _prod(layer.kernel_size) * x[-1] // layer.groups
         return positions and 2 * positions * fan_in * layer.filters
+    if isinstance(layer, L.RNN):
+        return _rnn_flops(layer, x)
+    if isinstance(layer, L.Bidirectional):
+        return _rnn_flops(layer.forward_layer, x) + _rnn_flops(layer.backward_layer, x)
     if isinstance(layer, L.MultiHeadAttention):
         shapes = [t.shape for t in step.inputs[:3]]
         query, value = shapes[0], shapes[1]
