@@ -1,10 +1,15 @@
 """Packaging for keras_prune."""
 
 import pathlib
+import re
 
 from setuptools import find_packages, setup
 
 HERE = pathlib.Path(__file__).parent
+# One source for the version: keras_prune/__init__.py.
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "keras_prune" / "__init__.py").read_text(), re.M
+).group(1)
 
 EXTRAS = {
     "tensorflow": ["tensorflow-cpu>=2.16"],
@@ -28,7 +33,7 @@ EXTRAS = {
 
 setup(
     name="keras-prune",
-    version="0.1.0",
+    version=VERSION,
     description="Neural-network pruning for Keras 3: schedules, masks, structured pruning, TFLite export.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

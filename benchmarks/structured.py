@@ -84,7 +84,7 @@ def part2(quick):
     keras.utils.set_random_seed(0)
     x_train, x_test, y_train, y_test = demo.load_digits_data()
     epochs, finetune = (3, 1) if quick else (20, 8)
-    dense = demo._compile(demo.digits_cnn(), 1e-3)
+    dense = demo.compile_classifier(demo.digits_cnn(), 1e-3)
     dense.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0)
     rows = [{"variant": "dense", "params": dense.count_params(), "nonzero": dense.count_params(),
              "accuracy": _accuracy(dense, x_test, y_test)}]
@@ -105,7 +105,7 @@ def part2(quick):
         copy = keras.models.clone_model(dense)
         copy.set_weights(dense.get_weights())
         schedule = keras_prune.schedules.ConstantSparsity(sparsity, begin_step=0, frequency=10)
-        wrapped = demo._compile(keras_prune.prune_low_magnitude(copy, pruning_schedule=schedule),
+        wrapped = demo.compile_classifier(keras_prune.prune_low_magnitude(copy, pruning_schedule=schedule),
                                 1e-3)
         keras.utils.set_random_seed(1)
         wrapped.fit(x_train, y_train, epochs=finetune, batch_size=32, verbose=0,

@@ -87,7 +87,7 @@ def _train(quick):
     keras.utils.set_random_seed(0)
     x_train, x_test, y_train, y_test = _digits()
     epochs, prune_epochs = (3, 2) if quick else (15, 10)
-    dense = demo._compile(demo.digits_cnn(), 1e-3)
+    dense = demo.compile_classifier(demo.digits_cnn(), 1e-3)
     dense.fit(x_train, y_train, batch_size=32, epochs=epochs, verbose=0)
     steps = int(len(x_train) / 32 + 0.999)
     models = {"dense": dense}
@@ -98,7 +98,7 @@ def _train(quick):
         clone = keras.models.clone_model(dense)
         clone.set_weights(dense.get_weights())
         pruned = keras_prune.prune_low_magnitude(clone, pruning_schedule=schedule, block_size=block)
-        demo._compile(pruned, 5e-4)
+        demo.compile_classifier(pruned, 5e-4)
         pruned.fit(x_train, y_train, batch_size=32, epochs=prune_epochs, verbose=0,
                    callbacks=[keras_prune.callbacks.PruneCallback()])
         models[variant] = keras_prune.strip_pruning(pruned)

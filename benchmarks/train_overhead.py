@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -133,7 +134,8 @@ def worker(lib, task):
             model.fit(x_train, y_train, batch_size=batch, epochs=epochs, verbose=0,
                       callbacks=callbacks + [timer])
             times = np.array(timer.times[steps:])  # after the first (tracing) epoch
-            is_update = np.array([(i % frequency) == 0 for i in range(steps, steps * epochs)])
+            # Batch i (0-based) is pruning step i + 1 in both libraries (tfmot's numbering).
+            is_update = np.array([(i + 1) % frequency == 0 for i in range(steps, steps * epochs)])
             out[variant] = {
                 "median_step": float(np.median(times[~is_update] if variant == "pruned" else times)),
                 "update_step": float(np.median(times[is_update])) if variant == "pruned" and is_update.any() else None,
@@ -142,22 +144,36 @@ def worker(lib, task):
         print("RESULT " + json.dumps(out))
         return
 
-    # accuracy: dense pre-training, then prune while fine-tuning, then evaluate stripped
-    keras.utils.set_random_seed(seed)
-    dense = compiled(_model(keras, name))
-    dense.fit(x_train, y_train, batch_size=batch, epochs=task["epochs"], verbose=0)
-    dense_acc = dense.evaluate(x_test, y_test, verbose=0)[1]
-    accs = {}
-    for sparsity in (0.8, 0.9):
+    if kind == "dense":
+        # The shared starting point: trained once, in Keras 3, saved as .npz.
         keras.utils.set_random_seed(seed)
-        pruned = prune(dense, pruning_schedule=schedules.PolynomialDecay(
-            0.0, sparsity, begin_step=0, end_step=steps * (task["epochs"] - 2), frequency=max(steps // 2, 1)))
+        dense = compiled(_model(keras, name))
+        dense.fit(x_train, y_train, batch_size=batch, epochs=task["epochs"], verbose=0)
+        np.savez(task["weights"], *dense.get_weights())
+        print("RESULT " + json.dumps({"dense": dense.evaluate(x_test, y_test, verbose=0)[1]}))
+        return
+
+    # accuracy: every sparsity prunes a FRESH model loaded with the shared dense weights
+    # (tfmot's wrappers share the layers of the model they wrap, so reusing one model
+    # would chain the runs), fine-tunes it, strips it and evaluates it.
+    def from_shared_weights():
+        model = compiled(_model(keras, name))
+        with np.load(task["weights"]) as stored:
+            model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
+        return model
+
+    accs = {"dense": from_shared_weights().evaluate(x_test, y_test, verbose=0)[1]}
+    for sparsity in task["sparsities"]:
+        keras.utils.set_random_seed(seed)
+        pruned = prune(from_shared_weights(), pruning_schedule=schedules.PolynomialDecay(
+            0.0, sparsity, begin_step=0, end_step=steps * (task["epochs"] - 2),
+            frequency=max(steps // 2, 1)))
         compiled(pruned, 5e-4)
         pruned.fit(x_train, y_train, batch_size=batch, epochs=task["epochs"], verbose=0,
                    callbacks=make_callbacks())
         final = compiled(strip(pruned))
         accs[str(sparsity)] = final.evaluate(x_test, y_test, verbose=0)[1]
-    print("RESULT " + json.dumps({"dense": dense_acc, **accs}))
+    print("RESULT " + json.dumps(accs))
 
 
 # ----------------------------------------------------------------------------- driver
@@ -179,6 +195,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer epochs and seeds")
     parser.add_argument("--tfmot-python", default=os.path.join(HERE, "..", ".venv-tfmot", "bin", "python"))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--sweep", action="store_true",
+                        help="sparsities 0.5-0.98 (else 0.8, 0.9, 0.95) and sweep.png")
     parser.add_argument("--models", default="cnn_digits,mlp_digits,mlp_mnist1d,mobilenet_v2")
     args = parser.parse_args()
     if args.worker:
@@ -193,6 +211,18 @@ def main():
     models = args.models.split(",")
     seeds = 1 if args.quick else args.seeds
     acc_epochs = 10 if args.quick else 30
+    sparsities = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98] if args.sweep else [0.8, 0.9, 0.95]
+    folder = tempfile.mkdtemp(prefix="keras_prune_bench_")
+    shared = {}  # (model, seed) -> .npz of the dense weights both libraries start from
+    for model in models:
+        if model == "mobilenet_v2":
+            continue
+        for seed in range(seeds):
+            path = os.path.join(folder, f"{model}_{seed}.npz")
+            run(sys.executable, "keras_prune", {"model": model, "kind": "dense", "seed": seed,
+                                                "epochs": acc_epochs, "weights": path},
+                libs["keras_prune"][1])
+            shared[(model, seed)] = path
     rows = {}
     for model in models:
         for lib, (python, env) in libs.items():
@@ -208,51 +238,85 @@ def main():
                 "raw": speed,
             }
             if model != "mobilenet_v2":
-                accs = [run(python, lib, {"model": model, "kind": "accuracy", "epochs": acc_epochs,
-                                          "seed": s}, env) for s in range(seeds)]
-                for key in ("dense", "0.8", "0.9"):
+                accs = [run(python, lib, {"model": model, "kind": "accuracy",
+                                          "epochs": acc_epochs, "seed": seed,
+                                          "weights": shared[(model, seed)],
+                                          "sparsities": sparsities}, env)
+                        for seed in range(seeds)]
+                for key in ["dense", *map(str, sparsities)]:
                     entry[f"acc_{key}"] = sum(a[key] for a in accs) / len(accs)
             rows[(model, lib)] = entry
             print(model, lib, {k: v for k, v in entry.items() if k != "raw"}, flush=True)
-    write_results(rows, models, list(libs), seeds, acc_epochs)
+    write_results(rows, models, list(libs), seeds, acc_epochs, sparsities, args.quick)
 
 
 def _fmt(value, spec=".3f"):
     return "-" if value is None else format(value, spec)
 
 
-def write_results(rows, models, libs, seeds, acc_epochs):
+def write_results(rows, models, libs, seeds, acc_epochs, sparsities, quick):
     os.makedirs(RESULTS, exist_ok=True)
+    columns = ["dense", *map(str, sparsities)]
+    setting = "QUICK setting (1 seed, 10 epochs): indicative only" if quick else (
+        f"full setting ({seeds} seeds, {acc_epochs} epochs)")
     lines = [
-        "# Training overhead: keras_prune vs tfmot",
+        "# Training overhead and accuracy: keras_prune vs tfmot",
         "",
-        f"TF backend, 2 CPU cores, batch 32. Ratios are pruned / dense within one process. "
-        f"Accuracy: dense pre-training then pruning while fine-tuning ({acc_epochs} epochs each), "
-        f"mean of {seeds} seed(s), stripped model on the held-out split. MobileNetV2: 96x96 random "
-        "data, speed only; its mask-update ratio uses frequency=4.",
+        f"**{setting}.** TF backend, 2 CPU cores, batch 32. Ratios are pruned / dense within "
+        "one process. Accuracy: one dense model per seed is trained once (Keras 3) and saved; "
+        "for every sparsity each library loads those weights into a FRESH model, prunes it "
+        f"while fine-tuning ({acc_epochs} epochs), strips it and evaluates it on the held-out "
+        "split ('dense' is that shared model, evaluated in each framework). Mean over seeds. "
+        "MobileNetV2: 96x96 random data, speed only; its mask-update ratio uses frequency=4.",
         "",
-        "| model | library | step pruned/dense | first epoch pruned/dense | mask-update step / plain step "
-        "| acc dense | acc 80% | acc 90% |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | library | step pruned/dense | first epoch pruned/dense | mask-update step / plain step | "
+        + " | ".join(f"acc {c}" if c == "dense" else f"acc {float(c):.0%}" for c in columns) + " |",
+        "|---|---|---|---|---|" + "---|" * len(columns),
     ]
     for model in models:
         for lib in libs:
             r = rows[(model, lib)]
             lines.append(
                 f"| {model} | {lib} | {_fmt(r['step_ratio'])} | {_fmt(r['first_epoch_ratio'])} | "
-                f"{_fmt(r['update_ratio'])} | {_fmt(r.get('acc_dense'))} | {_fmt(r.get('acc_0.8'))} | "
-                f"{_fmt(r.get('acc_0.9'))} |"
+                f"{_fmt(r['update_ratio'])} | "
+                + " | ".join(_fmt(r.get(f"acc_{c}")) for c in columns) + " |"
             )
     text = "\n".join(lines) + "\n"
-    path = os.path.join(RESULTS, "train_overhead.md")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    with open(os.path.join(RESULTS, "train_overhead.json.tmp"), "w") as f:
-        json.dump({f"{m}/{l}": r for (m, l), r in rows.items()}, f, indent=1)
-    os.replace(os.path.join(RESULTS, "train_overhead.json.tmp"), os.path.join(RESULTS, "train_overhead.json"))
+    name = "train_overhead_quick" if quick else "train_overhead"
+    _atomic_write(os.path.join(RESULTS, f"{name}.md"), text)
+    _atomic_write(os.path.join(RESULTS, f"{name}.json"),
+                  json.dumps({f"{m}/{l}": r for (m, l), r in rows.items()}, indent=1))
+    if len(sparsities) > 3:
+        _plot_sweep(rows, models, libs, sparsities, os.path.join(RESULTS, "sweep.png"))
     print(text)
+
+
+def _atomic_write(path, text):
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
+def _plot_sweep(rows, models, libs, sparsities, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in models if (m, libs[0]) in rows and f"acc_{sparsities[0]}" in rows[(m, libs[0])]]
+    figure, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.6), squeeze=False)
+    for axis, model in zip(axes[0], models):
+        for lib, marker in zip(libs, "os"):
+            accs = [rows[(model, lib)][f"acc_{s}"] for s in sparsities]
+            axis.plot([100 * s for s in sparsities], accs, marker=marker, label=lib)
+        axis.axhline(rows[(model, libs[0])]["acc_dense"], color="gray", ls="--", label="dense")
+        axis.set(title=model, xlabel="sparsity (%)", ylabel="test accuracy (stripped)")
+        axis.legend(loc="lower left")
+    figure.tight_layout()
+    temporary = path + ".tmp.png"
+    figure.savefig(temporary, dpi=110)
+    os.replace(temporary, path)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 import keras_prune  # noqa: E402
 from keras_prune import plot, tflite  # noqa: E402
-from keras_prune.demo import _compile, digits_cnn, load_digits_data  # noqa: E402
+from keras_prune.demo import compile_classifier, digits_cnn, load_digits_data  # noqa: E402
 
 
 def main(argv=None):
@@ -36,7 +36,7 @@ def main(argv=None):
     keras.utils.set_random_seed(0)
     x_train, x_test, y_train, y_test = load_digits_data()
 
-    dense = _compile(digits_cnn(), 1e-3)
+    dense = compile_classifier(digits_cnn(), 1e-3)
     dense.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0)
     results = []
 
@@ -55,7 +55,7 @@ def main(argv=None):
         schedule = keras_prune.schedules.PolynomialDecay(
             0.0, level, begin_step=0, end_step=max(steps - steps // 3, 1),
             frequency=max(steps // 12, 1))
-        pruned = _compile(keras_prune.prune_low_magnitude(model, pruning_schedule=schedule), 5e-4)
+        pruned = compile_classifier(keras_prune.prune_low_magnitude(model, pruning_schedule=schedule), 5e-4)
         pruned.fit(x_train, y_train, epochs=prune_epochs, batch_size=32, verbose=0,
                    callbacks=[keras_prune.callbacks.PruneCallback()])
         record(level, keras_prune.strip_pruning(pruned))

@@ -43,7 +43,8 @@ def digits_cnn():
     )
 
 
-def _compile(model, learning_rate):
+def compile_classifier(model, learning_rate):
+    """Compiles `model` in place for 10-class logits: Adam(learning_rate), accuracy."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -130,7 +131,7 @@ def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=
     steps_per_epoch = int(np.ceil(len(x_train) / batch_size))
 
     print(f"[1/5] Training the dense CNN for {epochs} epochs (backend: {keras.backend.backend()})")
-    dense = _compile(digits_cnn(), 1e-3)
+    dense = compile_classifier(digits_cnn(), 1e-3)
     dense.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=verbose)
     dense_accuracy = dense.evaluate(x_test, y_test, verbose=0)[1]
 
@@ -141,7 +142,7 @@ def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=
     print(f"[2/5] Pruning to {sparsity:.0%} with {schedule} while fine-tuning")
     pruned = keras_prune.prune_low_magnitude(dense, pruning_schedule=schedule)
     print(pruned.pruning_report)
-    _compile(pruned, 5e-4)
+    compile_classifier(pruned, 5e-4)
     start = time.perf_counter()
     pruned.fit(
         x_train, y_train, batch_size=batch_size, epochs=prune_epochs, verbose=verbose,
@@ -151,7 +152,7 @@ def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=
 
     print("[3/5] Stripping the pruning wrappers")
     final = keras_prune.strip_pruning(pruned)
-    _compile(final, 1e-3)
+    compile_classifier(final, 1e-3)
     pruned_accuracy = final.evaluate(x_test, y_test, verbose=0)[1]
     report = keras_prune.sparsity_report(final, print_fn=print)
 
