@@ -129,7 +129,9 @@ def convert(
       input_shapes: fixed shapes (without the batch) for inputs with unknown
         dimensions, e.g. a sequence length for a transformer:
         `{"token_ids": (128,), "padding_mask": (128,)}`, or one tuple for a model
-        with one input. TFLite needs every dimension but the batch fixed.
+        with one input. TFLite needs every dimension but the batch fixed. Models
+        with RNN layers (LSTM, GRU, ...) are converted with a batch size of 1, the
+        only way TensorFlow turns their loop into TFLite builtin ops.
 
     Returns:
       A `ConversionResult`.
@@ -139,8 +141,8 @@ def convert(
     num_calibration_samples = check_int("num_calibration_samples", num_calibration_samples, minimum=1)
     verify_samples = check_int("verify_samples", verify_samples, minimum=1)
     model = _strip_if_pruned(model)
-    if input_shapes is not None:
-        model = _with_fixed_inputs(model, input_shapes)
+    if input_shapes is not None or _needs_fixed_batch(model):
+        model = _with_fixed_inputs(model, input_shapes, _needs_fixed_batch(model))
     input_specs = _input_specs(model)
     calibration = None
     if representative_data is not None:
@@ -256,9 +258,19 @@ def _input_names(model):
     return [t.name for t in model.inputs]
 
 
-def _with_fixed_inputs(model, input_shapes):
-    """`model` called on new inputs whose unknown dimensions are set by `input_shapes`."""
+def _needs_fixed_batch(model):
+    """RNN layers convert to TFLite builtins only with a fixed batch size (TensorFlow
+    lowers their loop's tensor lists then); such files run one sample at a time."""
+    has_rnn = any(isinstance(layer, keras.layers.RNN) for layer in flatten_layers(model))
+    return has_rnn and any(t.shape[0] is None for t in model.inputs)
+
+
+def _with_fixed_inputs(model, input_shapes, batch_of_one=False):
+    """`model` called on new inputs whose unknown dimensions are set by `input_shapes`
+    (and whose batch is 1 if `batch_of_one`)."""
     names = _input_names(model)
+    if input_shapes is None:
+        input_shapes = {}
     if not isinstance(input_shapes, dict):
         if len(names) != 1:
             raise ValueError(
@@ -280,7 +292,9 @@ def _with_fixed_inputs(model, input_shapes):
                 f"Argument `input_shapes`[{name!r}]={shape} must have {len(tensor.shape) - 1} "
                 f"dimension(s) (the input's shape {tuple(tensor.shape)} without the batch)."
             )
-        fixed[id(tensor)] = keras.Input(shape, dtype=tensor.dtype, name=name)
+        fixed[id(tensor)] = keras.Input(
+            shape, dtype=tensor.dtype, name=name, batch_size=1 if batch_of_one else None
+        )
     inputs = keras.tree.map_structure(lambda t: fixed[id(t)], input_structure(model))
     return keras.Model(inputs, model(inputs), name=model.name)
 

@@ -97,3 +97,13 @@ def test_outputs_come_back_in_the_keras_order():
     _, outputs = _runtime.io_details(interpreter)
     assert [tuple(d["shape"][1:]) for d in outputs] == [(4,), (1,)]
 
+
+
+def test_lstm_text_classifier_converts_to_builtin_ops_and_verifies():
+    tokens = keras.Input((12,), dtype="int32")
+    hidden = keras.layers.LSTM(8)(keras.layers.Embedding(30, 8)(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(2)(hidden))
+    result = tflite.convert(model, sparse=False, verify_samples=6)
+    assert result.verification.passed and result.verification.samples == 6
+    report = tflite.inspect(result.content)
+    assert not any(op.startswith("FlexTensorList") for op in report.ops)
