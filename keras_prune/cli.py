@@ -1,24 +1,75 @@
 """The `keras-prune` command."""
 
 import argparse
+import importlib.metadata
+import os
 import sys
+import zipfile
+
+# keras_prune (and so Keras and TensorFlow) is imported by each command, not here:
+# `--help` and `--version` answer at once.
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction in [0, 1) (0.8 removes 80%%), got {value}")
+    return value
+
+
+def _check_output(path, flag, suffix=None):
+    """Fails before any long work when `path` cannot be written."""
+    if not path:
+        raise ValueError(f"{flag}: the output path is empty")
+    if os.path.isdir(path):
+        raise ValueError(f"{flag}: {path} is a directory; give a file name such as "
+                         f"{os.path.join(path, 'model' + (suffix or ''))}")
+    if suffix and not path.endswith(suffix):
+        raise ValueError(f"{flag}: {path} must end in {suffix}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{flag}: the folder {folder} is not writable")
 
 
 def _demo(args):
     from keras_prune import demo
 
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise ValueError(f"--output: {args.output} exists and is not a folder")
+    parent = os.path.dirname(os.path.abspath(args.output))
+    if not os.access(parent if os.path.isdir(parent) else ".", os.W_OK):
+        raise ValueError(f"--output: {parent} is not writable")
     epochs, prune_epochs = (1, 2) if args.smoke else (args.epochs, args.prune_epochs)
     demo.run(args.output, epochs=epochs, prune_epochs=prune_epochs, sparsity=args.sparsity,
              verbose=2 if args.smoke else 1, export=not args.no_export)
 
 
 def _load_keras(path, command):
-    import os
-
     import keras
 
     if not os.path.exists(path):
         raise SystemExit(f"keras-prune {command}: no such file: {path}")
+    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+        raise SystemExit(
+            f"keras-prune {command}: {path} is not a .keras file (a .keras file is a zip "
+            "archive written by model.save('model.keras'))"
+        )
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001
@@ -32,10 +83,25 @@ def _report(args):
     keras_prune.sparsity_report(model, all_weights=args.all, print_fn=print)
 
 
+def _strip(args):
+    import keras_prune
+    from keras_prune import _io
+
+    _check_output(args.output, "-o/--output", ".keras")
+    model = _load_keras(args.model, "strip")
+    if not keras_prune.layers.collect_wrappers(model):
+        raise ValueError(f"{args.model} has no pruning wrappers: there is nothing to strip")
+    stripped = keras_prune.strip_pruning(model)
+    _io.save_model(stripped, args.output)
+    keras_prune.sparsity_report(stripped, print_fn=print)
+    print(f"Saved {args.output}")
+
+
 def _shrink(args):
     from keras_prune import _io
     from keras_prune.structured import prune_structured
 
+    _check_output(args.output, "-o/--output", ".keras")
     model = _load_keras(args.model, "shrink")
     data = _load_npz(args.data, "--data", ["x"])["x"] if args.data else None
     smaller, report = prune_structured(model, ratio=args.ratio, importance=args.importance,
@@ -52,16 +118,21 @@ _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportEr
 
 def _load_npz(path, argument, keys):
     """Arrays `keys` from an .npz file (the first array stands in for a missing "x")."""
-    import os
-
     import numpy as np
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{argument}: no such file: {path}")
     try:
         data = np.load(path, allow_pickle=False)
-    except Exception as error:  # noqa: BLE001
-        raise ValueError(f"{argument}: {path} is not a readable .npz file ({error})") from None
+    except Exception as error:  # noqa: BLE001 (object arrays, corrupt files, ...)
+        raise ValueError(
+            f"{argument}: {path} is not a readable .npz/.npy file of numeric arrays ({error})"
+        ) from None
+    if isinstance(data, np.ndarray):  # a .npy file: one array, the inputs
+        if keys != ["x"]:
+            raise ValueError(f"{argument}: {path} holds one array; save inputs and labels with "
+                             f"np.savez(path, {', '.join(f'{k}=...' for k in keys)})")
+        return {"x": data}
     with data:
         arrays = {}
         for key in keys:
@@ -80,6 +151,10 @@ def _load_npz(path, argument, keys):
 def _export(args):
     from keras_prune import tflite
 
+    _check_output(args.output, "-o/--output", ".tflite")
+    if args.quantize == "int8" and not args.calibration:
+        raise ValueError("--quantize int8 needs --calibration FILE.npz (about 100 typical "
+                         "inputs as array `x`), or use --quantize dynamic")
     calibration = _load_npz(args.calibration, "--calibration", ["x"])["x"] if args.calibration else None
     result = tflite.convert(
         args.model,
@@ -110,49 +185,72 @@ def _evaluate(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="keras-prune", description="Pruning for Keras 3.")
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="keras-prune", description="Pruning for Keras 3.",
+                                     formatter_class=formatter)
+    parser.add_argument("--version", action="version",
+                        version=f"keras-prune {importlib.metadata.version('keras-prune')}")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="prune a digits CNN to 80%% and save artifacts")
+
+    def command(name, **kwargs):
+        return commands.add_parser(name, formatter_class=formatter, **kwargs)
+
+    demo = command("demo", help="prune a digits CNN to 80%% and save artifacts")
     demo.add_argument("--output", default="artifacts/demo", help="folder for the artifacts")
-    demo.add_argument("--epochs", type=int, default=15, help="dense training epochs")
-    demo.add_argument("--prune-epochs", type=int, default=10, help="pruning epochs")
-    demo.add_argument("--sparsity", type=float, default=0.8, help="final sparsity")
+    demo.add_argument("--epochs", type=_positive_int, default=15, help="dense training epochs")
+    demo.add_argument("--prune-epochs", type=_positive_int, default=10, help="pruning epochs")
+    demo.add_argument("--sparsity", type=_fraction, default=0.8,
+                      help="final sparsity, a fraction in [0, 1)")
     demo.add_argument("--smoke", action="store_true", help="tiny run for tests")
     demo.add_argument("--no-export", action="store_true", help="skip the TFLite export step")
     demo.set_defaults(func=_demo)
-    report = commands.add_parser("report", help="per-layer sparsity of a .keras file")
+    report = command("report", help="per-layer sparsity of a .keras file")
     report.add_argument("model", help="path to a .keras file")
     report.add_argument("--all", action="store_true", help="include biases and other weights")
     report.set_defaults(func=_report)
-    shrink = commands.add_parser(
+    shrink = command(
         "shrink", help="structured pruning: remove channels of a .keras model, save a smaller one")
     shrink.add_argument("model", help="path to a Functional or Sequential .keras file")
     shrink.add_argument("-o", "--output", required=True, help="the .keras file to write")
-    shrink.add_argument("--ratio", type=float, default=0.5, help="fraction of channels to remove")
+    shrink.add_argument("--ratio", type=_fraction, default=0.5,
+                        help="fraction of channels to remove, in [0, 1)")
     shrink.add_argument("--importance", default="l1",
-                        help="l1, l2, bn_scale, random; activation, apoz, entropy need --data")
+                        choices=["l1", "l2", "bn_scale", "random", "activation", "apoz",
+                                 "entropy"],
+                        help="how channels are ranked; activation, apoz, entropy need --data")
     shrink.add_argument("--data", help=".npz with sample inputs `x` for data-based criteria")
-    shrink.add_argument("--round-to", type=int, default=None, help="keep widths multiples of N")
+    shrink.add_argument("--round-to", type=_positive_int, default=None,
+                        help="keep widths multiples of N")
     shrink.add_argument("--ignore", nargs="*", help="layer names whose width must stay")
-    shrink.add_argument("--global-ranking", action="store_true")
+    shrink.add_argument("--global-ranking", action="store_true",
+                        help="rank channels across layers instead of per layer")
     shrink.set_defaults(func=_shrink)
-    export = commands.add_parser("export", help="convert a .keras file to a verified .tflite file")
+    export = command("export", help="convert a .keras file to a verified .tflite file")
     export.add_argument("model", help="path to a .keras file (pruned or not)")
     export.add_argument("-o", "--output", required=True, help="the .tflite file to write")
-    export.add_argument("--quantize", choices=["dynamic", "float16", "int8"], default=None)
+    export.add_argument("--quantize", choices=["dynamic", "float16", "int8"], default=None,
+                        help="weights (dynamic, float16) or weights and activations (int8); "
+                             "default float32")
     export.add_argument("--calibration", help=".npz with calibration inputs `x` (needed for int8)")
-    export.add_argument("--calibration-samples", type=int, default=100)
+    export.add_argument("--calibration-samples", type=_positive_int, default=100,
+                        help="how many calibration inputs to use")
     export.add_argument("--int8-io", action="store_true", help="int8 input and output tensors")
-    export.add_argument("--sparse", choices=["auto", "on", "off"], default="auto")
+    export.add_argument("--sparse", choices=["auto", "on", "off"], default="auto",
+                        help="store zeros sparse: auto where smaller and loadable, on, off")
     export.add_argument("--no-verify", action="store_true", help="skip the LiteRT check")
     export.set_defaults(func=_export)
-    inspect = commands.add_parser("inspect", help="weights, sparsity and ops of a .tflite file")
+    strip = command("strip", help="remove pruning wrappers from a .keras file (zeros kept)")
+    strip.add_argument("model", help="path to a pruned .keras file")
+    strip.add_argument("-o", "--output", required=True, help="the .keras file to write")
+    strip.set_defaults(func=_strip)
+    inspect = command("inspect", help="weights, sparsity and ops of a .tflite file")
     inspect.add_argument("model", help="path to a .tflite file")
     inspect.set_defaults(func=_inspect)
-    evaluate = commands.add_parser("evaluate", help="accuracy of a .tflite classifier in LiteRT")
+    evaluate = command("evaluate", help="accuracy of a .tflite classifier in LiteRT")
     evaluate.add_argument("model", help="path to a .tflite file")
     evaluate.add_argument("--data", required=True, help=".npz with arrays `x` and `y`")
-    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--batch-size", type=_positive_int, default=64,
+                          help="samples per interpreter call")
     evaluate.set_defaults(func=_evaluate)
     return parser
 

@@ -135,3 +135,67 @@ def test_shrink_command_saves_a_smaller_model_and_explains_bad_input(tmp_path, c
         cli.main(["shrink", str(path), "-o", str(out), "--importance", "entropy"])
     with pytest.raises(SystemExit, match="no such file"):
         cli.main(["shrink", str(tmp_path / "missing.keras"), "-o", str(out)])
+
+
+def _console(*args, cwd=None):
+    """Runs the installed `keras-prune` console script; returns (code, stdout, stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(sys.executable), "keras-prune")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    done = subprocess.run([script, *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=300)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_console_strip_verb_and_version(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    pruned = keras_prune.prune_low_magnitude(model)
+    pruned.save(tmp_path / "pruned.keras")
+    code, out, _ = _console("strip", str(tmp_path / "pruned.keras"), "-o",
+                            str(tmp_path / "plain.keras"))
+    assert code == 0 and "Saved" in out
+    assert not keras_prune.layers.collect_wrappers(keras.saving.load_model(tmp_path / "plain.keras"))
+    code, out, _ = _console("--version")
+    assert code == 0 and out.startswith("keras-prune ")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "{model}", "-o", "{tmp}"], "is a directory"),
+        (["export", "{model}", "-o", "{tmp}/missing/x.tflite"], "does not exist"),
+        (["export", "{model}", "-o", ""], "output path is empty"),
+        (["shrink", "{model}", "-o", "{tmp}/s.tflite"], "must end in .keras"),
+        (["export", "{model}", "-o", "{tmp}/m.tflite", "--quantize", "int8"], "--calibration"),
+        (["report", "{tmp}/garbage.keras"], "is not a .keras file"),
+        (["evaluate", "{tmp}/m.tflite", "--data", "{tmp}/d.npz", "--batch-size", "0"],
+         "expected a number >= 1"),
+        (["demo", "--sparsity", "1.5", "--output", "{tmp}/demo"], "fraction in [0, 1)"),
+    ],
+)
+def test_cli_errors_name_the_flag_and_leave_no_file(tmp_path, capsys, args, message):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "garbage.keras").write_bytes(b"\x00not a zip")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    filled = [a.format(model=tmp_path / "model.keras", tmp=tmp_path) for a in args]
+    with pytest.raises(SystemExit) as info:
+        cli.main(filled)
+    shown = str(info.value.code) + capsys.readouterr().err
+    assert info.value.code != 0 and message in shown
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_console_script_errors_are_one_line_without_traceback(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.save(tmp_path / "model.keras")
+    code, out, err = _console("export", str(tmp_path / "model.keras"), "-o", str(tmp_path))
+    lines = [line for line in err.splitlines() if line.startswith("keras-prune")]
+    assert code == 1 and lines == [
+        f"keras-prune export: -o/--output: {tmp_path} is a directory; give a file name such as "
+        f"{tmp_path / 'model.tflite'}"
+    ]
+    assert "Traceback" not in err and not out
