@@ -23,8 +23,8 @@ def test_every_notebook_is_listed():
 def test_notebook_is_colab_ready_and_stripped(name):
     notebook = nbformat.read(os.path.join(FOLDER, name), as_version=4)
     first_markdown, install = notebook.cells[0], notebook.cells[1]
-    assert "colab.research.google.com/github/" in first_markdown.source and name in first_markdown.source
-    assert "%pip install" in install.source and "keras-prune[" in install.source
+    assert "Colab" in first_markdown.source and "wheel" in first_markdown.source
+    assert "pip" in install.source and "keras-prune[" in install.source
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
@@ -44,3 +44,46 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     assert any(o.get("output_type") == "stream" for o in outputs)  # it printed its results
     if name in ("01_quickstart.ipynb", "04_custom_layers_and_schedules.ipynb"):  # they plot
         assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def _run_install_cell(monkeypatch, tensorflow_installed, pip_ok, files=()):
+    """Executes notebook 01's install cell with pip and the file system faked."""
+    import fnmatch
+    import glob
+    import importlib.util
+    import subprocess
+    import types
+
+    notebook = nbformat.read(os.path.join(FOLDER, NOTEBOOKS[0]), as_version=4)
+    calls = []
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        if name == "keras_prune":
+            return None
+        if name == "tensorflow":
+            return real_find_spec(name) if tensorflow_installed else None
+        return real_find_spec(name, *args)
+
+    def run(command, **kwargs):
+        calls.append(command)
+        return types.SimpleNamespace(returncode=0 if pip_ok else 1, stderr="pip: no such package")
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(glob, "glob", lambda pattern: fnmatch.filter(files, pattern))
+    exec(notebook.cells[1].source, {})
+    return calls
+
+
+def test_install_cell_keeps_colabs_tensorflow_and_prefers_an_uploaded_wheel(monkeypatch):
+    wheel = "keras_prune-0.1.0-py3-none-any.whl"
+    (command,) = _run_install_cell(monkeypatch, True, True, files=[wheel])
+    assert command[-1] == f"{wheel}[litert,plot]"  # no tensorflow-cpu over Colab's tensorflow
+    (command,) = _run_install_cell(monkeypatch, False, True)
+    assert command[-1] == "keras-prune[tensorflow,litert,plot]"
+
+
+def test_install_cell_failure_says_to_upload_the_wheel(monkeypatch):
+    with pytest.raises(RuntimeError, match="Upload keras_prune-<version>-py3-none-any.whl"):
+        _run_install_cell(monkeypatch, True, False)
