@@ -64,10 +64,9 @@ def _custom_objects(obj):
     return {cls.__name__: cls for cls in classes}
 
 
-def _same_structure(original, copy):
-    return len(original.weights) == len(copy.weights) and all(
-        tuple(a.shape) == tuple(b.shape) for a, b in zip(original.weights, copy.weights)
-    )
+def _fits(values, layer):
+    """True when `values` (arrays or variables) have the shapes of `layer.weights`."""
+    return [tuple(v.shape) for v in values] == [tuple(w.shape) for w in layer.weights]
 
 
 class LayerCopier:
@@ -124,7 +123,7 @@ class LayerCopier:
             if not original.built:
                 continue
             values = original.get_weights() if weights is None else weights()
-            if [tuple(v.shape) for v in values] != [tuple(w.shape) for w in new.weights]:
+            if not _fits(values, new):
                 failed.append(original)
                 continue
             new.set_weights(values)
@@ -229,7 +228,7 @@ def _build_like(new, model):
             new.build_from_config(config)
         except Exception:  # noqa: BLE001 (falls through to a call on data)
             pass
-    if _same_structure(model, new):
+    if _fits(model.weights, new):
         return
     shape = config.get("input_shape")
     if shape is None:
@@ -261,7 +260,7 @@ def copy_model(model, weights=None):
         new = _construct_without_arguments(model, error)
     _build_like(new, model)
     values = model.get_weights() if weights is None else weights()
-    if [tuple(v.shape) for v in values] != [tuple(w.shape) for w in new.weights]:
+    if not _fits(values, new):
         raise ValueError(
             f"Could not copy subclassed model `{model.name}` ({type(model).__name__}): the "
             f"copy has {len(new.weights)} weights, the model {len(values)}. Build the "
