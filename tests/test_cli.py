@@ -101,7 +101,7 @@ def test_export_and_inspect_errors_are_one_line_messages(saved_model_and_data):
     with pytest.raises(SystemExit, match=r"keras-prune export: .*representative_data.*\(5, 7\).*expects \(6,\)"):
         cli.main(["export", str(path), "-o", str(folder / "a.tflite"), "--quantize", "int8",
                   "--calibration", str(folder / "wrong.npz")])
-    with pytest.raises(SystemExit, match="keras-prune export: .*representative_data. is required"):
+    with pytest.raises(SystemExit, match="keras-prune export: --quantize int8 needs --calibration"):
         cli.main(["export", str(path), "-o", str(folder / "a.tflite"), "--quantize", "int8"])
     with pytest.raises(SystemExit, match="--calibration: no such file"):
         cli.main(["export", str(path), "-o", str(folder / "a.tflite"), "--quantize", "int8",
@@ -129,8 +129,9 @@ def test_shrink_command_saves_a_smaller_model_and_explains_bad_input(tmp_path, c
     small = keras.saving.load_model(out)
     assert small.get_layer("conv").filters == 4
     assert "params:" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="shrink: Argument `ratio` must be in"):
+    with pytest.raises(SystemExit):
         cli.main(["shrink", str(path), "-o", str(out), "--ratio", "1.5"])
+    assert "--ratio: expected a fraction in [0, 1)" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="needs `data`"):
         cli.main(["shrink", str(path), "-o", str(out), "--importance", "entropy"])
     with pytest.raises(SystemExit, match="no such file"):

@@ -14,12 +14,12 @@ LiteRT runtime; both are optional extras.
 """
 
 from keras_prune.tflite._runtime import InterpreterLoadError, load_interpreter, predict
-from keras_prune.tflite.converter import (
+from keras_prune.tflite.converter import convert
+from keras_prune.tflite.results import (
     ConversionError,
     ConversionResult,
     Verification,
     VerificationError,
-    convert,
 )
 from keras_prune.tflite.evaluation import Latency, benchmark, evaluate
 from keras_prune.tflite.inspection import Inspection, TensorInfo, inspect

@@ -17,7 +17,7 @@ def main(job_path):
 
     import keras_prune  # noqa: F401 (registers the pruning classes for loading)
     from keras_prune._io import atomic_path
-    from keras_prune.tflite.converter import _convert_tensorflow
+    from keras_prune.tflite.tensorflow_conversion import convert_tensorflow
 
     model = keras.saving.load_model(job["model"], compile=False)
     calibration = None
@@ -25,7 +25,7 @@ def main(job_path):
         with np.load(job["calibration"]) as data:
             arrays = [data[f"input_{i}"] for i in range(len(data.files))]
         calibration = [[a[i : i + 1] for a in arrays] for i in range(len(arrays[0]))]
-    content, sparse_tensors, kept_dense = _convert_tensorflow(
+    content, sparse_tensors, kept_dense = convert_tensorflow(
         model, job["quantize"], calibration, job["int8_io"], job["sparse"]
     )
     with atomic_path(job["output"]) as temporary, open(temporary, "wb") as handle:

@@ -1,5 +1,15 @@
-"""Per-batch sparsity sequences in tfmot, one batch per fit (reference for keras_prune)."""
-import json, os, sys
+"""Per-batch sparsity sequences in tfmot 0.8.1: the reference for test_tfmot_compat.py.
+
+Runs in the tfmot venv (`make .venv-tfmot/.installed`), never in the tests:
+
+    .venv-tfmot/bin/python tests/data/make_tfmot_reference.py > out.json
+
+then wrap the printed dict as {"source": ..., "one_batch_per_fit": ...} in
+tests/data/tfmot_reference.json.
+"""
+
+import json
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot

@@ -67,7 +67,7 @@ def test_int8_feature_map_output_is_verified_by_snr_not_argmax():
 
 
 def test_nearly_tied_logits_only_count_decisive_samples():
-    from keras_prune.tflite.converter import _decisive_agreement
+    from keras_prune.tflite.verification import _decisive_agreement
 
     expected = np.array([[1.0, 1.001], [0.0, 5.0], [5.0, 0.0]], "float32")
     got = np.array([[1.001, 1.0], [0.1, 5.0], [5.0, 0.1]], "float32")
