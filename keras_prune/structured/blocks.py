@@ -6,8 +6,8 @@ import keras
 import numpy as np
 
 from keras_prune._validation import check_int
+from keras_prune.structured.execution import batches, run_graph
 from keras_prune.structured.graph import check_data, check_graph_model, iter_steps
-from keras_prune.structured.importance import _batches, run_graph
 from keras_prune.structured.pruner import StructuredReport
 from keras_prune.structured.rebuild import copy_weights, count_flops, rebuild
 from keras_prune.structured.rules import to_numpy
@@ -116,7 +116,7 @@ def _activation_scores(model, blocks, data):
                 value = np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)
                 norms[index][role].append(np.linalg.norm(value.reshape(len(value), -1), axis=1))
 
-    for batch in _batches(model, data, 32):
+    for batch in batches(model, data, 32):
         run_graph(model, steps, batch, watch)
     scores = []
     for entry in norms:

@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_prune._models import check_built, check_keras3, is_graph_model
 from keras_prune.layers import collect_wrappers
+from keras_prune.structured.execution import input_arrays
 
 
 @dataclasses.dataclass(eq=False)
@@ -115,10 +116,7 @@ def check_graph_model(model, argument="model"):
 def check_data(model, data, argument):
     """`data` must hold samples shaped like the model's inputs."""
     inputs = keras.tree.flatten(model.inputs)
-    if isinstance(data, dict) or isinstance(data, (list, tuple)) and len(inputs) > 1:
-        arrays = keras.tree.flatten(data)
-    else:
-        arrays = [data]
+    arrays = input_arrays(model, data)
     if len(arrays) != len(inputs):
         raise ValueError(
             f"Argument `{argument}` must hold one array per model input ({len(inputs)}). "

@@ -15,6 +15,8 @@ channel's pooled activation over the data, Luo & Wu 2017), "taylor"
 import keras
 import numpy as np
 
+from keras_prune.structured._backend import gradients
+from keras_prune.structured.execution import batches, run_graph
 from keras_prune.structured.graph import check_data
 from keras_prune.structured.rules import Producer, to_numpy
 
@@ -98,46 +100,6 @@ class RandomImportance:
         return self.rng.random(group.size)
 
 
-def _as_inputs(model, data):
-    if isinstance(data, dict) or isinstance(data, (list, tuple)) and len(model.inputs) > 1:
-        return data
-    return [data]
-
-
-def _batches(model, data, batch_size):
-    inputs = keras.tree.flatten(_as_inputs(model, data))
-    n = len(inputs[0])
-    for start in range(0, n, batch_size):
-        yield [np.asarray(x[start:start + batch_size]) for x in inputs]
-
-
-def run_graph(model, steps, inputs, watch):
-    """Runs `steps` (from `iter_steps(model)`) eagerly on `inputs`; calls `watch(step, outputs)`.
-
-    Nested models are run layer by layer, so their inner tensors are visible.
-    Tensors are dropped once their last consumer has run.
-    """
-    last_use = {}
-    for index, step in enumerate(steps):
-        for tensor in step.inputs:
-            last_use[id(tensor)] = index
-    for tensor in keras.tree.flatten(model.outputs):
-        last_use[id(tensor)] = len(steps)
-    values = {id(t): keras.ops.convert_to_tensor(x)
-              for t, x in zip(keras.tree.flatten(model.inputs), inputs)}
-    for index, step in enumerate(steps):
-        feed = {id(t): values[id(c)] for t, c in zip(step.node.input_tensors, step.inputs)}
-        args, kwargs = step.node.arguments.fill_in(feed)
-        outputs = keras.tree.flatten(step.operation(*args, **kwargs))
-        watch(step, outputs)
-        for tensor, value in zip(step.outputs, outputs):
-            values[id(tensor)] = value
-        for tensor in step.inputs:
-            if last_use.get(id(tensor)) == index:
-                values.pop(id(tensor), None)
-    return [values[id(t)] for t in keras.tree.flatten(model.outputs)]
-
-
 class _ActivationBased:
     """Shared plumbing: per-channel statistics of activations over `data`.
 
@@ -167,7 +129,7 @@ class _ActivationBased:
             if value.ndim >= 2:
                 self.accumulate(stats.setdefault(id(step), {"step": step}), value)
 
-        for batch in _batches(graph.model, data, self.batch_size):
+        for batch in batches(graph.model, data, self.batch_size):
             run_graph(graph.model, graph.steps, batch, watch)
         scores = np.full(len(graph.roots), np.nan)
         for entry in stats.values():  # steps are in order: later ones overwrite
@@ -268,12 +230,10 @@ class Taylor:
             )
         loss = keras.losses.get(loss)
         products = {}
-        inputs = keras.tree.flatten(_as_inputs(model, x))
-        n = len(inputs[0])
-        for start in range(0, n, self.batch_size):
-            batch = [np.asarray(v[start:start + self.batch_size]) for v in inputs]
+        for index, batch in enumerate(batches(model, x, self.batch_size)):
+            start = index * self.batch_size
             batch_x = batch[0] if len(batch) == 1 else batch
-            grads = _gradients(model, batch_x, np.asarray(y[start:start + self.batch_size]), loss)
+            grads = gradients(model, batch_x, np.asarray(y[start:start + self.batch_size]), loss)
             for variable, grad in zip(model.trainable_variables, grads):
                 if grad is not None:
                     product = np.asarray(keras.ops.convert_to_numpy(grad)) * to_numpy(variable)
@@ -292,36 +252,6 @@ class Taylor:
             ids.append(layer_ids)
             scores.append(np.abs(rows.sum(axis=1)))
         return group.reduce(np.concatenate(ids), np.concatenate(scores), self.reduction)
-
-
-def _gradients(model, x, y, loss):
-    """Gradients of `loss(y, model(x))` for model.trainable_variables, on any backend."""
-    backend = keras.backend.backend()
-    variables = model.trainable_variables
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            value = keras.ops.mean(loss(y, model(x, training=False)))
-        return tape.gradient(value, variables)
-    if backend == "jax":
-        import jax
-
-        trainable = [v.value for v in variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
-        def compute(trainable):
-            out, _ = model.stateless_call(trainable, non_trainable, x, training=False)
-            return keras.ops.mean(loss(y, out))
-
-        return jax.grad(compute)(trainable)
-    if backend == "torch":
-        for v in variables:
-            v.value.grad = None
-        value = keras.ops.mean(loss(keras.ops.convert_to_tensor(y), model(x, training=False)))
-        value.backward()
-        return [v.value.grad for v in variables]
-    raise NotImplementedError(f"importance='taylor' is not implemented for the {backend} backend.")
 
 
 CRITERIA = {
