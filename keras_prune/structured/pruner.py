@@ -360,8 +360,34 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
     """Removes whole channels, filters, units and heads; returns (new_model, report).
 
     The new model is a plain Functional/Sequential model with fewer channels and the
-    surviving weights; it saves as .keras and converts with keras_prune.tflite. See
-    `StructuredPruner` for the arguments and an interactive mode.
+    surviving weights; it saves as .keras and converts with keras_prune.tflite. The
+    input model is unchanged. `StructuredPruner` offers an interactive mode.
+
+    Example:
+
+    ```python
+    smaller, report = keras_prune.structured.prune_structured(model, ratio=0.5)
+    print(report)          # widths per layer, params and FLOPs before/after
+    ```
+
+    Args:
+        model: a built Functional or Sequential Keras 3 model (nested ones too).
+        ratio: fraction of each group's channels to remove, in [0, 1) (default 0.5),
+            or a dict {layer_name: ratio} for the layers to prune.
+        importance: a criterion name ("l1" default, "l2", "bn_scale", "activation",
+            "apoz", "entropy", "taylor", "random") or a callable group -> scores.
+        data: samples for data-based criteria (`(x, y)` for "taylor").
+        round_to: keep channel counts multiples of this (e.g. 8); None keeps any.
+        ignore: layer names whose output channels must be kept.
+        global_ranking: rank channels across groups instead of within each.
+
+    Returns:
+        `(new_model, StructuredReport)`.
+
+    Raises:
+        ValueError: for a ratio outside [0, 1), unknown layer names, a data-based
+            criterion without `data`, or an unbuilt model.
+        TypeError: for a subclassed model (no layer graph) or a non-model.
     """
     pruner = StructuredPruner(model, ratio, importance, data=data, round_to=round_to,
                               ignore=ignore, global_ranking=global_ranking)

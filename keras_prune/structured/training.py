@@ -145,7 +145,30 @@ def prune_and_finetune(model, x, y, *, ratio=0.5, importance="l1", epochs=3, bat
     `model` must be compiled: the pruned copy is compiled the same way (a fresh
     optimizer of the same kind and settings, the same loss and metrics). Data-based
     criteria score channels on the first `importance_samples` of `x` (and `y` for
-    "taylor"). Returns (pruned_model, report, history); `model` is not changed.
+    "taylor"). `model` is not changed.
+
+    Example:
+
+    ```python
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    pruned, report, history = prune_and_finetune(model, x, y, ratio=0.5, epochs=3)
+    ```
+
+    Args:
+        model: a compiled Functional or Sequential model.
+        x, y: training data for BatchNorm re-estimation and fine-tuning.
+        ratio, importance, round_to, ignore, global_ranking: as in `prune_structured`.
+        epochs: fine-tuning epochs (default 3; 0 skips fine-tuning).
+        batch_size: fine-tuning batch size (default 32).
+        validation_data: passed to `fit`.
+        importance_samples: how many samples data-based criteria see (default 256).
+        verbose: `fit`'s verbosity (default 0).
+
+    Returns:
+        `(pruned_model, StructuredReport, History)`.
+
+    Raises:
+        ValueError: for an uncompiled model, or bad arguments (see `prune_structured`).
     """
     if not getattr(model, "compiled", False):
         raise ValueError(

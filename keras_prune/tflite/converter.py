@@ -79,8 +79,25 @@ def convert(
         with RNN layers (LSTM, GRU, ...) are converted with a batch size of 1, the
         only way TensorFlow turns their loop into TFLite builtin ops.
 
+    Example:
+
+    ```python
+    result = keras_prune.tflite.convert(pruned, "model.tflite", quantize="int8",
+                                        representative_data=x_train[:100])
+    print(result)   # size, what is stored sparse, how it verified
+    ```
+
     Returns:
       A `ConversionResult`.
+
+    Raises:
+      ValueError: for bad arguments (unknown `quantize`, int8 without
+        `representative_data`, unknown input dimensions without `input_shapes`).
+      ConversionError: when TensorFlow's converter refuses the model (with the
+        layers and ops it names).
+      VerificationError: when the file does not load with default delegates or does
+        not match Keras (nothing is written; see `verify`).
+      ImportError: when TensorFlow or a LiteRT runtime is missing.
     """
     model = load_model(model)
     _check_options(quantize, sparse, int8_io, representative_data, verify)

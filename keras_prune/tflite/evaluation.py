@@ -30,9 +30,29 @@ def _check_data(x, y):
 def evaluate(path, x, y=None, *, batch_size=64, default_delegates=True):
     """Accuracy and cross-entropy loss of a classifier .tflite file on `(x, y)`.
 
-    `y` holds integer labels (or one-hot rows). Outputs are treated as logits when
-    they do not already sum to 1. Returns a dict: `accuracy`, `loss`, `samples` and
-    `predictions` (float32 outputs, dequantized for int8 files).
+    Outputs are treated as logits when they do not already sum to 1.
+
+    Example:
+
+    ```python
+    result = keras_prune.tflite.evaluate("model.tflite", x_test, y_test)
+    print(result["accuracy"])
+    ```
+
+    Args:
+        path: a .tflite path, or the file's bytes.
+        x: inputs (float; quantized for int8 input tensors).
+        y: integer labels or one-hot rows; None gives predictions only.
+        batch_size: samples per interpreter call (default 64).
+        default_delegates: run as an app would, with XNNPACK (default True).
+
+    Returns:
+        A dict: `accuracy`, `loss`, `samples` and `predictions` (float32 outputs,
+        dequantized for int8 files).
+
+    Raises:
+        ValueError: for inputs of the wrong shape or labels that do not match.
+        InterpreterLoadError: when LiteRT cannot load or run the file.
     """
     content = read_file(path)
     x, y = _check_data(x, y)
@@ -85,7 +105,28 @@ class Latency:
 
 
 def benchmark(path, *, num_threads=1, runs=200, warmup=20, default_delegates=True, seed=0):
-    """Times `invoke()` on random single-sample inputs; returns a `Latency`."""
+    """Times `invoke()` on random single-sample inputs.
+
+    Example:
+
+    ```python
+    print(keras_prune.tflite.benchmark("model.tflite", num_threads=2))
+    ```
+
+    Args:
+        path: a .tflite path, or the file's bytes.
+        num_threads: interpreter threads (default 1).
+        runs: timed invocations (default 200); warmup: untimed ones first (20).
+        default_delegates: with XNNPACK, as an app runs (default True).
+        seed: seed of the random inputs.
+
+    Returns:
+        A `Latency` (median and 90th percentile in microseconds).
+
+    Raises:
+        ValueError: for a non-positive `num_threads` or `runs`.
+        InterpreterLoadError: when LiteRT cannot load the file.
+    """
     content = read_file(path)
     check_int("num_threads", num_threads, minimum=1)
     check_int("runs", runs, minimum=1)

@@ -119,10 +119,26 @@ def read_file(path, argument="path"):
 
 
 def inspect(path):
-    """Lists every weight of a .tflite file (a path, or the file's bytes): op, shape, dtype, zeros, storage, bytes.
+    """Lists every weight of a .tflite file: op, shape, dtype, zeros, storage, bytes.
 
     Also counts ops (DENSIFY among them), checks XNNPACK's sparse-inference rules and
-    reports file and gzip sizes. `print(inspect(path))` gives a table.
+    reports file and gzip sizes.
+
+    Example:
+
+    ```python
+    print(keras_prune.tflite.inspect("model.tflite"))   # a table
+    ```
+
+    Args:
+        path: a .tflite path, or the file's bytes.
+
+    Returns:
+        An `Inspection`.
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        ValueError: for bytes that are not a TFLite flatbuffer.
     """
     content = read_file(path)
     path = "(in memory)" if isinstance(path, (bytes, bytearray)) else os.fspath(path)
