@@ -68,16 +68,6 @@ for name, int8, sparse in [("float_sparsity", False, True), ("int8_sparsity", Tr
 '''
 
 
-def _digits():
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    x = (data.images[..., None] / 16.0).astype("float32")
-    return train_test_split(x, data.target.astype("int32"), test_size=0.2, random_state=0,
-                            stratify=data.target)
-
-
 def _train(quick):
     import keras
 
@@ -85,7 +75,7 @@ def _train(quick):
     from keras_prune import demo, tflite
 
     keras.utils.set_random_seed(0)
-    x_train, x_test, y_train, y_test = _digits()
+    x_train, x_test, y_train, y_test = demo.load_digits_data(0)
     epochs, prune_epochs = (3, 2) if quick else (15, 10)
     dense = demo.compile_classifier(demo.digits_cnn(), 1e-3)
     dense.fit(x_train, y_train, batch_size=32, epochs=epochs, verbose=0)

@@ -13,18 +13,25 @@ import keras_prune
 from keras_prune import _io
 
 
-def load_digits_data(seed=0):
-    """scikit-learn's bundled 8x8 digits, split 80/20 (nothing is downloaded)."""
+def load_digits_arrays():
+    """scikit-learn's bundled 8x8 digits (nothing is downloaded): images (n, 8, 8, 1)
+    scaled to [0, 1] as float32, labels as int32."""
     try:
         from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
     except ImportError:
         raise ImportError(
             "The demo needs scikit-learn for its bundled digits data: pip install scikit-learn"
         ) from None
     data = load_digits()
-    x = (data.images[..., None] / 16.0).astype("float32")
-    y = data.target.astype("int32")
+    return (data.images[..., None] / 16.0).astype("float32"), data.target.astype("int32")
+
+
+def load_digits_data(seed=0):
+    """The digits of `load_digits_arrays`, split 80/20 (stratified):
+    x_train, x_test, y_train, y_test."""
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits_arrays()
     return train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
 
 

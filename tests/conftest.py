@@ -31,11 +31,10 @@ def _seed_and_reset():
 
 @pytest.fixture
 def digits():
-    from sklearn.datasets import load_digits
+    from keras_prune.demo import load_digits_arrays
 
-    data = load_digits()
-    x = (data.images[..., None] / 16.0).astype("float32")
-    return x[:512], data.target[:512].astype("int32")
+    x, y = load_digits_arrays()
+    return x[:512], y[:512]
 
 
 def small_cnn(num_classes=10):

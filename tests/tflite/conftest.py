@@ -9,11 +9,9 @@ import keras_prune.tflite
 
 
 def _digits():
-    from sklearn.datasets import load_digits
+    from keras_prune.demo import load_digits_arrays
 
-    data = load_digits()
-    x = (data.images[..., None] / 16.0).astype("float32")
-    return x, data.target.astype("int32")
+    return load_digits_arrays()
 
 
 def train_pruned(block_size=(1, 1), sparsity=0.8, epochs=4):
