@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_prune._models import flatten_layers
+from keras_prune._text import table
 from keras_prune.layers.wrapper import PruneLowMagnitude
 
 
@@ -91,12 +92,9 @@ class SparsityReport:
              f"{r.sparsity:.1%}")
             for r in self.rows
         ]
-        lines.append(("total", "", "", str(self.total_size), str(self.total_zeros),
-                      f"{self.sparsity:.1%}"))
-        widths = [max(len(row[i]) for row in [header] + lines) for i in range(len(header))]
-        fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths))  # noqa: E731
-        rule = "-" * len(fmt(header))
-        return "\n".join([fmt(header), rule] + [fmt(r) for r in lines[:-1]] + [rule, fmt(lines[-1])])
+        total = ("total", "", "", str(self.total_size), str(self.total_zeros),
+                 f"{self.sparsity:.1%}")
+        return "\n".join(table(header, lines, total))
 
 
 def _kernel_like(variable):

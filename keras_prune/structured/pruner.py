@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_prune._models import LayerCopier, flatten_layers
+from keras_prune._text import table
 from keras_prune._validation import check_fraction, check_int
 from keras_prune.structured.graph import DependencyGraph, check_graph_model
 from keras_prune.structured.importance import get_importance
@@ -73,9 +74,7 @@ class StructuredReport:
                    if r.before != r.after]
         lines = []
         if changed:
-            rows = [("layer", "kind", "before", "after"), *changed]
-            widths = [max(len(row[i]) for row in rows) for i in range(4)]
-            lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+            lines = table(("layer", "kind", "before", "after"), changed, right=(2, 3))
         if self.layers:
             lines.append(f"({len(self.layers) - len(changed)} layer(s) unchanged)")
         lines.append(f"params: {self.params_before:,} -> {self.params_after:,} "

@@ -15,14 +15,14 @@ LiteRT runtime; both are optional extras.
 
 from keras_prune.tflite._runtime import InterpreterLoadError, load_interpreter, predict
 from keras_prune.tflite.converter import convert
+from keras_prune.tflite.evaluation import Latency, benchmark, evaluate
+from keras_prune.tflite.inspection import Inspection, TensorInfo, inspect
 from keras_prune.tflite.results import (
     ConversionError,
     ConversionResult,
     Verification,
     VerificationError,
 )
-from keras_prune.tflite.evaluation import Latency, benchmark, evaluate
-from keras_prune.tflite.inspection import Inspection, TensorInfo, inspect
 
 # TFLite stores a FULLY_CONNECTED weight as (units, input_dim), a Keras Dense kernel
 # as (input_dim, units). The sparse kernels read blocks of 4 (float) or 16 (int8)

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from keras_prune._text import table
 from keras_prune.tflite import _flatbuffer
 
 # Ops whose constant inputs are weights worth listing.
@@ -77,19 +78,17 @@ class Inspection:
         return notes
 
     def __str__(self):
-        name_width = min(48, max([len(t.name) for t in self.tensors] + [6]))
         lines = [
             f"{self.path}: {self.bytes:,} bytes, {self.gzip_bytes:,} gzipped",
             "ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(self.ops.items())),
-            f"{'weight':<{name_width}}  {'op':<28} {'shape':<18} {'dtype':<8} "
-            f"{'zeros':>6}  {'storage':<18} {'bytes':>9}",
         ]
-        for t in self.tensors:
-            name = t.name if len(t.name) <= name_width else "..." + t.name[-name_width + 3 :]
-            lines.append(
-                f"{name:<{name_width}}  {t.op:<28} {str(t.shape):<18} {t.dtype:<8} "
-                f"{t.zero_fraction:>6.1%}  {t.storage:<18} {t.bytes:>9,}"
-            )
+        rows = [
+            (t.name if len(t.name) <= 48 else "..." + t.name[-45:], t.op, str(t.shape), t.dtype,
+             f"{t.zero_fraction:.1%}", t.storage, f"{t.bytes:,}")
+            for t in self.tensors
+        ]
+        header = ("weight", "op", "shape", "dtype", "zeros", "storage", "bytes")
+        lines += table(header, rows, right=(4, 6))
         lines.append("XNNPACK sparse inference rules:")
         for rule, (met, detail) in self.xnnpack_sparse.items():
             lines.append(f"  [{'x' if met else ' '}] {rule}: {detail}")
