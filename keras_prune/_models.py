@@ -8,6 +8,7 @@ import inspect
 
 import keras
 import numpy as np
+from keras.src.models.functional import functional_like_constructor  # what clone_model uses
 
 
 def is_legacy_keras(obj):
@@ -168,8 +169,6 @@ def _rebuild_sequential(model, clone):
 
 
 def _rebuild_functional(model, clone):
-    from keras.src.models.functional import functional_like_constructor
-
     inputs = keras.tree.map_structure(_input_like, model._inputs_struct)
     outputs = model._run_through_graph(inputs, operation_fn=clone)
     cls = type(model) if functional_like_constructor(type(model)) else keras.Model

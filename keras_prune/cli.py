@@ -6,8 +6,12 @@ import os
 import sys
 import zipfile
 
-# keras_prune (and so Keras and TensorFlow) is imported by each command, not here:
-# `--help` and `--version` answer at once.
+import keras
+import numpy as np
+
+import keras_prune
+from keras_prune import _io, demo, tflite
+from keras_prune.structured import prune_structured
 
 
 def _positive_int(text):
@@ -48,8 +52,6 @@ def _check_output(path, flag, suffix=None):
 
 
 def _demo(args):
-    from keras_prune import demo
-
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise ValueError(f"--output: {args.output} exists and is not a folder")
     parent = os.path.dirname(os.path.abspath(args.output))
@@ -61,8 +63,6 @@ def _demo(args):
 
 
 def _load_keras(path, command):
-    import keras
-
     if not os.path.exists(path):
         raise SystemExit(f"keras-prune {command}: no such file: {path}")
     if os.path.isdir(path) or not zipfile.is_zipfile(path):
@@ -77,16 +77,11 @@ def _load_keras(path, command):
 
 
 def _report(args):
-    import keras_prune
-
     model = _load_keras(args.model, "report")
     keras_prune.sparsity_report(model, all_weights=args.all, print_fn=print)
 
 
 def _strip(args):
-    import keras_prune
-    from keras_prune import _io
-
     _check_output(args.output, "-o/--output", ".keras")
     model = _load_keras(args.model, "strip")
     if not keras_prune.layers.collect_wrappers(model):
@@ -98,9 +93,6 @@ def _strip(args):
 
 
 def _shrink(args):
-    from keras_prune import _io
-    from keras_prune.structured import prune_structured
-
     _check_output(args.output, "-o/--output", ".keras")
     model = _load_keras(args.model, "shrink")
     data = _load_npz(args.data, "--data", ["x"])["x"] if args.data else None
@@ -118,8 +110,6 @@ _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportEr
 
 def _load_npz(path, argument, keys):
     """Arrays `keys` from an .npz file (the first array stands in for a missing "x")."""
-    import numpy as np
-
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{argument}: no such file: {path}")
     try:
@@ -149,8 +139,6 @@ def _load_npz(path, argument, keys):
 
 
 def _export(args):
-    from keras_prune import tflite
-
     _check_output(args.output, "-o/--output", ".tflite")
     if args.quantize == "int8" and not args.calibration:
         raise ValueError("--quantize int8 needs --calibration FILE.npz (about 100 typical "
@@ -170,14 +158,10 @@ def _export(args):
 
 
 def _inspect(args):
-    from keras_prune import tflite
-
     print(tflite.inspect(args.model))
 
 
 def _evaluate(args):
-    from keras_prune import tflite
-
     data = _load_npz(args.data, "--data", ["x", "y"])
     result = tflite.evaluate(args.model, data["x"], data["y"], batch_size=args.batch_size)
     print(f"{args.model}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "

@@ -2,11 +2,11 @@
 
 from keras import ops
 
+from keras_prune import _validation
+
 
 def check_m_by_n(value):
     """Validates tfmot's `sparsity_m_by_n=(m, n)`: m zeros out of every n, 0 < m < n."""
-    from keras_prune import _validation
-
     m, n = _validation.check_int_pair("sparsity_m_by_n", value, minimum=1)
     if m >= n:
         raise ValueError(

@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_prune._models import check_built, check_keras3, is_graph_model
 from keras_prune.layers import collect_wrappers
+from keras_prune.structured import rules
 from keras_prune.structured.execution import input_arrays
 
 
@@ -144,8 +145,6 @@ class DependencyGraph:
     """
 
     def __init__(self, model, *, ignore=(), rule_for=None):
-        from keras_prune.structured import rules
-
         check_graph_model(model)
         self.model = model
         self.rule_for = rule_for or rules.rule_for
