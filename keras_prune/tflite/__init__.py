@@ -14,6 +14,7 @@ LiteRT runtime; both are optional extras.
 """
 
 from keras_prune.tflite._runtime import InterpreterLoadError, load_interpreter, predict
+from keras_prune.tflite.blocks import BLOCK_FLOAT, BLOCK_INT8
 from keras_prune.tflite.converter import convert
 from keras_prune.tflite.evaluation import Latency, benchmark, evaluate
 from keras_prune.tflite.inspection import Inspection, TensorInfo, inspect
@@ -23,12 +24,6 @@ from keras_prune.tflite.results import (
     Verification,
     VerificationError,
 )
-
-# TFLite stores a FULLY_CONNECTED weight as (units, input_dim), a Keras Dense kernel
-# as (input_dim, units). The sparse kernels read blocks of 4 (float) or 16 (int8)
-# consecutive inputs of one unit: (4, 1) / (16, 1) blocks of the Keras kernel.
-BLOCK_FLOAT = (4, 1)
-BLOCK_INT8 = (16, 1)
 
 __all__ = [
     "BLOCK_FLOAT",
