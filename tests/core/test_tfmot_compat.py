@@ -419,6 +419,7 @@ def test_fit_stopped_early_warns_that_the_target_was_not_reached():
     )
     with pytest.warns(UserWarning, match="stopped at pruning step 2.*short of the final"):
         model.fit(x, y, batch_size=4, epochs=4, verbose=0, callbacks=[PruneCallback(), stop])
+    assert 0.0 < _sparsity(model) < 0.8
 
 
 def test_model_level_block_size_reports_layers_pruned_element_by_element():
