@@ -168,26 +168,26 @@ def prune_low_magnitude(
         if layer is original and copier is not _models.NO_COPY:
             report.skipped.append((original.name, copier.shared.pop()[1]))
             return original
+        return wrap(layer, original.name)
+
+    def wrap(layer, name):
+        """The wrapper for `layer`, recorded in the report under `name`."""
         args = wrapper_args
         if args["block_size"] != (1, 1) and not _blocks_fit(layer, args["block_size"]):
             args = {**args, "block_size": (1, 1)}
-            report.elementwise.append(original.name)
+            report.elementwise.append(name)
         wrapper = PruneLowMagnitude(layer, **args)
         if layer.built:
             wrapper.build(None)
-        report.pruned.append(original.name)
+        report.pruned.append(name)
         return wrapper
 
     def _wrap_inside(layer, outer_name):
-        def wrap(inner):
-            if not (_prunable(inner) and selected(inner)):
-                return None
-            wrapper = PruneLowMagnitude(inner, **wrapper_args)
-            wrapper.build(None)
-            report.pruned.append(f"{outer_name}/{inner.name}")
-            return wrapper
-
-        _models.swap_layers(layer, wrap)
+        _models.swap_layers(
+            layer,
+            lambda inner: wrap(inner, f"{outer_name}/{inner.name}")
+            if _prunable(inner) and selected(inner) else None,
+        )
 
     if _models.is_graph_model(model) or isinstance(model, keras.Sequential):
         new, copier = _models.rewrite_graph_model(model, transform)

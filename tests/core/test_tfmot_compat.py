@@ -469,3 +469,21 @@ def test_prunable_layers_inside_a_custom_block_are_pruned_and_stripped():
     assert (kernel == 0).mean() == 0.5
     for old, new in zip(before, model.get_weights()):
         np.testing.assert_array_equal(old, new)
+
+
+def test_block_size_inside_a_custom_block_falls_back_like_at_model_level():
+    class ConvBlock(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self._conv = keras.layers.Conv2D(4, 3, padding="same")
+            self._dense = keras.layers.Dense(8)
+
+        def call(self, x):
+            return self._dense(self._conv(x))
+
+    inputs = keras.Input((8, 8, 2))
+    model = keras.Model(inputs, ConvBlock(name="block")(inputs))
+    pruned = keras_prune.prune_low_magnitude(model, block_size=(2, 2))
+    assert len(pruned.pruning_report.elementwise) == 1
+    assert pruned.pruning_report.elementwise[0].startswith("block/")
+    assert sorted(w.block_size for w in collect_wrappers(pruned)) == [(1, 1), (2, 2)]
