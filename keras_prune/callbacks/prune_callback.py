@@ -92,6 +92,7 @@ class PruneCallback(keras.callbacks.Callback):
         self._all_wrappers = collect_wrappers(model)
         self._wrappers, self._groups, self._missed = [], [], []
         self._step = None
+        self._warned_short = False  # per run: a callback may serve several fits
         if not self._all_wrappers:
             self._on_no_wrappers(model)
             return
