@@ -9,7 +9,9 @@ sparsity reports, TFLite export (`keras_prune.tflite`) and structured pruning
 import importlib
 
 from keras_prune import callbacks, errors, layers, masking, schedules, sparsity
+from keras_prune.at_init import prune_at_init
 from keras_prune.layers import PrunableLayer, PruneLowMagnitude, register_prunable_layer
+from keras_prune.masks import get_masks, set_masks
 from keras_prune.prune import prune_low_magnitude
 from keras_prune.report import PruningReport, SparsityReport, sparsity_report
 from keras_prune.strip import strip_pruning
@@ -19,7 +21,9 @@ __version__ = "0.1.0"
 # Submodules that import heavy or optional packages (TensorFlow, matplotlib) load
 # on first attribute access: `keras_prune.tflite.convert(...)` works after a plain
 # `import keras_prune`, which itself never imports TensorFlow.
-_LAZY_SUBMODULES = ("cli", "demo", "plot", "structured", "tflite")
+_LAZY_SUBMODULES = (
+    "cli", "demo", "entropy", "lottery", "plot", "sensitivity", "structured", "tflite",
+)
 
 
 def __getattr__(name):
@@ -38,11 +42,14 @@ __all__ = [
     "SparsityReport",
     "callbacks",
     "errors",
+    "get_masks",
     "layers",
     "masking",
+    "prune_at_init",
     "prune_low_magnitude",
     "register_prunable_layer",
     "schedules",
+    "set_masks",
     "sparsity",
     "sparsity_report",
     "strip_pruning",

@@ -9,6 +9,7 @@ from keras_prune.errors import NotALayerError, UnsupportedLayerError
 from keras_prune.layers import registry
 from keras_prune.layers.wrapper import PruneLowMagnitude, check_schedule
 from keras_prune.report import PruningReport
+from keras_prune.schedules import PruningSchedule
 
 
 def _make_filter(filters):
@@ -40,6 +41,30 @@ def _blocks_fit(layer, block_size):
     return all(masking.is_blockable(w.shape) for w in registry.get_prunable_weights(layer))
 
 
+def _check_layer_sparsity(layer_sparsity, global_pruning):
+    if layer_sparsity is None:
+        return {}
+    if not isinstance(layer_sparsity, dict):
+        raise TypeError(
+            "Argument `layer_sparsity` must be a dict {layer name: sparsity or schedule}, "
+            "e.g. keras_prune.sensitivity.allocate(model, 0.9). "
+            f"Received: {type(layer_sparsity).__name__}."
+        )
+    if global_pruning:
+        raise ValueError(
+            "Arguments `layer_sparsity` and `global_pruning=True` cannot be combined: a "
+            "global threshold decides each layer's sparsity itself."
+        )
+    return dict(layer_sparsity)
+
+
+def _layer_schedule(schedule, value, name):
+    if isinstance(value, PruningSchedule):
+        return value
+    sparsity = _validation.check_fraction(f"layer_sparsity['{name}']", value)
+    return schedule.with_final_sparsity(sparsity)
+
+
 def prune_low_magnitude(
     to_prune,
     pruning_schedule=None,
@@ -48,6 +73,7 @@ def prune_low_magnitude(
     sparsity_m_by_n=None,
     filters=None,
     global_pruning=False,
+    layer_sparsity=None,
     verbose=False,
     **kwargs,
 ):
@@ -82,6 +108,12 @@ def prune_low_magnitude(
             matched against layer names, a list of names, or a callable.
         global_pruning: One magnitude threshold across all pruned layers of the
             model (layers end up with different sparsities, the total on schedule).
+        layer_sparsity: Per-layer targets from one call, e.g. the result of
+            `keras_prune.sensitivity.allocate`: {layer name: final sparsity or
+            PruningSchedule}. A number rescales `pruning_schedule` to end at it
+            (`schedule.with_final_sparsity`); layers not named use
+            `pruning_schedule`. Layers inside custom layers may be named
+            "outer/inner" or by their own name.
         verbose: Print the pruning report.
         **kwargs: Passed to each `PruneLowMagnitude` wrapper.
 
@@ -106,6 +138,7 @@ def prune_low_magnitude(
                 "be combined with `block_size` or `sparsity_m_by_n`."
             )
         group = "global"
+    per_layer = _check_layer_sparsity(layer_sparsity, global_pruning)
     wrapper_args = dict(
         pruning_schedule=schedule,
         block_size=_validation.check_int_pair("block_size", block_size),
@@ -115,6 +148,11 @@ def prune_low_magnitude(
         **kwargs,
     )
 
+    if per_layer and not isinstance(to_prune, keras.Model):
+        raise ValueError(
+            "Argument `layer_sparsity` applies to a model. For a single layer or a list, "
+            "pass each layer its own `pruning_schedule`."
+        )
     if isinstance(to_prune, (list, tuple)):
         for index, layer in enumerate(to_prune):
             _models.check_keras3(layer, f"to_prune[{index}]")
@@ -138,6 +176,7 @@ def prune_low_magnitude(
     selected = _make_filter(filters)
     explicit = set(filters) if isinstance(filters, (list, tuple, set)) else set()
     report = PruningReport()
+    used = set()
 
     def transform(original, copier):
         if isinstance(original, PruneLowMagnitude):
@@ -173,6 +212,10 @@ def prune_low_magnitude(
     def wrap(layer, name):
         """The wrapper for `layer`, recorded in the report under `name`."""
         args = wrapper_args
+        key = name if name in per_layer else name.rsplit("/", 1)[-1]
+        if key in per_layer:
+            args = {**args, "pruning_schedule": _layer_schedule(schedule, per_layer[key], key)}
+            used.add(key)
         if args["block_size"] != (1, 1) and not _blocks_fit(layer, args["block_size"]):
             args = {**args, "block_size": (1, 1)}
             report.elementwise.append(name)
@@ -200,6 +243,12 @@ def prune_low_magnitude(
         raise ValueError(
             f"Argument `filters` names layers that are not in model `{model.name}`: "
             f"{sorted(missing)}. Layer names: {[layer.name for layer in model.layers]}."
+        )
+    unused = sorted(set(per_layer) - used)
+    if unused:
+        raise ValueError(
+            f"Argument `layer_sparsity` names layers that are not pruned in model "
+            f"`{model.name}`: {unused[:5]}. Pruned layers: {report.pruned[:10]}."
         )
     if not report.pruned and not report.kept_wrapped:
         raise ValueError(

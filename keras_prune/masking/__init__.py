@@ -3,6 +3,7 @@
 from keras_prune.masking.block import POOLING_TYPES, block_mask, check_block_fits, is_blockable
 from keras_prune.masking.groups import MaskGroup, apply_masks, make_groups, mask_sparsity
 from keras_prune.masking.m_by_n import check_m_by_n, m_by_n_mask
+from keras_prune.masking.scores import erk_densities, global_masks, layer_masks
 from keras_prune.masking.magnitude import (
     global_magnitude_masks,
     kth_largest,
@@ -13,6 +14,9 @@ from keras_prune.masking.magnitude import (
 
 __all__ = [
     "MaskGroup",
+    "erk_densities",
+    "global_masks",
+    "layer_masks",
     "apply_masks",
     "make_groups",
     "mask_sparsity",

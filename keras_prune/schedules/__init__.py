@@ -2,6 +2,7 @@
 
 from keras_prune.schedules.base import PruningSchedule
 from keras_prune.schedules.constant import ConstantSparsity
+from keras_prune.schedules.fixed import FixedMask
 from keras_prune.schedules.polynomial import PolynomialDecay
 
-__all__ = ["PruningSchedule", "ConstantSparsity", "PolynomialDecay"]
+__all__ = ["PruningSchedule", "ConstantSparsity", "FixedMask", "PolynomialDecay"]

@@ -59,6 +59,17 @@ class PruningSchedule(abc.ABC):
         _, sparsity = self(ops.convert_to_tensor(step, "int32"))
         return float(ops.convert_to_numpy(sparsity))
 
+    def with_final_sparsity(self, sparsity):
+        """The same schedule with a different final sparsity (per-layer allocation).
+
+        Built-in schedules implement it; a custom schedule raises until it does.
+        """
+        raise TypeError(
+            f"Schedule {type(self).__name__} cannot be rescaled to a per-layer sparsity: it "
+            "does not implement with_final_sparsity(sparsity). Implement it, or pass a "
+            "schedule per layer: layer_sparsity={'dense': MySchedule(...), ...}."
+        )
+
     @property
     def end(self):
         """The last step at which masks may change, or -1 for never-ending."""

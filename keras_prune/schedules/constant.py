@@ -46,6 +46,10 @@ class ConstantSparsity(PruningSchedule):
     def sparsity_at(self, step):
         return self.target_sparsity
 
+    def with_final_sparsity(self, sparsity):
+        """The same schedule with `target_sparsity=sparsity`."""
+        return type(self)(**{**self.get_config(), "target_sparsity": sparsity})
+
     def get_config(self):
         return {
             "target_sparsity": self.target_sparsity,

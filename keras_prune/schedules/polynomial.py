@@ -61,6 +61,12 @@ class PolynomialDecay(PruningSchedule):
     def is_pruning_step(self, step):
         return self._python_should_prune(step)
 
+    def with_final_sparsity(self, sparsity):
+        """The same schedule ending at `sparsity` (the start scaled in proportion)."""
+        start = self.initial_sparsity * sparsity / self.final_sparsity if self.final_sparsity else 0.0
+        return type(self)(**{**self.get_config(), "initial_sparsity": min(start, sparsity),
+                             "final_sparsity": sparsity})
+
     def get_config(self):
         return {
             "initial_sparsity": self.initial_sparsity,

@@ -15,8 +15,8 @@ channel's pooled activation over the data, Luo & Wu 2017), "taylor"
 import keras
 import numpy as np
 
-from keras_prune.structured._backend import gradients
-from keras_prune.structured.execution import batches, run_graph
+from keras_prune._autodiff import labelled_data, resolve_loss, summed_loss_gradients
+from keras_prune.structured.execution import batches, input_arrays, run_graph
 from keras_prune.structured.graph import check_data
 from keras_prune.structured.rules import Producer, to_numpy
 
@@ -215,30 +215,13 @@ class Taylor:
 
     def prepare(self, graph, data):
         model = graph.model
-        if not (isinstance(data, tuple) and len(data) == 2):
-            raise ValueError(
-                "importance='taylor' needs labels: pass `data=(x, y)`. "
-                f"Received: data of type {type(data).__name__}."
-            )
-        x, y = data
+        x, y = labelled_data(data, "data", "importance='taylor'")
         check_data(model, x, "data[0]")
-        loss = self.loss or getattr(model, "loss", None)
-        if loss is None:
-            raise ValueError(
-                "importance='taylor' needs a loss: compile the model first or use "
-                "keras_prune.structured.Taylor(loss=...)."
-            )
-        loss = keras.losses.get(loss)
-        products = {}
-        for index, batch in enumerate(batches(model, x, self.batch_size)):
-            start = index * self.batch_size
-            batch_x = batch[0] if len(batch) == 1 else batch
-            grads = gradients(model, batch_x, np.asarray(y[start:start + self.batch_size]), loss)
-            for variable, grad in zip(model.trainable_variables, grads):
-                if grad is not None:
-                    product = np.asarray(keras.ops.convert_to_numpy(grad)) * to_numpy(variable)
-                    products[id(variable)] = products.get(id(variable), 0) + product
-        self.products = products
+        loss = resolve_loss(model, self.loss, "importance='taylor'")
+        grads = summed_loss_gradients(model, input_arrays(model, x), y, loss, self.batch_size)
+        self.products = {
+            id(v): grads[id(v)] * to_numpy(v) for v in model.trainable_variables if id(v) in grads
+        }
 
     def __call__(self, group):
         if self.products is None:
