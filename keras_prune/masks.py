@@ -8,10 +8,13 @@ e.g. `"dense_1/kernel"`, the names a user sees in `model.summary()`.
 
 import dataclasses
 
+import keras
 import numpy as np
 from keras import ops
 
-from keras_prune.layers.wrapper import collect_wrappers
+from keras_prune._models import flatten_layers
+from keras_prune.layers import registry
+from keras_prune.layers.wrapper import PruneLowMagnitude, collect_wrappers
 
 
 @dataclasses.dataclass(eq=False)
@@ -78,3 +81,27 @@ def set_masks(model, masks):
         mask = ops.convert_to_tensor(value.astype(bool).astype(entry.mask.dtype))
         entry.mask.assign(mask)
         entry.weight.assign(ops.convert_to_tensor(entry.weight) * ops.cast(mask, entry.weight.dtype))
+
+
+def prunable_layers(model):
+    """[(layer, [weights])] for every layer of `model` with weights to prune.
+
+    Works on plain and on wrapped models (a wrapper's inner layer is listed under
+    its own name); nested models and layers inside custom layers are included.
+    """
+    found, seen = [], set()
+    for layer in flatten_layers(model):
+        if isinstance(layer, (keras.Model, PruneLowMagnitude)) or not registry.is_prunable(layer):
+            continue
+        if registry.has_nothing_to_prune(layer) or not layer.built:
+            continue
+        weights = [w for w in registry.get_prunable_weights(layer) if id(w) not in seen]
+        seen.update(id(w) for w in weights)
+        if weights:  # an RNN cell's weights are listed once, under its RNN layer
+            found.append((layer, weights))
+    if not found:
+        raise ValueError(
+            f"Model `{model.name}` has no layer with weights to prune "
+            f"({registry.supported_layer_names()[:6]} ...)."
+        )
+    return found

@@ -8,6 +8,7 @@ from keras_prune import plot
 plot.schedule(keras_prune.schedules.PolynomialDecay(0.0, 0.8, 0, 1000), steps=1200)
 plot.sparsity(pruned_model)
 plot.tradeoff([{"sparsity": 0.0, "accuracy": 0.98, "bytes": 600_000}, ...])
+plot.sensitivity(keras_prune.sensitivity.scan(model, (x, y)))
 ```
 """
 
@@ -138,6 +139,30 @@ def tradeoff(results, ax=None):
         ax.legend(lines[0] + more[0], lines[1] + more[1], loc="best")
     else:
         ax.legend(loc="best")
+    return ax
+
+
+def sensitivity(scan, ax=None):
+    """One line per layer: the metric with that layer alone pruned, against sparsity.
+
+    Args:
+        scan: a `keras_prune.sensitivity.SensitivityScan` (from `sensitivity.scan`).
+    """
+    needed = ("results", "sparsities", "baseline", "metric")
+    if not all(hasattr(scan, name) for name in needed):
+        raise TypeError(
+            "Argument `scan` must be the result of keras_prune.sensitivity.scan(model, data). "
+            f"Received: {scan!r:.100} of type {type(scan).__name__}."
+        )
+    ax = _axes(ax, size=(6, 4))
+    xs = [0.0, *scan.sparsities]
+    for name, values in scan.results.items():
+        ax.plot(xs, [scan.baseline, *values], "o-", markersize=3, label=name)
+    ax.axhline(scan.baseline, color="gray", linestyle="--", linewidth=1, label="unpruned")
+    ax.set(xlabel="sparsity of the one pruned layer", ylabel=scan.metric, xlim=(0, 1),
+           title="sensitivity: each layer pruned alone, no retraining")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=7, ncol=1 + len(scan.results) // 12)
     return ax
 
 
