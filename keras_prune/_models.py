@@ -359,3 +359,19 @@ def _swap(owner, transform, seen, path, swapped):
                 owner._tracker.replace_tracked_value("layers", item, replacement)
                 list.__setitem__(value, index, replacement)
                 swapped.append((path + (name, index), item, replacement))
+
+
+def fresh_copy(model):
+    """A copy of `model` (same config) with newly initialized weights, not compiled."""
+    if is_graph_model(model):
+        return keras.models.clone_model(model)
+    try:
+        new = keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(model),
+            custom_objects=_custom_objects(model),
+            safe_mode=False,
+        )
+    except Exception as error:  # noqa: BLE001 (user model code can raise anything)
+        new = _construct_without_arguments(model, error)
+    _build_like(new, model)
+    return new

@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 from keras import ops
 
-from keras_prune import _text, _validation
+from keras_prune import _text, _training, _validation
 from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.masking.magnitude import num_kept
 from keras_prune.masking.scores import erk_densities, global_masks
@@ -64,17 +64,13 @@ class SensitivityScan:
 
 
 def _evaluate(model, data, metric, batch_size):
-    if isinstance(data, tuple) and len(data) == 2:
-        logs = model.evaluate(data[0], data[1], batch_size=batch_size, verbose=0,
-                              return_dict=True)
-    else:
-        logs = model.evaluate(data, verbose=0, return_dict=True)
+    logs = _training.evaluate(model, data, batch_size)
     if metric not in logs:
         raise ValueError(
             f"Argument `metric` must be one of the model's compiled metrics {sorted(logs)}. "
             f"Received: metric={metric!r}."
         )
-    return float(logs[metric])
+    return logs[metric]
 
 
 def _pick_metric(model, data, metric, batch_size):
