@@ -148,7 +148,7 @@ def copy_layer(layer):
     return new
 
 
-def _input_like(tensor):
+def input_like(tensor):
     """A new `keras.Input` like `tensor`, keeping its input layer's name."""
     operation = getattr(getattr(tensor, "_keras_history", None), "operation", None)
     name = operation.name if isinstance(operation, keras.layers.InputLayer) else tensor.name
@@ -164,12 +164,12 @@ def _rebuild_sequential(model, clone):
     layers = [clone(layer) for layer in model.layers]
     first = model._layers[0] if model._layers else None
     if isinstance(first, keras.layers.InputLayer):  # absent in an unbuilt Sequential
-        layers.insert(0, _input_like(first.output))
+        layers.insert(0, input_like(first.output))
     return keras.Sequential(layers, name=model.name, trainable=model.trainable)
 
 
 def _rebuild_functional(model, clone):
-    inputs = keras.tree.map_structure(_input_like, model._inputs_struct)
+    inputs = keras.tree.map_structure(input_like, model._inputs_struct)
     outputs = model._run_through_graph(inputs, operation_fn=clone)
     cls = type(model) if functional_like_constructor(type(model)) else keras.Model
     new = cls(inputs, outputs, name=model.name)

@@ -9,6 +9,7 @@ channels and the lowest go.
 """
 
 from keras_prune.structured.blocks import ResidualBlock, find_residual_blocks, remove_blocks
+from keras_prune.structured.collapse import CollapseReport, collapse_layers
 from keras_prune.structured.graph import DependencyGraph, Group, Space
 from keras_prune.structured.importance import (
     APoZ,
@@ -37,6 +38,7 @@ from keras_prune.structured.training import (
 __all__ = [
     "APoZ",
     "BatchNormScale",
+    "CollapseReport",
     "DependencyGraph",
     "Entropy",
     "Group",
@@ -51,6 +53,7 @@ __all__ = [
     "StructuredPruner",
     "StructuredReport",
     "Taylor",
+    "collapse_layers",
     "count_flops",
     "find_residual_blocks",
     "get_importance",

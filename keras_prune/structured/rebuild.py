@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_prune._models import is_graph_model
+from keras_prune._models import input_like, is_graph_model
 from keras_prune.structured.graph import iter_steps
 
 
@@ -85,8 +85,7 @@ def _needed_nodes(graph_model, bypass):
 
 
 def _new_input(tensor, tensors):
-    new = keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype, sparse=tensor.sparse,
-                      name=tensor.name)
+    new = input_like(tensor)
     tensors[id(tensor)] = new
     return new
 

@@ -1,0 +1,208 @@
+"""Entropy of ReLU states, and entropy-guided pruning (EGP, Liao et al. 2023).
+
+A ReLU unit is "on" (output > 0) or "off" for each sample. Over a dataset its
+binary entropy is 0 when it is always on (it is then linear) or always off (a
+constant), and 1 bit when it is on for half the samples. EGP observes that
+unstructured pruning lowers these entropies, and prunes layers with low entropy
+harder, until whole layers have zero entropy and can be removed exactly
+(`keras_prune.structured.collapse_layers`).
+
+```python
+print(keras_prune.entropy.layer_entropy(model, x_train[:512]))
+pruned = keras_prune.entropy.egp_prune(model, (x, y), 0.9, rounds=5, epochs=3)
+small, report = keras_prune.structured.collapse_layers(
+    keras_prune.strip_pruning(pruned), x_train[:512])
+```
+"""
+
+import time
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_prune import _models, _training, _validation
+from keras_prune.layers.wrapper import PruneLowMagnitude
+from keras_prune.masking.scores import layer_masks
+from keras_prune.masks import masked_weights, set_masks
+from keras_prune.prune import prune_low_magnitude
+from keras_prune.schedules import FixedMask
+
+
+def _is_relu(activation):
+    return activation is keras.activations.relu or getattr(activation, "__name__", "") == "relu"
+
+
+def relu_layer(layer):
+    """The layer whose output is a plain ReLU's (wrappers seen through), else None."""
+    inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
+    if isinstance(inner, keras.layers.ReLU):
+        plain = (not inner.max_value and not inner.negative_slope and not inner.threshold)
+        return inner if plain else None
+    return inner if _is_relu(getattr(inner, "activation", None)) else None
+
+
+def relu_states(model, data, batch_size=256):
+    """{layer name: fraction of samples (and positions) each channel is on}.
+
+    Covers every layer of a Functional or Sequential model (nested ones expanded)
+    whose output is a plain ReLU: a Dense or convolution with activation="relu",
+    a ReLU layer, or Activation("relu"). Channels are the last axis.
+    """
+    from keras_prune.structured.execution import batches, run_graph
+    from keras_prune.structured.graph import iter_steps
+
+    _models.check_keras3(model, "model")
+    if not isinstance(model, keras.Model) or not _models.is_graph_model(model):
+        raise ValueError(
+            f"Argument `model` must be a Functional or Sequential model; ReLU states are read "
+            f"from its layer graph. Received: {type(model).__name__}."
+        )
+    steps = list(iter_steps(model))
+    watched = {id(s.operation): relu_layer(s.operation) for s in steps}
+    counts = {}
+
+    def watch(step, outputs):
+        inner = watched.get(id(step.operation))
+        if inner is None:
+            return
+        value = ops.convert_to_numpy(outputs[0])
+        on = (value > 0).reshape(-1, value.shape[-1])
+        total, ones = counts.get(inner.name, (0, 0))
+        counts[inner.name] = (total + on.shape[0], ones + on.sum(axis=0))
+
+    for batch in batches(model, data, batch_size):
+        run_graph(model, steps, batch, watch)
+    return {name: ones / total for name, (total, ones) in counts.items()}
+
+
+def binary_entropy(p):
+    """H(p) in bits, elementwise, with H(0) = H(1) = 0."""
+    p = np.clip(np.asarray(p, np.float64), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    return np.nan_to_num(h, nan=0.0)
+
+
+def layer_entropy(model, data, batch_size=256):
+    """{layer name: mean binary entropy (bits) of its ReLU units over `data`}.
+
+    0 for a layer whose units are each always on or always off; 1 when every
+    unit is on for exactly half the samples. Layers without a ReLU are absent.
+
+    Args:
+        model: A Functional or Sequential model (plain or wrapped).
+        data: Input samples (an array, or one array per input).
+        batch_size: Samples per forward pass.
+    """
+    return {name: float(np.mean(binary_entropy(p)))
+            for name, p in relu_states(model, data, batch_size).items()}
+
+
+def _allocate(budget, remaining, weights):
+    """Splits `budget` weights across layers ~ `weights`, none beyond its `remaining`."""
+    share = np.zeros(len(remaining))
+    free = remaining > 0
+    left = float(budget)
+    while left > 0.5 and free.any():
+        part = weights * free
+        part = left * part / part.sum()
+        room = remaining - share
+        take = np.minimum(part, room)
+        share += take
+        left -= take.sum()
+        free &= (remaining - share) > 0.5
+    return np.floor(share + 0.5).astype(int)
+
+
+def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32,
+              entropy_data=None, temperature=0.25, validation_data=None, filters=None,
+              verbose=1):
+    """Entropy-guided iterative pruning; returns the pruned (wrapped) model.
+
+    Each round raises the sparsity (geometrically, to `target_sparsity` at the
+    last round), splits the round's budget across layers in proportion to each
+    layer's remaining weights times exp(-entropy / temperature) (layers without
+    a ReLU count as entropy 1), prunes the smallest remaining weights of each
+    layer, and fine-tunes for `epochs`. The history is in `model.egp_history`.
+
+    Args:
+        model: A compiled Functional/Sequential model (it is not changed).
+        data: Training data, `(x, y)` arrays or a dataset `fit` takes.
+        target_sparsity: The final fraction of prunable weights removed.
+        rounds: Pruning rounds. Defaults to 5.
+        epochs: Fine-tuning epochs after each round.
+        batch_size: Batch size for array data.
+        entropy_data: Inputs the entropy is measured on (default: up to 1024
+            samples of `data`'s x).
+        temperature: Lower values concentrate the budget on low-entropy layers.
+        validation_data: Evaluated after each round (default: `data`).
+        filters: Which layers to prune, as in `prune_low_magnitude`.
+        verbose: 0 silent, 1 one line per round, 2 also fit's progress bars.
+
+    Returns:
+        A new wrapped model (`FixedMask` schedule), compiled like `model`.
+    """
+    target = _validation.check_fraction("target_sparsity", target_sparsity)
+    rounds = _validation.check_int("rounds", rounds, minimum=1)
+    epochs = _validation.check_int("epochs", epochs, minimum=0)
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ValueError(f"Argument `temperature` must be a number > 0. Received: {temperature!r}.")
+    config = _training.check_compiled(model, "egp_prune")
+    if entropy_data is None:
+        if not (isinstance(data, tuple) and len(data) == 2):
+            raise ValueError("Pass `entropy_data=` (input samples) when `data` is a dataset.")
+        entropy_data = data[0][:1024]
+    evaluation = data if validation_data is None else validation_data
+
+    pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=filters)
+    _training.compile_from(pruned, config)
+    entries = masked_weights(pruned)
+    layer_names = list(dict.fromkeys(e.layer_name for e in entries))
+    members = {name: [i for i, e in enumerate(entries) if e.layer_name == name]
+               for name in layer_names}
+    sizes = np.array([sum(entries[i].size for i in members[n]) for n in layer_names], float)
+    masks = [np.ones(e.weight.shape, bool) for e in entries]
+    history = []
+    for round_index in range(1, rounds + 1):
+        start = time.perf_counter()
+        goal = 1.0 - (1.0 - target) ** (round_index / rounds)
+        entropy = layer_entropy(pruned, entropy_data)
+        kept = np.array([sum(int(masks[i].sum()) for i in members[n]) for n in layer_names], float)
+        budget = goal * sizes.sum() - (sizes.sum() - kept.sum())
+        h = np.array([entropy.get(name, 1.0) for name in layer_names])
+        # A zero-entropy layer is already removable: pruning it further can only kill it.
+        weights = np.where(h > 0, kept * np.exp(-h / temperature), 0.0)
+        if not weights.any():
+            weights = kept
+        take = _allocate(max(budget, 0.0), kept - 1, weights)
+        for name, count in zip(layer_names, take):
+            indices = members[name]
+            scores = [np.abs(ops.convert_to_numpy(entries[i].weight)) * masks[i] for i in indices]
+            size = sum(s.size for s in scores)
+            layer_goal = (size - sum(int(masks[i].sum()) for i in indices) + count) / size
+            # One ranking across the layer's weights (a kernel, or an RNN's kernels).
+            flat = layer_masks([np.concatenate([s.ravel() for s in scores])], [layer_goal])[0]
+            offset = 0
+            for i, s in zip(indices, scores):
+                masks[i] &= flat[offset:offset + s.size].reshape(s.shape)
+                offset += s.size
+        set_masks(pruned, {e.key: m for e, m in zip(entries, masks)})
+        if epochs:
+            _training.fit(pruned, data, epochs=epochs, batch_size=batch_size,
+                          verbose=1 if verbose >= 2 else 0)
+        metrics = _training.evaluate(pruned, evaluation)
+        sparsity = 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)
+        layer_sparsity = {n: 1.0 - sum(int(masks[i].sum()) for i in members[n]) / size
+                          for n, size in zip(layer_names, sizes)}
+        history.append({"round": round_index, "sparsity": sparsity, "entropy": entropy,
+                        "layer_sparsity": layer_sparsity, "metrics": metrics,
+                        "seconds": time.perf_counter() - start})
+        if verbose:
+            name, value = _training.headline(metrics)
+            zero = sum(1 for v in layer_entropy(pruned, entropy_data).values() if v == 0)
+            print(f"EGP round {round_index}/{rounds}: sparsity {sparsity:.1%}, {name} "
+                  f"{value:.4f}, zero-entropy layers {zero}")
+    pruned.egp_history = history
+    return pruned
+

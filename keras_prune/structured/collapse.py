@@ -1,0 +1,291 @@
+"""`collapse_layers`: remove the layers pruning made linear (EGP's last step).
+
+A ReLU layer whose units are each always on or always off over the data computes
+an affine function there: always-on units pass their input through, always-off
+units output 0. Such a layer merges exactly into the next linear layer:
+
+- Dense -> Dense: W = W_a diag(on) W_b, b = (b_a * on) W_b + b_b.
+- Conv (any kernel) -> Conv 1x1 (stride 1, no dilation or groups): the 1x1
+  kernel is folded into the first conv's kernel the same way.
+
+Layers without an activation merge the same way (all units "on"). A residual
+branch whose output is exactly zero on the data (always-off units, or fully
+pruned) becomes the identity. The result is exact on the samples given; on other
+inputs it is exact as long as no unit would change state.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_prune import _models
+from keras_prune.entropy import relu_layer, relu_states
+from keras_prune.layers.wrapper import collect_wrappers
+from keras_prune.structured.blocks import find_residual_blocks
+from keras_prune.structured.execution import batches, run_graph
+from keras_prune.structured.graph import check_data, check_graph_model, iter_steps
+from keras_prune.structured.rebuild import copy_weights, rebuild
+
+_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+               keras.layers.Conv3DTranspose)
+
+
+@dataclasses.dataclass
+class CollapseReport:
+    """What `collapse_layers` removed, and how the model changed.
+
+    `merged` holds (removed layer names, the layer they were folded into);
+    `identity_blocks` the Add layers whose branch was dropped; depth counts the
+    layers with a kernel (Dense and convolutions); `max_difference` is the largest
+    |output change| on the data (0 up to float rounding).
+    """
+
+    merged: list
+    identity_blocks: list
+    depth_before: int
+    depth_after: int
+    params_before: int
+    params_after: int
+    max_difference: float
+    latency_us_before: float | None = None
+    latency_us_after: float | None = None
+
+    @property
+    def layers_removed(self):
+        return self.depth_before - self.depth_after
+
+    def __str__(self):
+        lines = [f"Collapsed layers: depth {self.depth_before} -> {self.depth_after}, params "
+                 f"{self.params_before:,} -> {self.params_after:,}, max |difference| on the "
+                 f"data {self.max_difference:.2e}"]
+        for removed, into in self.merged:
+            lines.append(f"  {', '.join(removed)} folded into {into}")
+        for name in self.identity_blocks:
+            lines.append(f"  residual block {name}: branch is zero, now the identity")
+        if self.latency_us_before is not None:
+            lines.append(f"  LiteRT latency {self.latency_us_before:.1f} -> "
+                         f"{self.latency_us_after:.1f} us")
+        return "\n".join(lines)
+
+    def to_dict(self):
+        return {**dataclasses.asdict(self), "layers_removed": self.layers_removed}
+
+
+def depth(model):
+    """Number of layers with a kernel (Dense, convolutions, ...) in `model`."""
+    return sum(1 for layer in _models.flatten_layers(model)
+               if not isinstance(layer, keras.Model) and hasattr(layer, "kernel"))
+
+
+def _linear_kind(layer):
+    """"dense", "conv", or None for a layer this module can fold."""
+    if type(layer) is keras.layers.Dense:
+        return "dense"
+    if isinstance(layer, _CONVS) and not isinstance(layer, _TRANSPOSED) and layer.groups == 1:
+        if getattr(layer, "data_format", "channels_last") == "channels_last":
+            return "conv"
+    return None
+
+
+def _is_pointwise(layer):
+    return (all(k == 1 for k in layer.kernel_size) and all(s == 1 for s in layer.strides)
+            and all(d == 1 for d in layer.dilation_rate))
+
+
+def _activation_name(layer):
+    return keras.activations.serialize(layer.activation) if hasattr(layer, "activation") else None
+
+
+def _foldable(layer, states):
+    """The 0/1 'on' vector of a layer that is affine on the data, else None."""
+    if _linear_kind(layer) is None:
+        return None
+    name = _activation_name(layer)
+    units = int(layer.kernel.shape[-1])
+    if name in ("linear", None):
+        return np.ones(units)
+    if relu_layer(layer) is layer and layer.name in states:
+        p = states[layer.name]
+        if np.all((p == 0) | (p == 1)):
+            return p.astype(np.float64)
+    return None
+
+
+def _fold(kernel_a, bias_a, on, kernel_b, bias_b, kind):
+    """Weights of `b(on * a(x))` as one layer with `a`'s geometry."""
+    kernel_a = kernel_a * on
+    bias_a = bias_a * on
+    matrix = kernel_b.reshape(kernel_b.shape[-2], kernel_b.shape[-1])  # 1x1 or Dense
+    if kind == "dense":
+        return kernel_a @ matrix, bias_a @ matrix + bias_b
+    return np.tensordot(kernel_a, matrix, axes=([-1], [0])), bias_a @ matrix + bias_b
+
+
+def _weights(layer):
+    kernel = ops.convert_to_numpy(layer.kernel).astype(np.float64)
+    bias = (ops.convert_to_numpy(layer.bias).astype(np.float64) if layer.use_bias
+            else np.zeros(kernel.shape[-1]))
+    return kernel, bias
+
+
+def collapse_layers(model, data, *, latency=False, batch_size=256):
+    """Folds layers that are affine on `data` into their successor; returns (model, report).
+
+    Args:
+        model: A Functional or Sequential model, plain or wrapped (wrappers are
+            stripped first, on a copy). The input model is unchanged.
+        data: Input samples the ReLU states are read on (use the training data
+            or a large sample of it: a unit must never change state).
+        latency: Also convert both models with keras_prune.tflite and measure
+            their LiteRT latency (needs TensorFlow and a LiteRT runtime).
+        batch_size: Samples per forward pass.
+
+    Returns:
+        (new_model, CollapseReport). The new model is a plain Functional model.
+    """
+    if collect_wrappers(model):
+        from keras_prune.strip import strip_pruning
+
+        model = strip_pruning(model)
+    check_graph_model(model)
+    check_data(model, data, "data")
+    states = relu_states(model, data, batch_size)
+    steps = list(iter_steps(model))
+    consumers = {}
+    for step in steps:
+        for tensor in step.inputs:
+            consumers.setdefault(id(tensor), []).append(step)
+    outputs = {id(t) for t in keras.tree.flatten(model.outputs)}
+    calls = {}
+    for step in steps:
+        calls[id(step.operation)] = calls.get(id(step.operation), 0) + 1
+
+    zero_blocks = _zero_branches(model, data, batch_size)
+    dropped = {name for block in zero_blocks for name in block.layers}
+    # Chains a1 -> a2 -> ... -> b: each `a` foldable, used once, feeding only the next.
+    folded, chains = {id(s.operation): True for s in steps if s.operation.name in dropped}, []
+    for step in steps:
+        layer = step.operation
+        if id(layer) in folded or calls[id(layer)] != 1 or _linear_kind(layer) is None:
+            continue
+        chain = [step]
+        while True:
+            last = chain[-1]
+            on = _foldable(last.operation, states)
+            users = consumers.get(id(last.outputs[0]), [])
+            if on is None or len(users) != 1 or id(last.outputs[0]) in outputs:
+                break
+            nxt = users[0]
+            kind = _linear_kind(last.operation)
+            ok = (calls[id(nxt.operation)] == 1 and _linear_kind(nxt.operation) == kind
+                  and (kind == "dense" or (_is_pointwise(nxt.operation)
+                                           and len(nxt.operation.kernel_size)
+                                           == len(last.operation.kernel_size))))
+            if not ok or id(nxt.operation) in folded:
+                break
+            chain.append(nxt)
+        if len(chain) > 1:
+            chains.append(chain)
+            folded.update((id(s.operation), True) for s in chain)
+
+    bypass = {id(block.output): block.skip for block in zero_blocks}
+    merged_weights, replace, merged = {}, {}, []
+    for chain in chains:
+        first, last = chain[0], chain[-1]
+        kernel, bias = _weights(first.operation)
+        kind = _linear_kind(first.operation)
+        for previous, step in zip(chain, chain[1:]):
+            on = _foldable(previous.operation, states)
+            kernel_b, bias_b = _weights(step.operation)
+            kernel, bias = _fold(kernel, bias, on, kernel_b, bias_b, kind)
+        for step in chain[:-1]:
+            bypass[id(step.outputs[0])] = first.inputs[0]
+        config = dict(first.operation.get_config())
+        b = last.operation
+        config.update(name=b.name, activation=b.get_config()["activation"], use_bias=True,
+                      kernel_regularizer=None, bias_regularizer=None,
+                      activity_regularizer=None)
+        config["units" if kind == "dense" else "filters"] = int(kernel.shape[-1])
+        replace[id(b)] = (type(first.operation), config)
+        merged_weights[id(b)] = [kernel.astype(b.kernel.dtype), bias.astype(b.kernel.dtype)]
+        merged.append(([s.operation.name for s in chain[:-1]], b.name))
+
+    def make_layer(layer):
+        if id(layer) in replace:
+            cls, config = replace[id(layer)]
+            return cls.from_config(config)
+        return type(layer).from_config(layer.get_config())
+
+    # Bypassed tensors point at tensors of the old graph; map them to the right source.
+    new_model, pairs = rebuild(model, make_layer, bypass=_resolve(bypass))
+    copy_weights([(old, new) for old, new in pairs if new.built], merged_weights)
+    report = CollapseReport(
+        merged=merged, identity_blocks=[block.name for block in zero_blocks],
+        depth_before=depth(model), depth_after=depth(new_model),
+        params_before=model.count_params(), params_after=new_model.count_params(),
+        max_difference=_max_difference(model, new_model, data, batch_size),
+    )
+    if latency:
+        report.latency_us_before, report.latency_us_after = _latencies(model, new_model)
+    return new_model, report
+
+
+def _resolve(bypass):
+    """Follows chains of bypasses (a -> b -> c becomes a -> c)."""
+    resolved = {}
+    for key, tensor in bypass.items():
+        seen = set()
+        while id(tensor) in bypass and id(tensor) not in seen:
+            seen.add(id(tensor))
+            tensor = bypass[id(tensor)]
+        resolved[key] = tensor
+    return resolved
+
+
+def _zero_branches(model, data, batch_size):
+    """Residual blocks whose branch output is exactly zero on every sample."""
+    blocks = find_residual_blocks(model) if not isinstance(model, keras.Sequential) else []
+    if not blocks:
+        return []
+    steps = list(iter_steps(model))
+    peaks = {id(block.branch_output): 0.0 for block in blocks}
+
+    def watch(step, values):
+        for tensor, value in zip(step.outputs, values):
+            if id(tensor) in peaks:
+                peak = float(np.max(np.abs(ops.convert_to_numpy(value))))
+                peaks[id(tensor)] = max(peaks[id(tensor)], peak)
+
+    for batch in batches(model, data, batch_size):
+        run_graph(model, steps, batch, watch)
+    return [block for block in blocks if peaks[id(block.branch_output)] == 0.0]
+
+
+def _max_difference(old, new, data, batch_size):
+    worst = 0.0
+    for batch in batches(old, data, batch_size):
+        batch = batch[0] if len(batch) == 1 else batch
+        a = keras.tree.flatten(old(batch, training=False))
+        b = keras.tree.flatten(new(batch, training=False))
+        for x, y in zip(a, b):
+            diff = np.abs(ops.convert_to_numpy(x) - ops.convert_to_numpy(y))
+            worst = max(worst, float(np.max(diff)) if diff.size else 0.0)
+    return worst
+
+
+def _latencies(old, new):
+    import os
+    import tempfile
+
+    from keras_prune import tflite
+
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for index, model in enumerate((old, new)):
+            path = os.path.join(folder, f"model_{index}.tflite")
+            tflite.convert(model, path)
+            results.append(tflite.benchmark(path).median_us)
+    return tuple(results)
