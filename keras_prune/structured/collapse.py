@@ -152,6 +152,8 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
         model = strip_pruning(model)
     check_graph_model(model)
     check_data(model, data, "data")
+    if isinstance(model, keras.Sequential):  # rewired below through its functional graph
+        model = keras.Model(model.inputs, model.outputs, name=model.name)
     states = relu_states(model, data, batch_size)
     steps = list(iter_steps(model))
     consumers = {}
@@ -247,7 +249,7 @@ def _resolve(bypass):
 
 def _zero_branches(model, data, batch_size):
     """Residual blocks whose branch output is exactly zero on every sample."""
-    blocks = find_residual_blocks(model) if not isinstance(model, keras.Sequential) else []
+    blocks = find_residual_blocks(model)
     if not blocks:
         return []
     steps = list(iter_steps(model))

@@ -1,0 +1,260 @@
+"""Lottery tickets, pruning at init, sensitivity/allocation, entropy, EGP, collapse.
+
+Tiny models on digits; each test asserts the behaviour the method promises.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_prune
+from keras_prune import entropy, lottery, sensitivity
+from keras_prune.callbacks import PruneCallback
+from keras_prune.structured import collapse_layers
+
+
+@pytest.fixture
+def flat(digits):
+    x, y = digits
+    return x.reshape(len(x), -1), y
+
+
+def mlp(widths=(32, 16), inputs=64, classes=10, compile=True):
+    layers = [keras.Input((inputs,))]
+    layers += [keras.layers.Dense(w, activation="relu", name=f"h{i}") for i, w in enumerate(widths)]
+    layers.append(keras.layers.Dense(classes, name="out"))
+    model = keras.Sequential(layers)
+    if compile:
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+    return model
+
+
+def density(masks):
+    return sum(int(m.sum()) for m in masks.values()) / sum(m.size for m in masks.values())
+
+
+# Lottery tickets ------------------------------------------------------------------------
+
+
+def test_ticket_masks_are_the_intersection_of_rounds_and_rewind_restores_weights(flat, tmp_path):
+    x, y = flat
+    model = mlp()
+    initial = [w.copy() for w in model.get_weights()]
+    ticket = lottery.find_ticket(model, (x, y), 0.6, epochs=1, prune_rate=0.25, verbose=0,
+                                 directory=tmp_path)
+    assert [r.sparsity for r in ticket.rounds][0] == 0.0
+    assert abs(ticket.sparsity - 0.6) < 1e-3 and len(ticket.rounds) == 4  # .25 .44 .6
+    # Every round's masks contain the next round's (the saved folder holds the last).
+    saved = np.load(tmp_path / "lottery.npz")
+    assert all(np.array_equal(saved[f"mask_{i}"], m) for i, m in enumerate(ticket.masks.values()))
+    # Rewound to initialization: surviving weights equal the initial ones, pruned are zero.
+    final = keras_prune.strip_pruning(ticket.model)
+    for layer in ("h0", "h1", "out"):
+        kernel = keras.ops.convert_to_numpy(final.get_layer(layer).kernel)
+        mask = ticket.masks[f"{layer}/kernel"]
+        index = [l.name for l in model.layers].index(layer)
+        np.testing.assert_array_equal(kernel, np.where(mask, initial[2 * index], 0))
+    # The input model was not touched.
+    assert all(np.array_equal(a, b) for a, b in zip(initial, model.get_weights()))
+
+
+def test_ticket_rounds_shrink_monotonically_and_masks_stay_fixed_in_fit(flat):
+    x, y = flat
+    model = mlp()
+    ticket = lottery.find_ticket(model, (x, y), 0.5, epochs=1, verbose=0, ranking="layer")
+    sparsities = [r.sparsity for r in ticket.rounds]
+    assert sparsities == sorted(sparsities) and abs(sparsities[-1] - 0.5) < 0.01
+    for key, mask in ticket.masks.items():  # per-layer ranking: each layer at the target
+        assert abs(1 - mask.mean() - 0.5) < 0.01, key
+    before = keras_prune.get_masks(ticket.model)
+    ticket.model.fit(x, y, epochs=1, verbose=0, callbacks=[PruneCallback()])
+    after = keras_prune.get_masks(ticket.model)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    control = ticket.reinitialized(seed=3)
+    assert all(np.array_equal(keras_prune.get_masks(control)[k], before[k]) for k in before)
+    kernel = keras.ops.convert_to_numpy(keras_prune.strip_pruning(control).get_layer("h0").kernel)
+    ticket_kernel = keras.ops.convert_to_numpy(
+        keras_prune.strip_pruning(ticket.model).get_layer("h0").kernel)
+    assert not np.allclose(kernel, ticket_kernel)  # fresh weights, same zeros
+    np.testing.assert_array_equal(kernel == 0, ~before["h0/kernel"] | (kernel == 0))
+
+
+def test_ticket_rewinds_to_a_step_and_resumes_with_a_higher_target(flat, tmp_path):
+    x, y = flat
+    model = mlp()
+    first = lottery.find_ticket(model, (x, y), 0.36, epochs=1, rewind_step=3, verbose=0,
+                                directory=tmp_path)
+    resumed = lottery.find_ticket(model, (x, y), 0.5, epochs=1, rewind_step=3, verbose=0,
+                                  directory=tmp_path)
+    assert [r.sparsity for r in resumed.rounds[:3]] == [r.sparsity for r in first.rounds]
+    assert len(resumed.rounds) > len(first.rounds)
+    assert all((resumed.masks[k] <= first.masks[k]).all() for k in first.masks)
+    with pytest.raises(ValueError, match="other settings"):
+        lottery.find_ticket(model, (x, y), 0.5, epochs=2, rewind_step=3, verbose=0,
+                            directory=tmp_path)
+    with pytest.raises(ValueError, match="rewind_step"):
+        lottery.find_ticket(model, (x[:64], y[:64]), 0.3, epochs=1, rewind_step=10_000, verbose=0)
+
+
+def test_find_ticket_needs_a_compiled_model(flat):
+    with pytest.raises(ValueError, match="must be compiled"):
+        lottery.find_ticket(mlp(compile=False), flat, 0.5)
+    with pytest.raises(ValueError, match="retrain"):
+        lottery.find_ticket(mlp(), flat, 0.5, retrain="bogus")
+
+
+# Pruning at initialization ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["snip", "synflow", "magnitude", "random"])
+def test_prune_at_init_reaches_the_sparsity_and_keeps_masks_fixed(flat, method):
+    x, y = flat
+    model = mlp()
+    before = [w.copy() for w in model.get_weights()]
+    pruned = keras_prune.prune_at_init(model, method, 0.8, data=(x[:128], y[:128]),
+                                       iterations=10, seed=0)
+    masks = keras_prune.get_masks(pruned)
+    assert abs(1 - density(masks) - 0.8) < 1e-3
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(x, y, epochs=1, verbose=0, callbacks=[PruneCallback()])
+    after = keras_prune.get_masks(pruned)
+    assert all(np.array_equal(masks[k], after[k]) for k in masks)
+    stripped = keras_prune.strip_pruning(pruned)
+    kernel = keras.ops.convert_to_numpy(stripped.get_layer("h0").kernel)
+    assert np.all(kernel[~masks["h0/kernel"]] == 0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_synflow_needs_no_data_and_avoids_layer_collapse():
+    model = mlp(widths=(64, 64, 64))  # the 10-unit output layer is the smallest
+    pruned = keras_prune.prune_at_init(model, "synflow", 0.98, iterations=50)
+    masks = keras_prune.get_masks(pruned)
+    # Global magnitude at 98% may empty a layer; SynFlow's conservation keeps every layer alive.
+    assert all(mask.sum() > 0 for mask in masks.values())
+    assert abs(1 - density(masks) - 0.98) < 1e-3
+
+
+def test_random_init_masks_follow_given_layer_densities_and_snip_needs_data():
+    model = mlp()
+    pruned = keras_prune.prune_at_init(model, "random", 0.5, layer_sparsity={"h0": 0.9}, seed=1)
+    masks = keras_prune.get_masks(pruned)
+    assert abs(1 - masks["h0/kernel"].mean() - 0.9) < 1e-3
+    assert abs(1 - masks["h1/kernel"].mean() - 0.5) < 1e-2
+    with pytest.raises(ValueError, match="labelled samples"):
+        keras_prune.prune_at_init(model, "snip", 0.5)
+    with pytest.raises(ValueError, match="method"):
+        keras_prune.prune_at_init(model, "grasp", 0.5)
+
+
+# Sensitivity and allocation -----------------------------------------------------------------
+
+
+def test_scan_restores_weights_and_finds_the_fragile_layer(flat):
+    x, y = flat
+    model = mlp()
+    model.fit(x, y, epochs=5, verbose=0)
+    before = [w.copy() for w in model.get_weights()]
+    result = sensitivity.scan(model, (x, y), sparsities=(0.5, 0.95))
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert set(result.results) == {"h0", "h1", "out"} and result.metric == "accuracy"
+    # Pruning 95% of a layer alone hurts more than 50%, for every layer.
+    assert all(values[1] <= values[0] + 0.02 for values in result.results.values())
+    assert "h0" in str(result) and result.sizes["h0"] == 64 * 32
+
+
+@pytest.mark.parametrize("method", ["uniform", "global", "erk", "sensitivity"])
+def test_allocation_sums_to_the_target(flat, method):
+    x, y = flat
+    model = mlp()
+    model.fit(x, y, epochs=2, verbose=0)
+    result = sensitivity.scan(model, (x, y)) if method == "sensitivity" else None
+    alloc = sensitivity.allocate(model, 0.8, method, scan=result)
+    sizes = {"h0": 64 * 32, "h1": 32 * 16, "out": 16 * 10}
+    total = sum(alloc[k] * sizes[k] for k in sizes) / sum(sizes.values())
+    assert abs(total - 0.8) < 1e-3
+    if method in ("erk", "global"):
+        assert alloc["out"] < alloc["h0"]  # the small layer keeps more
+    pruned = keras_prune.prune_low_magnitude(
+        model, keras_prune.schedules.ConstantSparsity(0.5, 0, frequency=1), layer_sparsity=alloc)
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(x[:64], y[:64], epochs=1, verbose=0, callbacks=[PruneCallback()])
+    masks = keras_prune.get_masks(pruned)
+    for name in sizes:
+        assert abs(1 - masks[f"{name}/kernel"].mean() - alloc[name]) < 0.01
+
+
+def test_layer_sparsity_errors():
+    model = mlp()
+    schedule = keras_prune.schedules.ConstantSparsity(0.5, 0)
+    with pytest.raises(ValueError, match="not pruned"):
+        keras_prune.prune_low_magnitude(model, schedule, layer_sparsity={"nope": 0.5})
+    with pytest.raises(ValueError, match="cannot be combined"):
+        keras_prune.prune_low_magnitude(model, schedule, layer_sparsity={"h0": 0.5},
+                                        global_pruning=True)
+    with pytest.raises(ValueError, match="cannot be reached"):
+        sensitivity.allocate(model, 0.9, "sensitivity", scan=sensitivity.SensitivityScan(
+            "accuracy", True, 1.0, [0.5], {"h0": [1.0], "h1": [1.0], "out": [1.0]}, {}))
+
+
+# Entropy, EGP and collapse ---------------------------------------------------------------
+
+
+def test_entropy_is_zero_for_a_constant_relu_and_one_for_a_fair_one():
+    inputs = keras.Input((1,))
+    on = keras.layers.Dense(4, activation="relu", name="always_on")(inputs)
+    fair = keras.layers.Dense(4, activation="relu", name="fair")(inputs)
+    model = keras.Model(inputs, [on, fair])
+    model.get_layer("always_on").set_weights([np.zeros((1, 4)), np.ones(4)])
+    model.get_layer("fair").set_weights([np.ones((1, 4)), np.zeros(4)])
+    x = np.array([[-1.0], [1.0]] * 50, "float32")
+    values = entropy.layer_entropy(model, x)
+    assert values["always_on"] == 0.0
+    assert values["fair"] == pytest.approx(1.0)
+
+
+def test_collapse_merges_an_always_on_layer_exactly():
+    keras.utils.set_random_seed(0)
+    model = mlp(widths=(16, 16, 16), inputs=6, compile=False)
+    layer = model.get_layer("h1")
+    layer.set_weights([keras.ops.convert_to_numpy(layer.kernel) * 0.01, np.full(16, 5.0)])
+    x = np.random.default_rng(0).random((100, 6)).astype("float32")
+    assert entropy.layer_entropy(model, x)["h1"] == 0.0
+    new, report = collapse_layers(model, x)
+    (removed, into), = report.merged  # h2 may be always on too: then both fold into out
+    assert removed[0] == "h1" and into in ("h2", "out")
+    assert report.depth_before == 4 and report.depth_after == 4 - len(removed)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new(x)),
+                               keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+    assert report.max_difference < 1e-5
+
+
+def test_collapse_turns_a_zero_residual_branch_into_the_identity():
+    inputs = keras.Input((6, 6, 3))
+    stem = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="stem")(inputs)
+    branch = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="dead")(stem)
+    branch = keras.layers.Conv2D(4, 1, use_bias=False, name="proj")(branch)
+    out = keras.layers.GlobalAveragePooling2D()(keras.layers.Add(name="add")([stem, branch]))
+    model = keras.Model(inputs, keras.layers.Dense(2)(out))
+    dead = model.get_layer("dead")
+    dead.set_weights([np.zeros(dead.kernel.shape), -np.ones(4)])
+    x = np.random.default_rng(1).random((8, 6, 6, 3)).astype("float32")
+    new, report = collapse_layers(model, x)
+    assert report.identity_blocks == ["add"] and report.layers_removed == 2
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new(x)),
+                               keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+def test_egp_prunes_low_entropy_layers_harder(flat):
+    x, y = flat
+    model = mlp(widths=(32, 32))
+    model.fit(x, y, epochs=3, verbose=0)
+    pruned = entropy.egp_prune(model, (x, y), 0.7, rounds=2, epochs=1, verbose=0)
+    history = pruned.egp_history
+    assert len(history) == 2 and abs(history[-1]["sparsity"] - 0.7) < 0.01
+    first = history[0]
+    hidden = sorted(("h0", "h1"), key=lambda n: first["entropy"][n])
+    low, high = hidden
+    if first["entropy"][low] < first["entropy"][high] - 0.02:
+        assert first["layer_sparsity"][low] > first["layer_sparsity"][high]
+    assert isinstance(pruned.get_layer("prune_low_magnitude_h0"), keras_prune.PruneLowMagnitude)
