@@ -153,7 +153,7 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
     check_graph_model(model)
     check_data(model, data, "data")
     if isinstance(model, keras.Sequential):  # rewired below through its functional graph
-        model = keras.Model(model.inputs, model.outputs, name=model.name)
+        model = keras.Model(model.inputs[0], model.outputs[0], name=model.name)
     states = relu_states(model, data, batch_size)
     steps = list(iter_steps(model))
     consumers = {}

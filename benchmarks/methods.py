@@ -1,0 +1,166 @@
+"""Pruning methods side by side on the MNIST-1D MLP (40-256-256-10), several seeds.
+
+Every method of a seed starts from the same initialization (and the fine-tuning
+methods from the same trained dense model). Test accuracy of:
+
+- dense: the initialization trained for E epochs;
+- gradual: tfmot's recipe (PolynomialDecay to the target while fine-tuning the
+  dense model for E epochs) - keras_prune reproduces tfmot's masks step by step;
+- global / erk: the same, with one global threshold or ERK per-layer targets;
+- ticket: lottery ticket (find_ticket, rewind to init, prune_rate 0.2, E epochs a
+  round), its last round = the ticket trained from its rewind point; control: the
+  same masks on a fresh initialization, trained E epochs;
+- lr_rewind: iterative pruning with learning-rate rewinding;
+- snip / synflow / random: masks chosen at initialization, then E epochs; random
+  uses SNIP's per-layer densities.
+
+Usage: python benchmarks/methods.py [--quick] [--seeds 3] [--epochs 30]
+Writes benchmarks/results/methods{_quick}.{json,md} and methods_sweep.png.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+import keras_prune  # noqa: E402
+from keras_prune import lottery, sensitivity  # noqa: E402
+from keras_prune.callbacks import PruneCallback  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BATCH = 128
+
+
+def data():
+    import mnist1d
+
+    d = mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())
+    return d["x"].astype("float32"), d["y"], d["x_test"].astype("float32"), d["y_test"]
+
+
+def model(seed):
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    m = keras.Sequential([L.Input((40,)), L.Dense(256, activation="relu", name="h0"),
+                          L.Dense(256, activation="relu", name="h1"), L.Dense(10, name="out")])
+    return compiled(m)
+
+
+def compiled(m, lr=1e-3):
+    m.compile(keras.optimizers.Adam(lr),
+              keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return m
+
+
+def accuracy(m, x, y):
+    return float(m.evaluate(x, y, verbose=0, return_dict=True)["accuracy"])
+
+
+def run_seed(seed, sparsities, epochs, x, y, xt, yt):
+    out = {}
+    init = model(seed)
+    init_weights = init.get_weights()
+    dense = model(seed)
+    dense.set_weights(init_weights)
+    dense.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0)
+    out["dense"] = accuracy(dense, xt, yt)
+    steps = int(np.ceil(len(x) / BATCH))
+
+    def finetune(sparsity, **kwargs):
+        start = model(seed)
+        start.set_weights(dense.get_weights())
+        schedule = keras_prune.schedules.PolynomialDecay(
+            0.0, sparsity, 0, steps * max(epochs - 2, 1), frequency=max(steps // 2, 1))
+        pruned = compiled(keras_prune.prune_low_magnitude(start, schedule, **kwargs), 5e-4)
+        pruned.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[PruneCallback()])
+        return accuracy(pruned, xt, yt)
+
+    def from_init(pruned):
+        compiled(pruned).fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0,
+                             callbacks=[PruneCallback()])
+        return accuracy(pruned, xt, yt)
+
+    folder = tempfile.mkdtemp()
+    for sparsity in sparsities:
+        key = f"{sparsity:g}"
+        row = {}
+        row["gradual"] = finetune(sparsity)
+        row["global"] = finetune(sparsity, global_pruning=True)
+        row["erk"] = finetune(sparsity, layer_sparsity=sensitivity.allocate(dense, sparsity, "erk"))
+        ticket = lottery.find_ticket(init, (x, y), sparsity, epochs=epochs, batch_size=BATCH,
+                                     validation_data=(xt, yt), directory=folder, verbose=0)
+        row["ticket"] = ticket.rounds[-1].accuracy
+        row["ticket_control"] = from_init(ticket.reinitialized(seed + 1000))
+        snip = keras_prune.prune_at_init(init, "snip", sparsity, data=(x[:512], y[:512]))
+        densities = {k.split("/")[0]: 1 - float(v.mean())
+                     for k, v in keras_prune.get_masks(snip).items()}
+        row["snip"] = from_init(snip)
+        row["synflow"] = from_init(keras_prune.prune_at_init(init, "synflow", sparsity))
+        row["random"] = from_init(keras_prune.prune_at_init(
+            init, "random", sparsity, layer_sparsity=densities, seed=seed))
+        out[key] = row
+        print(f"seed {seed} sparsity {key}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()),
+              flush=True)
+    lr = lottery.find_ticket(init, (x, y), sparsities[-1], epochs=epochs, batch_size=BATCH,
+                             retrain="lr_rewind", validation_data=(xt, yt), verbose=0)
+    out[f"{sparsities[-1]:g}"]["lr_rewind"] = lr.rounds[-1].accuracy
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, 8 epochs")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--sparsities", default="0.9,0.95")
+    args = parser.parse_args()
+    seeds, epochs = (1, 8) if args.quick else (args.seeds, args.epochs)
+    sparsities = sorted(float(s) for s in args.sparsities.split(","))
+    x, y, xt, yt = data()
+    start = time.time()
+    runs = [run_seed(seed, sparsities, epochs, x, y, xt, yt) for seed in range(seeds)]
+    summary = {"dense": float(np.mean([r["dense"] for r in runs]))}
+    for sparsity in sparsities:
+        key = f"{sparsity:g}"
+        methods = runs[0][key].keys()
+        summary[key] = {m: {"mean": float(np.mean([r[key][m] for r in runs if m in r[key]])),
+                            "std": float(np.std([r[key][m] for r in runs if m in r[key]]))}
+                        for m in methods}
+    suffix = "_quick" if args.quick else ""
+    result = {"seeds": seeds, "epochs": epochs, "sparsities": sparsities, "runs": runs,
+              "summary": summary, "seconds": time.time() - start,
+              "keras_backend": keras.backend.backend()}
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    from keras_prune import _io
+
+    _io.write_json(result, os.path.join(HERE, "results", f"methods{suffix}.json"))
+    lines = [f"# Pruning methods, MNIST-1D MLP 40-256-256-10 ({seeds} seed(s), {epochs} epochs"
+             f"{', QUICK setting' if args.quick else ''})", "",
+             f"Dense test accuracy: {summary['dense']:.3f}. Mean (std) test accuracy:", "",
+             "| method | " + " | ".join(f"{s:.0%}" for s in sparsities) + " |",
+             "|---|" + "---|" * len(sparsities)]
+    methods = list(dict.fromkeys(m for s in sparsities for m in summary[f"{s:g}"]))
+    for m in methods:
+        cells = []
+        for s in sparsities:
+            v = summary[f"{s:g}"].get(m)
+            cells.append(f"{v['mean']:.3f} ({v['std']:.3f})" if v else "-")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    with _io.atomic_path(os.path.join(HERE, "results", f"methods{suffix}.md")) as tmp:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
