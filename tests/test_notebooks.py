@@ -12,7 +12,8 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
 
 FOLDER = os.path.join(os.path.dirname(__file__), "..", "examples", "notebooks")
 NOTEBOOKS = ["01_quickstart.ipynb", "02_tflite_for_android.ipynb",
-             "03_structured_pruning.ipynb", "04_custom_layers_and_schedules.ipynb"]
+             "03_structured_pruning.ipynb", "04_custom_layers_and_schedules.ipynb",
+             "05_lottery_and_egp.ipynb"]
 
 
 def test_every_notebook_is_listed():
@@ -42,7 +43,8 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any(o.get("output_type") == "stream" for o in outputs)  # it printed its results
-    if name in ("01_quickstart.ipynb", "04_custom_layers_and_schedules.ipynb"):  # they plot
+    if name in ("01_quickstart.ipynb", "04_custom_layers_and_schedules.ipynb",
+                "05_lottery_and_egp.ipynb"):  # they plot
         assert any("image/png" in o.get("data", {}) for o in outputs)
 
 
