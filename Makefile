@@ -46,6 +46,7 @@ benchmark: $(STAMP) $(TFMOT_VENV)/.installed
 	$(PY) benchmarks/train_overhead.py --tfmot-python $(TFMOT_VENV)/bin/python
 	$(PY) benchmarks/tflite_export.py --tfmot-python $(TFMOT_VENV)/bin/python
 	$(PY) benchmarks/structured.py
+	$(PY) benchmarks/methods.py
 
 clean:
 	rm -rf $(VENV) artifacts *.egg-info
