@@ -258,3 +258,16 @@ def test_egp_prunes_low_entropy_layers_harder(flat):
     if first["entropy"][low] < first["entropy"][high] - 0.02:
         assert first["layer_sparsity"][low] > first["layer_sparsity"][high]
     assert isinstance(pruned.get_layer("prune_low_magnitude_h0"), keras_prune.PruneLowMagnitude)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="converts in-process; other backends convert in a TF subprocess")
+def test_collapse_reports_litert_latency_of_both_models():
+    model = mlp(widths=(64, 64), inputs=6, compile=False)
+    layer = model.get_layer("h1")
+    layer.set_weights([keras.ops.convert_to_numpy(layer.kernel) * 0.01, np.full(64, 5.0)])
+    x = np.random.default_rng(0).random((50, 6)).astype("float32")
+    _, report = collapse_layers(model, x, latency=True)
+    assert report.layers_removed >= 1
+    assert report.latency_us_before > 0 and report.latency_us_after > 0
+    assert "LiteRT latency" in str(report)
