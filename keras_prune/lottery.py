@@ -111,7 +111,8 @@ class _Snapshot(keras.callbacks.Callback):
         self.variables, self.step, self.values = variables, step, None
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.values is None and int(ops.convert_to_numpy(self.model.optimizer.iterations)) >= self.step:
+        steps = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        if self.values is None and steps >= self.step:
             self.values = [ops.convert_to_numpy(v) for v in self.variables]
 
 

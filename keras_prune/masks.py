@@ -80,7 +80,8 @@ def set_masks(model, masks):
             )
         mask = ops.convert_to_tensor(value.astype(bool).astype(entry.mask.dtype))
         entry.mask.assign(mask)
-        entry.weight.assign(ops.convert_to_tensor(entry.weight) * ops.cast(mask, entry.weight.dtype))
+        weight = ops.convert_to_tensor(entry.weight)
+        entry.weight.assign(weight * ops.cast(mask, entry.weight.dtype))
 
 
 def prunable_layers(model):
