@@ -62,7 +62,8 @@ def main(argv=None):
 
     with open(os.path.join(output, "sweep.json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=2)
-    png = plot.save(plot.tradeoff(results), os.path.join(output, "tradeoff.png"))
+    png = plot.save(plot.tradeoff(results, accuracy_label="LiteRT test accuracy",
+                                 size_label=".tflite size"), os.path.join(output, "tradeoff.png"))
     print(f"Plot: {png}")
     return results, png
 

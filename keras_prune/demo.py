@@ -124,7 +124,9 @@ def write_plots(output, schedule, steps, pruned, rows, dense_accuracy, pruned_ac
         points[1]["bytes"] = sizes["pruned_sparse_float.tflite"]
     plot.save(plot.schedule(schedule, steps), os.path.join(output, "schedule.png"))
     plot.save(plot.sparsity(pruned), os.path.join(output, "sparsity.png"))
-    plot.save(plot.tradeoff(points), os.path.join(output, "tradeoff.png"))
+    plot.save(plot.tradeoff(points, accuracy_label="Keras test accuracy",
+                            size_label=".tflite size (float)"),
+              os.path.join(output, "tradeoff.png"))
     print(f"Plots: schedule.png, sparsity.png, tradeoff.png in {os.path.abspath(output)}")
     return ["schedule.png", "sparsity.png", "tradeoff.png"]
 

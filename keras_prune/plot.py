@@ -78,7 +78,9 @@ def schedule(schedule, steps, ax=None):
 def sparsity(model, ax=None):
     """Per-layer bars: the fraction of each layer's prunable weights that is zero.
 
-    Works on a wrapped (pruning) model and on a stripped or plain one.
+    Each bar is labelled with its percentage; the tick labels give the layer's
+    number of prunable weights. Works on a wrapped (pruning) model and on a
+    stripped or plain one.
     """
     report = sparsity_report(model)
     layers = {}
@@ -93,22 +95,34 @@ def sparsity(model, ax=None):
     fractions = [zeros / size for size, zeros in layers.values()]
     ax = _axes(ax, size=(max(4, 0.6 * len(names) + 2), 3.5))
     bars = ax.bar(range(len(names)), fractions, color="tab:blue")
-    for bar, (size, _) in zip(bars, layers.values()):
-        ax.annotate(f"{size:,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set(ylabel="fraction of weights = 0", ylim=(0, 1.1),
+    ax.bar_label(bars, [f"{f:.0%}" for f in fractions], fontsize=7, padding=1)
+    ticks = [f"{name}\n{size:,} w" for name, (size, _) in zip(names, layers.values())]
+    ax.set_xticks(range(len(names)), ticks, rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel="fraction of weights = 0", ylim=(0, 1),
+           xlabel="layer (and its number of prunable weights)",
            title=f"{getattr(model, 'name', '')}: {report.sparsity:.1%} of weights are zero")
+    ax.yaxis.set_major_formatter(_percent())
     ax.grid(axis="y", alpha=0.3)
     return ax
 
 
-def tradeoff(results, ax=None):
-    """Accuracy (left axis) and file size (right axis) against sparsity.
+def _percent():
+    from matplotlib.ticker import PercentFormatter
+
+    return PercentFormatter(1.0, decimals=0)
+
+
+def tradeoff(results, ax=None, accuracy_label="accuracy", size_label="file size"):
+    """Accuracy (left axis) and file size (right axis) of each model against sparsity.
+
+    Each result is one measured model, drawn as a marker (not joined: nothing was
+    measured between two points).
 
     Args:
         results: a list of dicts, one per model, with "sparsity" and "accuracy" and
             optionally "bytes" (e.g. the .tflite size) and "label".
+        accuracy_label: what the accuracy is, e.g. "LiteRT accuracy (test set)".
+        size_label: what the bytes are, e.g. ".tflite size".
     """
     if not isinstance(results, (list, tuple)) or not results or not all(
         isinstance(r, dict) and "sparsity" in r and "accuracy" in r for r in results
@@ -120,25 +134,32 @@ def tradeoff(results, ax=None):
         )
     rows = sorted(results, key=lambda r: r["sparsity"])
     xs = [r["sparsity"] for r in rows]
+    accuracies = [r["accuracy"] for r in rows]
     ax = _axes(ax)
-    ax.plot(xs, [r["accuracy"] for r in rows], "o-", color="tab:blue", label="accuracy")
+    ax.plot(xs, accuracies, "o", color="tab:blue", label=accuracy_label)
     for row in rows:
         if "label" in row:
             ax.annotate(row["label"], (row["sparsity"], row["accuracy"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, 4))
-    ax.set(xlabel="sparsity", ylabel="accuracy", title="accuracy and size vs sparsity")
+                        textcoords="offset points", xytext=(4, 4))
+    low = min(accuracies)
+    ax.set_ylim(max(0.0, low - 0.1 * max(1.0 - low, 0.05)) if low <= 1 else None,
+                1.0 if max(accuracies) <= 1 else None)  # accuracy never shows above 100%
+    ax.set_xlim(-0.05, 1.0)
+    ax.set(xlabel="sparsity (fraction of weights = 0)", ylabel=accuracy_label,
+           title=f"{accuracy_label} and {size_label} vs sparsity")
+    ax.xaxis.set_major_formatter(_percent())
     ax.grid(alpha=0.3)
     if all("bytes" in r for r in rows):
         size_ax = ax.twinx()
-        size_ax.plot(xs, [r["bytes"] / 1e3 for r in rows], "s--", color="tab:orange",
-                     label="size (kB)")
-        size_ax.set_ylabel("size (kB)")
+        size_ax.plot(xs, [r["bytes"] / 1e3 for r in rows], "s", color="tab:orange",
+                     label=f"{size_label} (kB)")
+        size_ax.set_ylabel(f"{size_label} (kB)")
         size_ax.set_ylim(bottom=0)
         lines = ax.get_legend_handles_labels()
         more = size_ax.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="best")
+        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left")
     else:
-        ax.legend(loc="best")
+        ax.legend(loc="lower left")
     return ax
 
 

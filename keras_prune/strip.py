@@ -64,7 +64,8 @@ def strip_pruning(model):
         return None
 
     if _models.is_graph_model(model) or isinstance(model, keras.Sequential):
-        return _models.rewrite_graph_model(model, transform)[0]
+        # A keras_hub Task (or another Functional subclass) gets its class back.
+        return _models.restore_class(_models.rewrite_graph_model(model, transform)[0])
     with _unwrapped(model) as masks:
         return _models.copy_model(model, weights=lambda: _masked_weights(model, masks))
 

@@ -37,17 +37,24 @@ def test_sparsity_plots_one_bar_per_layer(tmp_path):
     ax = plot.sparsity(model)
     heights = [bar.get_height() for bar in ax.patches]
     assert heights == pytest.approx([0.5, 0.0])
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a\n32 w", "b\n16 w"]
+    assert [t.get_text() for t in ax.texts] == ["50%", "0%"]  # every bar says what it is
+    assert ax.get_ylim() == (0, 1)
     assert _png_size(plot.save(ax, tmp_path / "sparsity.png"))[0] > 300
 
 
 def test_tradeoff_plots_accuracy_and_size(tmp_path):
     results = [{"sparsity": 0.8, "accuracy": 0.95, "bytes": 200_000},
                {"sparsity": 0.0, "accuracy": 0.97, "bytes": 600_000, "label": "dense"}]
-    ax = plot.tradeoff(results)
-    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [0.97, 0.95])
+    ax = plot.tradeoff(results, accuracy_label="LiteRT accuracy", size_label=".tflite size")
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), [0.97, 0.95])
+    assert line.get_linestyle() == "None"  # two measurements are not joined by a line
+    assert ax.get_ylim()[1] == 1.0  # accuracy never runs past 100%
+    assert ax.get_ylabel() == "LiteRT accuracy"
     size_axis = [other for other in ax.figure.axes if other is not ax][0]
     np.testing.assert_allclose(size_axis.get_lines()[0].get_ydata(), [600, 200])
+    assert size_axis.get_ylabel() == ".tflite size (kB)"
     plot.save(ax, tmp_path / "t.png")
     assert not list(tmp_path.glob(".*tmp*"))
 

@@ -52,3 +52,76 @@ def test_flops_count_recurrent_layers():
     flops = keras_prune.structured.count_flops(model)
     lstm = 10 * 2 * 4 * 8 * (6 + 8)
     assert flops == lstm + 2 * 8 * 2
+
+
+@keras.saving.register_keras_serializable("keras_prune_tests")
+class TinyClassifier(keras.Model):
+    """A Functional subclass built the keras_hub way: the constructor makes its layers."""
+
+    def __init__(self, units=8, **kwargs):
+        inputs = keras.Input((6,))
+        hidden = keras.layers.Dense(units, activation="relu")
+        outputs = keras.layers.Dense(3)(hidden(inputs))
+        super().__init__(inputs, outputs, **kwargs)
+        self.hidden = hidden
+        self.units = units
+
+    def features(self, x):
+        return self.hidden(x)
+
+    def get_config(self):
+        return {"units": self.units, "name": self.name}
+
+
+def test_strip_pruning_gives_a_functional_subclass_its_class_back():
+    model = TinyClassifier()
+    pruned = keras_prune.prune_low_magnitude(model, ConstantSparsity(0.5, 0, frequency=1))
+    pruned.compile("sgd", "mse")
+    x = np.random.default_rng(0).random((8, 6), dtype="float32")
+    pruned.fit(x, np.zeros((8, 3)), verbose=0,
+               callbacks=[keras_prune.callbacks.PruneCallback()])
+    stripped = keras_prune.strip_pruning(pruned)
+    assert type(stripped) is TinyClassifier
+    assert stripped.features(x).shape == (8, 8)  # its own methods work
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(stripped(x)),
+                               keras.ops.convert_to_numpy(pruned(x)), atol=1e-6)
+    kernel = keras.ops.convert_to_numpy(stripped.hidden.kernel)
+    assert np.mean(kernel == 0) == 0.5
+
+
+def test_a_structurally_pruned_functional_subclass_stays_a_plain_model():
+    # Its constructor cannot build the narrower layers, so the class cannot come back.
+    model = TinyClassifier(units=8)
+    smaller, _ = keras_prune.structured.prune_structured(model, 0.5)
+    assert smaller.count_params() < model.count_params()
+    assert type(keras_prune.strip_pruning(smaller)) is not TinyClassifier
+
+
+def test_a_pruned_keras_hub_causal_lm_generates_after_stripping(tmp_path):
+    import keras_hub
+
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=16,
+    )
+    causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    pruned = keras_prune.prune_low_magnitude(causal_lm, ConstantSparsity(0.5, 0, frequency=1))
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(1, 50, (4, 16)), "padding_mask": np.ones((4, 16), "int32")}
+    pruned.fit(x, rng.integers(1, 50, (4, 16)), verbose=0,
+               callbacks=[keras_prune.callbacks.PruneCallback()])
+    stripped = keras_prune.strip_pruning(pruned)
+    assert isinstance(stripped, keras_hub.models.GPT2CausalLM)
+    assert isinstance(stripped.backbone, keras_hub.models.GPT2Backbone)
+    assert stripped.count_params() == causal_lm.count_params()  # the tied head stays tied
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(stripped(x)),
+                               keras.ops.convert_to_numpy(pruned(x)), atol=1e-5)
+    prompt = {"token_ids": x["token_ids"][:1], "padding_mask": np.zeros((1, 16), "int32")}
+    prompt["padding_mask"][:, :4] = 1
+    generated = stripped.generate(prompt, stop_token_ids=None)  # fills the 16 positions
+    np.testing.assert_array_equal(generated["token_ids"][:, :4], prompt["token_ids"][:, :4])
+    assert np.asarray(generated["padding_mask"]).all()
+    stripped.save(tmp_path / "lm.keras")
+    loaded = keras.saving.load_model(tmp_path / "lm.keras")
+    assert isinstance(loaded, keras_hub.models.GPT2CausalLM)
