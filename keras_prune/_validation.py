@@ -7,8 +7,11 @@ is one, the fix, in the style of Keras's own errors.
 import numbers
 
 
-def check_fraction(name, value, *, allow_one=False):
-    """Checks that `value` is a real number in [0, 1) (or [0, 1])."""
+_SPARSITY_HINT = "A sparsity of 0.8 removes 80% of the weights."
+
+
+def check_fraction(name, value, *, allow_one=False, hint=_SPARSITY_HINT):
+    """Checks that `value` is a real number in [0, 1) (or [0, 1]); `hint` says what it means."""
     upper = "1]" if allow_one else "1)"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
@@ -18,8 +21,7 @@ def check_fraction(name, value, *, allow_one=False):
     too_high = value > 1 if allow_one else value >= 1
     if value < 0 or too_high:
         raise ValueError(
-            f"Argument `{name}` must be in [0, {upper}. Received: {name}={value}. "
-            "A sparsity of 0.8 removes 80% of the weights."
+            f"Argument `{name}` must be in [0, {upper}. Received: {name}={value}. {hint}"
         )
     return float(value)
 

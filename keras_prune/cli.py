@@ -99,7 +99,8 @@ def _shrink(args):
     smaller, report = prune_structured(model, ratio=args.ratio, importance=args.importance,
                                        data=data, round_to=args.round_to,
                                        ignore=args.ignore or None,
-                                       global_ranking=args.global_ranking)
+                                       global_ranking=args.global_ranking,
+                                       verbose=0 if args.quiet else 1)
     _io.save_model(smaller, args.output)
     print(report)
     print(f"Saved {args.output}")
@@ -153,19 +154,45 @@ def _export(args):
         int8_io=args.int8_io,
         sparse={"auto": "auto", "on": True, "off": False}[args.sparse],
         verify=not args.no_verify,
+        verbose=0 if args.quiet else 1,
     )
     print(result)
 
 
 def _inspect(args):
-    print(tflite.inspect(args.model))
+    keras_model = _load_keras(args.keras, "inspect") if args.keras else None
+    print(tflite.inspect(args.model, keras_model=keras_model))
+
+
+def _check_labels(y):
+    """Class labels: whole numbers (or one-hot rows), not regression targets."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[-1] > 1:
+        return y
+    if not np.issubdtype(y.dtype, np.number) or not np.all(np.mod(y, 1) == 0) or y.min() < 0:
+        example = y.reshape(-1)[:3].tolist() if y.size else []
+        raise ValueError(
+            f"--data: array `y` must hold class labels (whole numbers 0, 1, ...) or one-hot "
+            f"rows; it holds {y.dtype} values such as {example}. `evaluate` measures "
+            "classification accuracy; for other outputs use keras_prune.tflite.predict."
+        )
+    return y
 
 
 def _evaluate(args):
     data = _load_npz(args.data, "--data", ["x", "y"])
-    result = tflite.evaluate(args.model, data["x"], data["y"], batch_size=args.batch_size)
-    print(f"{args.model}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+    labels = _check_labels(data["y"])
+    keras_model = _load_keras(args.keras, "evaluate") if args.keras else None
+    result = tflite.evaluate(args.model, data["x"], labels, batch_size=args.batch_size)
+    print(f"{args.model}: LiteRT accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
           f"on {result['samples']} samples")
+    if keras_model is not None:
+        outputs = keras_model.predict(data["x"], batch_size=args.batch_size, verbose=0)
+        classes = labels.argmax(-1) if labels.ndim == 2 else labels.reshape(-1).astype(int)
+        accuracy = float(np.mean(np.argmax(outputs, -1) == classes))
+        agreement = float(np.mean(np.argmax(outputs, -1) == result["predictions"].argmax(-1)))
+        print(f"{args.keras}: Keras accuracy {accuracy:.4f}; the two agree on "
+              f"{agreement:.1%} of the samples")
 
 
 def build_parser():
@@ -206,6 +233,7 @@ def build_parser():
     shrink.add_argument("--round-to", type=_positive_int, default=None,
                         help="keep widths multiples of N")
     shrink.add_argument("--ignore", nargs="*", help="layer names whose width must stay")
+    shrink.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     shrink.add_argument("--global-ranking", action="store_true",
                         help="rank channels across layers instead of per layer")
     shrink.set_defaults(func=_shrink)
@@ -222,6 +250,7 @@ def build_parser():
     export.add_argument("--sparse", choices=["auto", "on", "off"], default="auto",
                         help="store zeros sparse: auto where smaller and loadable, on, off")
     export.add_argument("--no-verify", action="store_true", help="skip the LiteRT check")
+    export.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     export.set_defaults(func=_export)
     strip = command("strip", help="remove pruning wrappers from a .keras file (zeros kept)")
     strip.add_argument("model", help="path to a pruned .keras file")
@@ -229,14 +258,40 @@ def build_parser():
     strip.set_defaults(func=_strip)
     inspect = command("inspect", help="weights, sparsity and ops of a .tflite file")
     inspect.add_argument("model", help="path to a .tflite file")
+    inspect.add_argument("--keras", help="the .keras file it was converted from, to name "
+                         "weights by Keras layer")
     inspect.set_defaults(func=_inspect)
     evaluate = command("evaluate", help="accuracy of a .tflite classifier in LiteRT")
     evaluate.add_argument("model", help="path to a .tflite file")
     evaluate.add_argument("--data", required=True, help=".npz with arrays `x` and `y`")
     evaluate.add_argument("--batch-size", type=_positive_int, default=64,
                           help="samples per interpreter call")
+    evaluate.add_argument("--keras", help="the .keras file it was converted from: prints its "
+                          "accuracy next to LiteRT's")
     evaluate.set_defaults(func=_evaluate)
     return parser
+
+
+# The Python API's argument names in messages, as the flags a CLI user typed.
+_FLAGS = {
+    "export": {"Argument `representative_data`": "--calibration",
+               "`representative_data`": "--calibration",
+               "`num_calibration_samples`": "--calibration-samples",
+               "keras_prune.strip_pruning(model)": "keras-prune strip"},
+    "evaluate": {"Argument `x`": "--data (array x)", "Argument `y`": "--data (array y)",
+                 "Arguments `x` and `y`": "--data arrays x and y"},
+    "shrink": {"(e.g. data=x_train[:256]), or (x, y) for 'taylor'": "(an .npz with array x, "
+               "about 256 training inputs)",
+               "e.g. data=x_train[:256]": "as an .npz with array x",
+               "Argument `data`": "--data", "`data`": "--data", "Argument `ratio`": "--ratio",
+               "keras_prune.strip_pruning(model)": "keras-prune strip"},
+}
+
+
+def _in_flags(command, message):
+    for api, flag in _FLAGS.get(command, {}).items():
+        message = message.replace(api, flag)
+    return message
 
 
 def main(argv=None):
@@ -245,7 +300,7 @@ def main(argv=None):
         args.func(args)
     except _USER_ERRORS as error:
         # A clear one-paragraph message instead of a stack trace.
-        raise SystemExit(f"keras-prune {args.command}: {error}") from None
+        raise SystemExit(f"keras-prune {args.command}: {_in_flags(args.command, str(error))}") from None
     return 0
 
 

@@ -89,16 +89,25 @@ def test_export_inspect_evaluate_commands(saved_model_and_data, capsys):
     cli.main(["inspect", str(out)])
     printed = capsys.readouterr().out
     assert "FULLY_CONNECTED" in printed and "int8" in printed and "Recommendations" in printed
-    cli.main(["evaluate", str(out), "--data", str(folder / "test.npz")])
+    cli.main(["inspect", str(out), "--keras", str(path)])
     printed = capsys.readouterr().out
-    accuracy = float(printed.split("accuracy ")[1].split(",")[0])
+    kernels = [w.path for w in keras.saving.load_model(path).weights if len(w.shape) == 2]
+    assert len(kernels) == 2 and all(name in printed for name in kernels)  # Keras' names
+    cli.main(["evaluate", str(out), "--data", str(folder / "test.npz"), "--keras", str(path)])
+    printed = capsys.readouterr().out
+    accuracy = float(printed.split("LiteRT accuracy ")[1].split(",")[0])
     assert accuracy >= 0.9  # labels are the float model's own predictions
+    keras_accuracy = float(printed.split("Keras accuracy ")[1].split(";")[0])
+    assert keras_accuracy == 1.0  # side by side with the model it came from
+    np.savez(folder / "regression.npz", x=np.zeros((4, 6), "float32"), y=[0.2, 1.5, 0.1, 2.0])
+    with pytest.raises(SystemExit, match=r"--data: array `y` must hold class labels.*0\.2"):
+        cli.main(["evaluate", str(out), "--data", str(folder / "regression.npz")])
 
 
 def test_export_and_inspect_errors_are_one_line_messages(saved_model_and_data):
     path, folder = saved_model_and_data
     np.savez(folder / "wrong.npz", x=np.zeros((5, 7), "float32"))
-    with pytest.raises(SystemExit, match=r"keras-prune export: .*representative_data.*\(5, 7\).*expects \(6,\)"):
+    with pytest.raises(SystemExit, match=r"keras-prune export: --calibration.*\(5, 7\).*expects \(6,\)"):
         cli.main(["export", str(path), "-o", str(folder / "a.tflite"), "--quantize", "int8",
                   "--calibration", str(folder / "wrong.npz")])
     with pytest.raises(SystemExit, match="keras-prune export: --quantize int8 needs --calibration"):
@@ -132,7 +141,7 @@ def test_shrink_command_saves_a_smaller_model_and_explains_bad_input(tmp_path, c
     with pytest.raises(SystemExit):
         cli.main(["shrink", str(path), "-o", str(out), "--ratio", "1.5"])
     assert "--ratio: expected a fraction in [0, 1)" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="needs `data`"):
+    with pytest.raises(SystemExit, match="needs --data: .*an .npz with array x"):
         cli.main(["shrink", str(path), "-o", str(out), "--importance", "entropy"])
     with pytest.raises(SystemExit, match="no such file"):
         cli.main(["shrink", str(tmp_path / "missing.keras"), "-o", str(out)])

@@ -152,6 +152,7 @@ class DependencyGraph:
         self._space_of = []  # id -> index in self.spaces
         self._parent = []  # union-find over ids
         self._frozen = []  # (ids, reason)
+        self.opaque = []  # (layer name, class name, [inner layers with weights]) without rule
         self._space_links = []  # (space index, space index) tied by a union
         self.tensor_ids = {}  # id(canonical KerasTensor) -> ids of its last axis
         self.layer_inputs = {}  # id(layer) -> ids per input, first call
@@ -234,6 +235,10 @@ class DependencyGraph:
                 f"{what}, which has no structured-pruning rule (register one with "
                 "keras_prune.structured.register_rule)"
             )
+            inner = [sub.name for sub in getattr(layer, "_flatten_layers", lambda **_: [])(
+                include_self=False, recursive=True) if sub.weights]
+            if inner and layer.name not in [name for name, _, _ in self.opaque]:
+                self.opaque.append((layer.name, type(layer).__name__, inner))
         else:
             problem = rule.unsupported(layer, step)
             problem = problem and f"{what}, which {problem}"

@@ -8,12 +8,17 @@ import keras
 import numpy as np
 
 from keras_prune._models import LayerCopier, flatten_layers
+from keras_prune._progress import Progress
 from keras_prune._text import table
 from keras_prune._validation import check_fraction, check_int
 from keras_prune.structured.graph import DependencyGraph, check_graph_model
 from keras_prune.structured.importance import get_importance
 from keras_prune.structured.rebuild import copy_weights, count_flops, rebuild
 from keras_prune.structured.rules import to_numpy
+
+
+_RATIO_HINT = ("A ratio of 0.5 removes half of the channels (neurons, filters) of each "
+               "prunable group; 1.0 would remove them all.")
 
 
 @dataclasses.dataclass
@@ -41,6 +46,8 @@ class StructuredReport:
     frozen: list  # (group name, channels, reasons)
     blocks: list = dataclasses.field(default_factory=list)  # (Add name, branch layers) dropped
     shared: list = dataclasses.field(default_factory=list)  # (layer, why) reused, not copied
+    # (layer, class, inner layers): layers without a rule whose own sub-layers keep every channel
+    opaque: list = dataclasses.field(default_factory=list)
 
     @property
     def params_ratio(self):
@@ -67,6 +74,8 @@ class StructuredReport:
             ],
             "blocks": [{"add": name, "layers": layers} for name, layers in self.blocks],
             "shared": [{"layer": name, "reason": reason} for name, reason in self.shared],
+            "opaque": [{"layer": name, "class": cls, "inner_layers": inner}
+                       for name, cls, inner in self.opaque],
         }
 
     def __str__(self):
@@ -89,6 +98,13 @@ class StructuredReport:
                          + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""))
         for name, reason in self.shared:
             lines.append(f"shared with the input model: {name}: {reason}")
+        for name, cls, inner in self.opaque:
+            lines.append(
+                f"not pruned: `{name}` ({cls}) has no structured-pruning rule, so its "
+                f"{len(inner)} inner layer(s) ({', '.join(inner[:4])}"
+                f"{', ...' if len(inner) > 4 else ''}) keep all their channels "
+                "(keras_prune.structured.register_rule adds one)"
+            )
         return "\n".join(lines)
 
 
@@ -149,14 +165,14 @@ class StructuredPruner:
         if isinstance(ratio, dict):
             for name, value in ratio.items():
                 _check_layer_name("ratio", name, names)
-                check_fraction(f"ratio[{name!r}]", value)
+                check_fraction(f"ratio[{name!r}]", value, hint=_RATIO_HINT)
             return {name: float(value) for name, value in ratio.items()}
         if not isinstance(ratio, numbers.Real) or isinstance(ratio, bool):
             raise TypeError(
                 "Argument `ratio` must be a number in [0, 1) or a dict {layer_name: ratio}. "
                 f"Received: ratio={ratio!r} of type {type(ratio).__name__}."
             )
-        return check_fraction("ratio", ratio)
+        return check_fraction("ratio", ratio, hint=_RATIO_HINT)
 
     # -- planning ---------------------------------------------------------------
 
@@ -326,6 +342,7 @@ class StructuredPruner:
             flops_before=count_flops(self.model),
             flops_after=count_flops(new_model),
             frozen=frozen,
+            opaque=list(self.graph.opaque),
         )
 
 
@@ -355,7 +372,7 @@ def _check_removal(group):
 
 
 def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None, ignore=None,
-                     global_ranking=False):
+                     global_ranking=False, verbose=1):
     """Removes whole channels, filters, units and heads; returns (new_model, report).
 
     The new model is a plain Functional/Sequential model with fewer channels and the
@@ -379,6 +396,8 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
         round_to: keep channel counts multiples of this (e.g. 8); None keeps any.
         ignore: layer names whose output channels must be kept.
         global_ranking: rank channels across groups instead of within each.
+        verbose: 1 (default) prints one progress line (stages and their seconds),
+            0 prints nothing.
 
     Returns:
         `(new_model, StructuredReport)`.
@@ -388,6 +407,13 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
             criterion without `data`, or an unbuilt model.
         TypeError: for a subclassed model (no layer graph) or a non-model.
     """
-    pruner = StructuredPruner(model, ratio, importance, data=data, round_to=round_to,
-                              ignore=ignore, global_ranking=global_ranking)
-    return pruner.apply()
+    progress = Progress("Structured pruning", verbose)
+    with progress.stage("dependency graph"):
+        pruner = StructuredPruner(model, ratio, importance, data=data, round_to=round_to,
+                                  ignore=ignore, global_ranking=global_ranking)
+    with progress.stage(f"score {len(pruner.graph.groups)} channel groups"):
+        pruner.plan()
+    with progress.stage("rebuild"):
+        smaller, report = pruner.apply()
+    progress.done(f"{smaller.count_params() / max(model.count_params(), 1):.2f}x params")
+    return smaller, report

@@ -4,8 +4,13 @@ The interpreter is looked up in the order DESIGN.md recommends: `ai_edge_litert`
 maintained runtime; no TensorFlow needed), then `tflite_runtime`, then `tf.lite`.
 """
 
+import contextlib
 import importlib
+import io
 import os
+import sys
+import tempfile
+import warnings
 
 import numpy as np
 
@@ -39,6 +44,31 @@ def interpreter_module():
     )
 
 
+@contextlib.contextmanager
+def quiet():
+    """Silences native chatter (Python prints, C++ writes to fds 1 and 2): the
+    converter's logs, LiteRT's "Created TensorFlow Lite XNNPACK delegate" line.
+
+    Errors still surface: TensorFlow and LiteRT raise them with the full message.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as sink:
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
 def runtime_name():
     return interpreter_module()[1]
 
@@ -60,12 +90,13 @@ def load_interpreter(model, *, num_threads=None, default_delegates=True):
             module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         )
     try:
-        interpreter = module.Interpreter(**kwargs)
-        interpreter.allocate_tensors()
-        # Delegates may only fail when a node is prepared: run once on zeros.
-        for detail in interpreter.get_input_details():
-            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-        interpreter.invoke()
+        with quiet():  # the error, if any, is in the exception's message
+            interpreter = module.Interpreter(**kwargs)
+            interpreter.allocate_tensors()
+            # Delegates may only fail when a node is prepared: run once on zeros.
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+            interpreter.invoke()
     except (RuntimeError, ValueError) as error:
         where = "" if "model_content" in kwargs else f" {kwargs['model_path']}"
         delegates = "with" if default_delegates else "without"

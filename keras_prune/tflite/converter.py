@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_prune._io import atomic_path
+from keras_prune._progress import Progress
 from keras_prune._validation import check_int
 from keras_prune.tflite.inputs import (
     collect_samples,
@@ -43,6 +44,7 @@ def convert(
     verify_data=None,
     verify_samples=32,
     input_shapes=None,
+    verbose=1,
 ):
     """Converts a Keras 3 model (pruned or not) to a .tflite file and verifies it.
 
@@ -78,6 +80,8 @@ def convert(
         with one input. TFLite needs every dimension but the batch fixed. Models
         with RNN layers (LSTM, GRU, ...) are converted with a batch size of 1, the
         only way TensorFlow turns their loop into TFLite builtin ops.
+      verbose: 1 (default) prints one progress line (stages and their seconds),
+        0 prints nothing.
 
     Example:
 
@@ -101,6 +105,7 @@ def convert(
     """
     model = load_model(model)
     _check_options(quantize, sparse, int8_io, representative_data, verify)
+    progress = Progress(f"TFLite ({quantize or 'float32'})", verbose)
     num_calibration_samples = check_int("num_calibration_samples", num_calibration_samples, minimum=1)
     verify_samples = check_int("verify_samples", verify_samples, minimum=1)
     model = strip_if_pruned(model)
@@ -112,31 +117,34 @@ def convert(
         calibration = collect_samples(
             representative_data, specs, num_calibration_samples, "representative_data"
         )
-    if keras.backend.backend() == "tensorflow":
-        content, sparse_tensors, kept_dense = convert_tensorflow(
-            model, quantize, calibration, int8_io, sparse
-        )
-    else:
-        content, sparse_tensors, kept_dense = convert_in_subprocess(
-            model, quantize, calibration, int8_io, sparse
-        )
+    with progress.stage("convert"):
+        if keras.backend.backend() == "tensorflow":
+            content, sparse_tensors, kept_dense = convert_tensorflow(
+                model, quantize, calibration, int8_io, sparse
+            )
+        else:
+            content, sparse_tensors, kept_dense = convert_in_subprocess(
+                model, quantize, calibration, int8_io, sparse
+            )
     verification = None
     if verify:
-        if verify_data is not None:
-            samples = collect_samples(verify_data, specs, verify_samples, "verify_data")
-        elif calibration is not None:
-            samples = calibration[:verify_samples]
-        else:
-            rng = np.random.default_rng(0)
-            samples = [[random_input(rng, shape, dtype) for shape, dtype in specs]
-                       for _ in range(verify_samples)]
-        on_failure = "warn" if verify == "warn" else "raise"
-        verification = verify_against_keras(content, model, samples, quantize, on_failure)
+        with progress.stage("verify in LiteRT"):
+            if verify_data is not None:
+                samples = collect_samples(verify_data, specs, verify_samples, "verify_data")
+            elif calibration is not None:
+                samples = calibration[:verify_samples]
+            else:
+                rng = np.random.default_rng(0)
+                samples = [[random_input(rng, shape, dtype) for shape, dtype in specs]
+                           for _ in range(verify_samples)]
+            on_failure = "warn" if verify == "warn" else "raise"
+            verification = verify_against_keras(content, model, samples, quantize, on_failure)
     if path is not None:
         path = os.fspath(path)
         with atomic_path(path) as temporary:
             with open(temporary, "wb") as handle:
                 handle.write(content)
+    progress.done(f"{len(content):,} bytes")
     return ConversionResult(
         path=path,
         bytes=len(content),

@@ -4,6 +4,7 @@ import collections
 import dataclasses
 import gzip
 import os
+import re
 
 import numpy as np
 
@@ -21,14 +22,33 @@ _PASS_THROUGH = {"DENSIFY", "DEQUANTIZE"}
 
 @dataclasses.dataclass
 class TensorInfo:
-    name: str
-    op: str  # the op that uses the weight, e.g. "FULLY_CONNECTED (via DENSIFY)"
+    name: str  # the tensor's name in the file (the converter's, not always Keras')
+    op: str  # the op that uses the weight, e.g. "FULLY_CONNECTED"
     shape: tuple
     dtype: str
     zero_fraction: float
     storage: str  # "dense", "sparse" or "sparse, block 1x4"
     densify: bool  # read through a DENSIFY op (decoded to dense when the model loads)
     bytes: int
+    via: tuple = ()  # ops between the constant and `op`, e.g. ("DENSIFY",)
+    layer: str | None = None  # the Keras weight it holds ("dense/kernel"), when known
+
+    @property
+    def label(self):
+        """The Keras weight when known, else the file's name without TF op suffixes."""
+        return self.layer or _short_name(self.name)
+
+
+# TensorFlow op names the converter leaves at the end of a weight's name.
+_OP_SUFFIX = re.compile(r"^([A-Z]\w*|convolution|depthwise|kernel|read|\w*ReadVariableOp\w*)$")
+
+
+def _short_name(name):
+    """'sequential_1/dense_1/MatMul;...' -> 'dense_1' (scope of the first fused name)."""
+    parts = [part for part in name.split(";")[0].split("/") if part]
+    while len(parts) > 1 and _OP_SUFFIX.match(parts[-1]):
+        parts.pop()
+    return "/".join(parts[1:] if len(parts) > 1 else parts)
 
 
 @dataclasses.dataclass
@@ -41,6 +61,10 @@ class Inspection:
     ops: dict
     tensors: list
     xnnpack_sparse: dict  # rule -> (met, detail), XNNPACK's sparse-inference rules
+    # Whether the file loads and runs with default delegates (XNNPACK), as checked in
+    # the LiteRT interpreter: (True, runtime), (False, the error) or (None, why unchecked).
+    default_delegates: tuple = (None, "not checked")
+    named_by_layer: bool = False  # weights were matched to a Keras model's weights
 
     @property
     def densify_ops(self):
@@ -53,13 +77,18 @@ class Inspection:
     def recommendations(self):
         """Interpreter options this file calls for, in words."""
         notes = []
-        int8_sparse = [t for t in self.tensors if t.densify and t.dtype == "int8"]
-        if int8_sparse:
+        loads, detail = self.default_delegates
+        if loads is False:
             notes.append(
-                f"{len(int8_sparse)} int8 weight(s) are read through DENSIFY: the default "
-                "XNNPACK delegate fails to prepare such models. Re-export with "
-                "keras_prune.tflite.convert(sparse='auto'), or create the interpreter "
-                "without default delegates (slower)."
+                f"The file does not load with the default delegates (XNNPACK): {detail}. "
+                "An app gets this error too. Re-export with keras_prune.tflite.convert("
+                "sparse='auto'), which keeps only sparse weights that load, or create the "
+                "interpreter without default delegates (slower)."
+            )
+        elif loads is None and any(t.densify and t.dtype == "int8" for t in self.tensors):
+            notes.append(
+                "int8 weights are read through DENSIFY; whether XNNPACK accepts them depends "
+                f"on the op, and loading was not checked ({detail})."
             )
         native = [t for t in self.tensors if t.storage.startswith("sparse") and not t.densify]
         if native:
@@ -78,23 +107,36 @@ class Inspection:
         return notes
 
     def __str__(self):
+        loads, detail = self.default_delegates
         lines = [
             f"{self.path}: {self.bytes:,} bytes, {self.gzip_bytes:,} gzipped",
             "ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(self.ops.items())),
+            "loads with default delegates (XNNPACK): "
+            + {True: f"yes ({detail})", False: "NO", None: f"not checked ({detail})"}[loads],
         ]
         rows = [
-            (t.name if len(t.name) <= 48 else "..." + t.name[-45:], t.op, str(t.shape), t.dtype,
-             f"{t.zero_fraction:.1%}", t.storage, f"{t.bytes:,}")
+            (_clip(t.label, 40), t.op, str(t.shape), t.dtype, f"{t.zero_fraction:.1%}",
+             t.storage + "".join(f" via {op}" for op in t.via), f"{t.bytes:,}")
             for t in self.tensors
         ]
         header = ("weight", "op", "shape", "dtype", "zeros", "storage", "bytes")
         lines += table(header, rows, right=(4, 6))
+        if not self.named_by_layer:
+            lines.append("(weights named from the file; pass the Keras model as "
+                         "`keras_model=` to name them by layer)")
+        elif any(t.layer is None for t in self.tensors):
+            lines.append("(a weight without a Keras name was changed by the converter, e.g. "
+                         "a batch normalization folded into its kernel)")
         lines.append("XNNPACK sparse inference rules:")
         for rule, (met, detail) in self.xnnpack_sparse.items():
             lines.append(f"  [{'x' if met else ' '}] {rule}: {detail}")
         lines.append("Recommendations:")
         lines.extend(f"  - {note}" for note in self.recommendations())
         return "\n".join(lines)
+
+
+def _clip(text, width):
+    return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
 def read_file(path, argument="path"):
@@ -117,20 +159,28 @@ def read_file(path, argument="path"):
     return content
 
 
-def inspect(path):
+def inspect(model, *, keras_model=None, check_loading=True):
     """Lists every weight of a .tflite file: op, shape, dtype, zeros, storage, bytes.
 
-    Also counts ops (DENSIFY among them), checks XNNPACK's sparse-inference rules and
-    reports file and gzip sizes.
+    Also counts ops (DENSIFY among them), checks XNNPACK's sparse-inference rules,
+    reports file and gzip sizes, and loads the file in the LiteRT interpreter with
+    default delegates (as an app does), so its advice about XNNPACK is measured,
+    not guessed.
 
     Example:
 
     ```python
-    print(keras_prune.tflite.inspect("model.tflite"))   # a table
+    print(keras_prune.tflite.inspect("model.tflite", keras_model=model))   # a table
+    print(keras_prune.tflite.inspect(keras_prune.tflite.convert(model)))
     ```
 
     Args:
-        path: a .tflite path, or the file's bytes.
+        model: a .tflite path, the file's bytes, a `ConversionResult` from `convert`,
+            or a Keras model (converted in memory with the defaults of `convert`).
+        keras_model: the Keras model the file was converted from (a model or a
+            .keras path), to name each weight by its Keras layer; the converter's
+            own tensor names often differ. Implied when `model` is a Keras model.
+        check_loading: load and run the file once with default delegates.
 
     Returns:
         An `Inspection`.
@@ -139,14 +189,54 @@ def inspect(path):
         FileNotFoundError: for a missing file.
         ValueError: for bytes that are not a TFLite flatbuffer.
     """
-    content = read_file(path)
-    path = "(in memory)" if isinstance(path, (bytes, bytearray)) else os.fspath(path)
+    content, path, keras_model = _content_of(model, keras_model)
     try:
-        model = _flatbuffer.read(content)
+        flatbuffer = _flatbuffer.read(content)
     except Exception as error:  # noqa: BLE001
-        raise ValueError(f"Argument `path`: {path!r} could not be parsed as TFLite: {error}") from None
-    subgraph = model.subgraphs[0]
-    ops = collections.Counter(_flatbuffer.op_name(model, op) for op in subgraph.operators)
+        raise ValueError(f"Argument `model`: {path!r} could not be parsed as TFLite: {error}") from None
+    subgraph = flatbuffer.subgraphs[0]
+    ops = collections.Counter(_flatbuffer.op_name(flatbuffer, op) for op in subgraph.operators)
+    tensors = _weights(flatbuffer, subgraph)
+    if keras_model is not None:
+        _name_by_layer(flatbuffer, subgraph, tensors, keras_model)
+    return Inspection(
+        path=path,
+        bytes=len(content),
+        gzip_bytes=len(gzip.compress(content)),
+        ops=dict(ops),
+        tensors=[info for _, info in tensors],
+        xnnpack_sparse=_xnnpack_sparse_rules(flatbuffer, subgraph, [i for _, i in tensors]),
+        default_delegates=_loads(content) if check_loading else (None, "check_loading=False"),
+        named_by_layer=keras_model is not None,
+    )
+
+
+def _content_of(model, keras_model):
+    """(bytes, path label, Keras model or None) for what `inspect` was given."""
+    import keras
+
+    from keras_prune.tflite.results import ConversionResult
+
+    if isinstance(model, keras.Model):
+        from keras_prune.tflite.converter import convert
+
+        return convert(model, verify=False).content, "(converted in memory)", model
+    if isinstance(model, ConversionResult):
+        return model.content, model.path or "(in memory)", keras_model
+    if isinstance(keras_model, (str, os.PathLike)):
+        keras_model = keras.saving.load_model(keras_model, compile=False)
+    if isinstance(model, (bytes, bytearray)):
+        return read_file(model, "model"), "(in memory)", keras_model
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(
+            "Argument `model` must be a .tflite path, its bytes, a ConversionResult or a "
+            f"Keras model. Received: {type(model).__name__}."
+        )
+    return read_file(model, "model"), os.fspath(model), keras_model
+
+
+def _weights(flatbuffer, subgraph):
+    """[(tensor, TensorInfo)] for every constant that a weight-using op reads."""
     users = collections.defaultdict(list)
     for op in subgraph.operators:
         for index in op.inputs if op.inputs is not None else []:
@@ -155,50 +245,102 @@ def inspect(path):
 
     def final_user(index, via=()):
         for op in users.get(index, []):
-            name = _flatbuffer.op_name(model, op)
+            name = _flatbuffer.op_name(flatbuffer, op)
             if name in _PASS_THROUGH:
                 return final_user(int(op.outputs[0]), via + (name,))
             return name, via
         return None, via
 
-    tensors = []
+    found = []
     for index, tensor in enumerate(subgraph.tensors):
-        values = _flatbuffer.buffer_array(model, tensor)
+        values = _flatbuffer.buffer_array(flatbuffer, tensor)
         if values.size == 0 or tensor.shape is None or len(tensor.shape) < 2:
             continue
         op, via = final_user(index)
         if op not in _WEIGHT_OPS:
             continue
         total = int(np.prod(tensor.shape))
-        sparse = tensor.sparsity is not None
-        if sparse:
+        if tensor.sparsity is not None:
             block = _flatbuffer.block_shape(tensor)
             storage = "sparse" if max(block) == 1 else "sparse, block " + "x".join(map(str, block))
             size = values.nbytes + _flatbuffer.sparse_index_bytes(tensor)
         else:
             storage = "dense"
             size = values.nbytes
-        label = op + (f" (via {'+'.join(via)})" if via else "")
-        tensors.append(
-            TensorInfo(
-                name=_flatbuffer.tensor_name(tensor),
-                op=label,
-                shape=tuple(int(d) for d in tensor.shape),
-                dtype=_flatbuffer.dtype_name(tensor.type),
-                zero_fraction=1.0 - np.count_nonzero(values) / total,
-                storage=storage,
-                densify="DENSIFY" in via,
-                bytes=int(size),
-            )
-        )
-    return Inspection(
-        path=path,
-        bytes=len(content),
-        gzip_bytes=len(gzip.compress(content)),
-        ops=dict(ops),
-        tensors=tensors,
-        xnnpack_sparse=_xnnpack_sparse_rules(model, subgraph, tensors),
-    )
+        found.append((tensor, TensorInfo(
+            name=_flatbuffer.tensor_name(tensor),
+            op=op,
+            shape=tuple(int(d) for d in tensor.shape),
+            dtype=_flatbuffer.dtype_name(tensor.type),
+            zero_fraction=1.0 - np.count_nonzero(values) / total,
+            storage=storage,
+            densify="DENSIFY" in via,
+            bytes=int(size),
+            via=via,
+        )))
+    return found
+
+
+def _values(flatbuffer, tensor):
+    """The real values of a constant, sorted (zeros of a sparse tensor included)."""
+    values = _flatbuffer.buffer_array(flatbuffer, tensor).astype(np.float64)
+    quantization = tensor.quantization
+    scale = getattr(quantization, "scale", None)
+    if scale is not None and len(scale) and tensor.sparsity is None:
+        shape = [int(d) for d in tensor.shape]
+        axis = int(getattr(quantization, "quantizedDimension", 0) or 0)
+        broadcast = [1] * len(shape)
+        broadcast[axis] = -1 if len(scale) > 1 else 1
+        zero_point = np.asarray(quantization.zeroPoint if quantization.zeroPoint is not None
+                                else [0], np.float64).reshape(broadcast)
+        values = ((values.reshape(shape) - zero_point)
+                  * np.asarray(scale, np.float64).reshape(broadcast)).ravel()
+    total = int(np.prod(tensor.shape))
+    values = np.concatenate([values, np.zeros(total - values.size)])  # a sparse tensor's zeros
+    return np.sort(values), (max(scale) if scale is not None and len(scale) else 0.0)
+
+
+def _name_by_layer(flatbuffer, subgraph, tensors, keras_model):
+    """Sets `layer` on each weight whose values are those of one Keras weight.
+
+    The converter transposes kernels and may rename layers, but keeps the values:
+    a weight matches the Keras variable of the same size whose sorted values agree
+    (within the quantization step). Folded weights (batch norm) stay unnamed.
+    """
+    import keras
+
+    from keras_prune.layers import collect_wrappers
+    from keras_prune.strip import strip_pruning
+
+    if collect_wrappers(keras_model):
+        keras_model = strip_pruning(keras_model)
+    candidates = collections.defaultdict(list)
+    for variable in keras_model.weights:
+        if len(variable.shape) >= 2:
+            values = np.sort(keras.ops.convert_to_numpy(variable).astype(np.float64).ravel())
+            candidates[values.size].append([variable.path, values])
+    for tensor, info in tensors:
+        values, step = _values(flatbuffer, tensor)
+        tolerance = step / 2 + 1e-3 * max(1.0, float(np.max(np.abs(values), initial=0.0)))
+        for candidate in candidates.get(values.size, []):
+            name, reference = candidate
+            if name is not None and np.max(np.abs(values - reference)) <= tolerance:
+                info.layer = name
+                candidate[0] = None  # each Keras weight names one tensor
+                break
+
+
+def _loads(content):
+    """Whether LiteRT loads and runs `content` with its default delegates."""
+    from keras_prune.tflite import _runtime
+
+    try:
+        _runtime.load_interpreter(content, default_delegates=True)
+    except ImportError as error:
+        return None, str(error).splitlines()[0]
+    except _runtime.InterpreterLoadError as error:
+        return False, str(error).split("delegates: ", 1)[-1]
+    return True, f"checked in {_runtime.runtime_name()}"
 
 
 def _xnnpack_sparse_rules(model, subgraph, tensors):

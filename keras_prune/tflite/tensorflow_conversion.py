@@ -1,16 +1,13 @@
 """TensorFlow's TFLite converter, the sparse-encoding policy, and the subprocess
 bridge used when Keras runs on JAX or torch (the only place TensorFlow is imported)."""
 
-import contextlib
 import importlib.util
-import io
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import warnings
 
 import keras
 import numpy as np
@@ -37,14 +34,14 @@ def _converter_bytes(model, quantize, calibration, int8_io, sparsity):
     keras_hub models) go through Keras' own SavedModel export instead."""
     tf = _tf()
     try:
-        with _quiet():
+        with _runtime.quiet():
             return _configured(tf.lite.TFLiteConverter.from_keras_model(model), tf, quantize,
                                calibration, int8_io, sparsity).convert()
     except Exception as error:  # noqa: BLE001
         first_error = error
     with tempfile.TemporaryDirectory(prefix="keras_prune_export_") as folder:
         try:
-            with _quiet():
+            with _runtime.quiet():
                 model.export(folder, format="tf_saved_model", verbose=False)
                 converter = tf.lite.TFLiteConverter.from_saved_model(folder)
                 return _configured(converter, tf, quantize, calibration, int8_io,
@@ -69,30 +66,6 @@ def _configured(converter, tf, quantize, calibration, int8_io, sparsity):
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
     return converter
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silences the converter's chatter (Python prints, C++ writes to fds 1 and 2).
-
-    Errors still surface: the converter raises them with the full message.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile() as sink:
-        for fd in saved:
-            os.dup2(sink.fileno(), fd)
-        try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
 
 
 def _conversion_error(error, model, quantize, first_error=None):

@@ -98,3 +98,39 @@ def test_register_rule_checks_its_arguments():
         register_rule("Dense", None)
     with pytest.raises(TypeError, match="Rule instance"):
         register_rule(keras.layers.Dense, object())
+
+
+def test_prune_structured_progress_line_and_ratio_hint(capsys):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(2)])
+    keras_prune.structured.prune_structured(model, 0.5)
+    printed = capsys.readouterr().out
+    assert printed.startswith("Structured pruning: dependency graph") and printed.count("\n") == 1
+    assert "score 2 channel groups" in printed and "rebuild" in printed  # hidden + output
+    keras_prune.structured.prune_structured(model, 0.5, verbose=0)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="ratio of 0.5 removes half of the channels"):
+        keras_prune.structured.prune_structured(model, 1.0)
+
+
+class _ConvBlock(keras.layers.Layer):
+    """A custom layer that makes its Conv2D in __init__ (no structured-pruning rule)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(8, 3, padding="same", name="inner_conv")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+
+    def call(self, x):
+        return keras.ops.relu(self.conv(x))
+
+
+def test_report_names_custom_layers_whose_inner_layers_are_not_pruned():
+    inputs = keras.Input((8, 8, 3))
+    hidden = _ConvBlock(name="block")(keras.layers.Conv2D(16, 3, padding="same")(inputs))
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(hidden))
+    _, report = prune_structured(keras.Model(inputs, outputs), 0.5, verbose=0)
+    assert report.opaque == [("block", "_ConvBlock", ["inner_conv"])]
+    assert "not pruned: `block` (_ConvBlock)" in str(report) and "inner_conv" in str(report)
+    assert report.to_dict()["opaque"][0]["inner_layers"] == ["inner_conv"]

@@ -1,6 +1,7 @@
 """keras_prune.tflite.convert: float/float16/dynamic/int8, sparse encoding, verification."""
 
 import os
+import re
 
 import keras
 import numpy as np
@@ -87,6 +88,14 @@ def test_int8_random_sparse_tfmot_path_fails_auto_path_loads(pruned_model, digit
     assert result.verification.passed
     assert result.kept_dense and all("DENSIFY" in why or "smaller" in why for why in result.kept_dense.values())
     assert tflite.inspect(path).densify_ops == 0
+    # inspect's XNNPACK advice is measured: the refused layout, kept without verification,
+    # is reported as not loading; the file convert wrote loads.
+    refused = tflite.convert(pruned_model, quantize="int8", representative_data=x_train[:64],
+                             sparse=True, verify=False)
+    report = tflite.inspect(refused)
+    assert report.default_delegates[0] is False and "XNNPack" in report.default_delegates[1]
+    assert "does not load with the default delegates" in report.recommendations()[0]
+    assert tflite.inspect(path).default_delegates[0] is True
     lite = tflite.evaluate(path, x_test, y_test)
     assert abs(lite["accuracy"] - keras_accuracy(pruned_model, x_test, y_test)) <= 0.02
 
@@ -197,8 +206,30 @@ def test_inspect_reports_every_weight_and_densify(pruned_model, tmp_path):
         assert info.densify and info.storage == "sparse" and info.dtype == "float32"
         assert 0.79 <= info.zero_fraction <= 0.85
     assert not report.meets_xnnpack_sparse_rules  # no 1x1 convolutions, no MEAN
+    assert report.default_delegates[0] is True  # float DENSIFY loads with XNNPACK
     text = str(report)
-    assert "DENSIFY x3" in text and "FULLY_CONNECTED (via DENSIFY)" in text and "Recommendations" in text
+    assert "DENSIFY x3" in text and "sparse via DENSIFY" in text and "Recommendations" in text
+    assert "does not load" not in text
+
+
+def test_inspect_names_weights_by_keras_layer(pruned_model, digits_split):
+    x_train = digits_split[0][0]
+    stripped = keras_prune.strip_pruning(pruned_model)
+    kernels = {layer.name + "/kernel" for layer in stripped.layers if layer.weights}
+    for quantize in (None, "dynamic", "int8"):
+        result = tflite.convert(pruned_model, quantize=quantize,
+                                representative_data=x_train[:64], verify=False)
+        named = {t.layer: t for t in tflite.inspect(result, keras_model=pruned_model).tensors}
+        assert set(named) == kernels, quantize
+        assert named["hidden/kernel"].shape == (64, 16 * 6 * 6)  # TFLite stores (out, in)
+    # A Keras model is converted in memory and names its own weights.
+    assert {t.layer for t in tflite.inspect(stripped).tensors} == kernels
+    # Without the model, names come from the file, without TensorFlow op suffixes.
+    anonymous = tflite.inspect(tflite.convert(stripped, verify=False).content)
+    labels = [t.label for t in anonymous.tensors]
+    assert all(t.layer is None for t in anonymous.tensors)
+    assert not any("MatMul" in label or "Conv2D" in label for label in labels), labels
+    assert "keras_model=" in str(anonymous)
 
 
 def test_benchmark_reports_latency(pruned_model, tmp_path):
@@ -233,3 +264,16 @@ def test_structured_pruned_mobilenet_converts_smaller_and_verifies(tmp_path):
     assert smaller.verification.passed
     assert smaller.bytes < 0.5 * dense.bytes
     assert report.params_ratio < 0.5
+
+
+def test_convert_shows_one_progress_line_that_can_be_turned_off(capsys):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    result = tflite.convert(model)
+    printed = capsys.readouterr()
+    assert re.fullmatch(r"TFLite \(float32\): convert [\d.]+ s, verify in LiteRT [\d.]+ s: "
+                        + f"{result.bytes:,} bytes\n", printed.out), printed.out
+    assert "XNNPACK delegate" not in printed.out + printed.err  # LiteRT's chatter is silenced
+    tflite.convert(model, verbose=0)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="`verbose` must be 0"):
+        tflite.convert(model, verbose=2)
