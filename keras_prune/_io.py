@@ -1,9 +1,11 @@
-"""Atomic file writes: a temp file in the target folder, then a rename."""
+"""File handling: atomic writes (a temp file in the target folder, then a rename) and
+reading .keras files with errors that say what the file is."""
 
 import contextlib
 import json
 import os
 import tempfile
+import zipfile
 
 
 @contextlib.contextmanager
@@ -39,3 +41,29 @@ def write_json(data, path):
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2)
             handle.write("\n")
+
+
+def load_keras_file(path, argument="model"):
+    """The model in a .keras file, or a ValueError/FileNotFoundError saying what is wrong."""
+    import keras
+
+    import keras_prune  # noqa: F401 (registers the pruning wrapper for loading)
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Argument `{argument}`: no such file: {path!r}.")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+        what = ("a .tflite file (TFLite flatbuffer); this needs the Keras model it came from"
+                if head[4:8] == b"TFL3" else "not a zip archive (it may be truncated or corrupt)")
+        raise ValueError(
+            f"Argument `{argument}`: {path!r} is not a .keras file: {what}. A .keras file "
+            "is the zip archive that model.save('model.keras') writes."
+        )
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 (Keras raises many kinds for a bad archive)
+        raise ValueError(
+            f"Argument `{argument}`: {path!r} could not be loaded as a Keras model: {error}"
+        ) from None

@@ -4,9 +4,7 @@ import argparse
 import importlib.metadata
 import os
 import sys
-import zipfile
 
-import keras
 import numpy as np
 
 import keras_prune
@@ -63,17 +61,10 @@ def _demo(args):
 
 
 def _load_keras(path, command):
-    if not os.path.exists(path):
-        raise SystemExit(f"keras-prune {command}: no such file: {path}")
-    if os.path.isdir(path) or not zipfile.is_zipfile(path):
-        raise SystemExit(
-            f"keras-prune {command}: {path} is not a .keras file (a .keras file is a zip "
-            "archive written by model.save('model.keras'))"
-        )
     try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as error:  # noqa: BLE001
-        raise SystemExit(f"keras-prune {command}: cannot load {path} as a Keras model: {error}")
+        return _io.load_keras_file(path, "model")
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"keras-prune {command}: {_in_flags(command, str(error))}") from None
 
 
 def _report(args):
@@ -126,6 +117,12 @@ def _load_npz(path, argument, keys):
         return {"x": data}
     with data:
         arrays = {}
+        try:
+            for key in data.files:
+                data[key]  # noqa: B018 (object arrays fail here, without the file's name)
+        except ValueError:
+            raise ValueError(f"{argument}: {path} holds object arrays; save numeric arrays "
+                             "(np.savez(path, x=np.asarray(x, 'float32'), ...))") from None
         for key in keys:
             if key in data.files:
                 arrays[key] = data[key]
@@ -291,7 +288,7 @@ _FLAGS = {
 def _in_flags(command, message):
     for api, flag in _FLAGS.get(command, {}).items():
         message = message.replace(api, flag)
-    return message
+    return message.replace("Argument `model`: ", "")  # the file named first on the line
 
 
 def main(argv=None):

@@ -209,3 +209,20 @@ def test_console_script_errors_are_one_line_without_traceback(tmp_path):
         f"{tmp_path / 'model.tflite'}"
     ]
     assert "Traceback" not in err and not out
+
+
+def test_files_of_the_wrong_kind_are_named_as_such(saved_model_and_data):
+    path, folder = saved_model_and_data
+    tflite_file = folder / "m.tflite"
+    keras_prune.tflite.convert(str(path), tflite_file, verify=False, verbose=0)
+    (folder / "truncated.keras").write_bytes(path.read_bytes()[:300])
+    np.savez(folder / "objects.npz", x=np.array([np.zeros(2), np.zeros(3)], dtype=object),
+             y=np.array([0, 1]))
+    with pytest.raises(SystemExit, match=r"^keras-prune export: '.*m.tflite' is not a .keras "
+                                         r"file: a .tflite file"):
+        cli.main(["export", str(tflite_file), "-o", str(folder / "x.tflite")])
+    with pytest.raises(SystemExit, match="truncated.keras' is not a .keras file: not a zip"):
+        cli.main(["strip", str(folder / "truncated.keras"), "-o", str(folder / "x.keras")])
+    with pytest.raises(SystemExit, match="--data: .*objects.npz holds object arrays"):
+        cli.main(["evaluate", str(tflite_file), "--data", str(folder / "objects.npz")])
+    assert not (folder / "x.tflite").exists() and not (folder / "x.keras").exists()

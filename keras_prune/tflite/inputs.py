@@ -6,6 +6,7 @@ import os
 import keras
 import numpy as np
 
+from keras_prune._io import load_keras_file
 from keras_prune._models import check_built, check_keras3, flatten_layers, input_structure
 from keras_prune.layers import collect_wrappers
 from keras_prune.strip import strip_pruning
@@ -13,17 +14,7 @@ from keras_prune.strip import strip_pruning
 
 def load_model(model):
     if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"Argument `model`: no such file: {path!r}.")
-        try:
-            import keras_prune  # noqa: F401 (registers the pruning wrapper for loading)
-
-            return keras.saving.load_model(path, compile=False)
-        except Exception as error:  # noqa: BLE001
-            raise ValueError(
-                f"Argument `model`: {path!r} could not be loaded as a Keras model: {error}"
-            ) from None
+        return load_keras_file(model, "model")
     check_keras3(model, "model")
     if not isinstance(model, keras.Model):
         raise TypeError(

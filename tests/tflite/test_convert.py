@@ -169,7 +169,7 @@ def test_non_keras_file_and_missing_file(tmp_path):
         tflite.convert(str(tmp_path / "missing.keras"))
     bad = tmp_path / "bad.keras"
     bad.write_text("not a model")
-    with pytest.raises(ValueError, match="could not be loaded"):
+    with pytest.raises(ValueError, match="is not a .keras file: not a zip archive"):
         tflite.convert(str(bad))
 
 
