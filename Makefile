@@ -48,6 +48,8 @@ benchmark: $(STAMP) $(TFMOT_VENV)/.installed
 	$(PY) benchmarks/structured.py
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/egp.py
+	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/train_overhead.py --speed-only --models cnn_digits,mobilenet_v2 --tfmot-python $(TFMOT_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) artifacts *.egg-info

@@ -121,7 +121,10 @@ def worker(lib, task):
         epochs = task["epochs"]
         frequency = task.get("frequency", 100)
         out = {}
-        for variant in ("dense", "pruned"):
+        # Dense and pruned alternate (rounds of both), so drift in the machine's speed
+        # hits both alike; each variant's step time is the median over its rounds.
+        rounds = task.get("rounds", 1)
+        for variant in ("dense", "pruned") * rounds:
             keras.utils.set_random_seed(seed)
             model = _model(keras, name)
             callbacks = []
@@ -136,11 +139,15 @@ def worker(lib, task):
             times = np.array(timer.times[steps:])  # after the first (tracing) epoch
             # Batch i (0-based) is pruning step i + 1 in both libraries (tfmot's numbering).
             is_update = np.array([(i + 1) % frequency == 0 for i in range(steps, steps * epochs)])
-            out[variant] = {
+            out.setdefault(variant, []).append({
                 "median_step": float(np.median(times[~is_update] if variant == "pruned" else times)),
                 "update_step": float(np.median(times[is_update])) if variant == "pruned" and is_update.any() else None,
                 "first_epoch": timer.epoch_times[0],
-            }
+            })
+        out = {variant: {key: (None if runs[0][key] is None
+                               else float(np.median([r[key] for r in runs])))
+                         for key in runs[0]} | {"rounds": [r["median_step"] for r in runs]}
+               for variant, runs in out.items()}
         print("RESULT " + json.dumps(out))
         return
 
@@ -198,6 +205,10 @@ def main():
     parser.add_argument("--sweep", action="store_true",
                         help="sparsities 0.5-0.98 (else 0.8, 0.9, 0.95) and sweep.png")
     parser.add_argument("--models", default="cnn_digits,mlp_digits,mlp_mnist1d,mobilenet_v2")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="timing only (no accuracy runs): results in train_overhead_speed.*")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating dense/pruned timing rounds per library")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker[0], json.loads(args.worker[1]))
@@ -215,7 +226,7 @@ def main():
     folder = tempfile.mkdtemp(prefix="keras_prune_bench_")
     shared = {}  # (model, seed) -> .npz of the dense weights both libraries start from
     for model in models:
-        if model == "mobilenet_v2":
+        if model == "mobilenet_v2" or args.speed_only:
             continue
         for seed in range(seeds):
             path = os.path.join(folder, f"{model}_{seed}.npz")
@@ -227,7 +238,7 @@ def main():
     for model in models:
         for lib, (python, env) in libs.items():
             epochs = 3 if model == "mobilenet_v2" else 6
-            task = {"model": model, "kind": "speed", "epochs": epochs,
+            task = {"model": model, "kind": "speed", "epochs": epochs, "rounds": args.rounds,
                     "frequency": 4 if model == "mobilenet_v2" else 100}
             speed = run(python, lib, task, env)
             entry = {
@@ -237,7 +248,7 @@ def main():
                                  if speed["pruned"]["update_step"] else None),
                 "raw": speed,
             }
-            if model != "mobilenet_v2":
+            if model != "mobilenet_v2" and not args.speed_only:
                 accs = [run(python, lib, {"model": model, "kind": "accuracy",
                                           "epochs": acc_epochs, "seed": seed,
                                           "weights": shared[(model, seed)],
@@ -247,18 +258,21 @@ def main():
                     entry[f"acc_{key}"] = sum(a[key] for a in accs) / len(accs)
             rows[(model, lib)] = entry
             print(model, lib, {k: v for k, v in entry.items() if k != "raw"}, flush=True)
-    write_results(rows, models, list(libs), seeds, acc_epochs, sparsities, args.quick)
+    write_results(rows, models, list(libs), seeds, acc_epochs, sparsities, args.quick,
+                  args.speed_only)
 
 
 def _fmt(value, spec=".3f"):
     return "-" if value is None else format(value, spec)
 
 
-def write_results(rows, models, libs, seeds, acc_epochs, sparsities, quick):
+def write_results(rows, models, libs, seeds, acc_epochs, sparsities, quick, speed_only=False):
     os.makedirs(RESULTS, exist_ok=True)
-    columns = ["dense", *map(str, sparsities)]
+    columns = [] if speed_only else ["dense", *map(str, sparsities)]
     setting = "QUICK setting (1 seed, 10 epochs): indicative only" if quick else (
         f"full setting ({seeds} seeds, {acc_epochs} epochs)")
+    if speed_only:
+        setting = "Timing only (median over alternating dense/pruned rounds)"
     lines = [
         "# Training overhead and accuracy: keras_prune vs tfmot",
         "",
@@ -282,7 +296,8 @@ def write_results(rows, models, libs, seeds, acc_epochs, sparsities, quick):
                 + " | ".join(_fmt(r.get(f"acc_{c}")) for c in columns) + " |"
             )
     text = "\n".join(lines) + "\n"
-    name = "train_overhead_quick" if quick else "train_overhead"
+    name = "train_overhead_speed" if speed_only else (
+        "train_overhead_quick" if quick else "train_overhead")
     _atomic_write(os.path.join(RESULTS, f"{name}.md"), text)
     _atomic_write(os.path.join(RESULTS, f"{name}.json"),
                   json.dumps({f"{m}/{l}": r for (m, l), r in rows.items()}, indent=1))

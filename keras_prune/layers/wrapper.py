@@ -1,16 +1,22 @@
 """`PruneLowMagnitude`: the layer wrapper that holds and applies pruning masks.
 
-The wrapper owns one mask (and one threshold) per prunable weight of the layer
-it wraps, plus tfmot's `pruning_step`. In `call` the wrapped layer runs with its
-prunable weights replaced by `weight * mask`, through a `keras.StatelessScope`,
+The wrapper owns one boolean mask (and one threshold) per prunable weight of the
+layer it wraps, plus tfmot's `pruning_step`. In `call` the wrapped layer runs with
+its prunable weights replaced by `weight * mask`, through a `keras.StatelessScope`,
 so the same code masks the forward pass on every backend (and gradients of pruned
 weights are exactly zero). Masks are recomputed outside the training graph by
 `PruneCallback`, which also zeroes the stored weights, so what is saved is exact.
+
+Masks are booleans, one byte per weight (float masks doubled the memory of every
+pruned weight). Keeping weights masked with a variable constraint after each
+optimizer update instead of multiplying in the forward pass was measured and was
+not faster (benchmarks/README.md).
 """
 
 import inspect
 
 import keras
+from keras import ops
 
 from keras_prune import _validation, masking
 from keras_prune._models import flatten_layers
@@ -157,7 +163,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                     "inputs once) before wrapping it, or prune the whole built model."
                 ) from None
         # Empty for layers with nothing to prune (Dropout, pooling...): a no-op wrapper.
-        self._prunable = registry.get_prunable_weights(self.layer)
+        # A plain attribute: Keras would track a list of variables as the wrapper's own,
+        # and save every pruned weight twice in a .keras file.
+        object.__setattr__(self, "_prunable", tuple(registry.get_prunable_weights(self.layer)))
         self.pruning_step = self.add_weight(
             name="pruning_step",
             shape=(),
@@ -184,7 +192,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 self.add_weight(
                     name=f"{short_name}_mask",
                     shape=weight.shape,
-                    dtype=weight.dtype,
+                    dtype="bool",  # a byte per weight (a float mask doubled the memory)
                     initializer="ones",
                     trainable=False,
                     aggregation="only_first_replica",
@@ -201,6 +209,15 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 )
             )
         self.built = True
+
+    def load_own_variables(self, store):
+        own = self._trainable_variables + self._non_trainable_variables
+        if len(store.keys()) == len(own) + len(self._prunable):
+            # Files written before masks were boolean also stored the pruned weights here,
+            # first (the wrapped layer loads its own copy from its entry).
+            skip = len(self._prunable)
+            store = {str(i - skip): store[str(i)] for i in range(skip, len(store.keys()))}
+        super().load_own_variables(store)
 
     @property
     def prunable_weights(self):
@@ -230,7 +247,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         for variable in self.layer.variables:
             value = variable.value
             if id(variable) in masked:
-                value = value * masked[id(variable)].value
+                value = value * ops.cast(masked[id(variable)].value, value.dtype)
             mapping.append((variable, value))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             before = [scope.get_current_value(v) for v, _ in mapping]
