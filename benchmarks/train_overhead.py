@@ -272,7 +272,8 @@ def write_results(rows, models, libs, seeds, acc_epochs, sparsities, quick, spee
     setting = "QUICK setting (1 seed, 10 epochs): indicative only" if quick else (
         f"full setting ({seeds} seeds, {acc_epochs} epochs)")
     if speed_only:
-        setting = "Timing only (median over alternating dense/pruned rounds)"
+        setting = ("Timing only: dense and pruned fits alternate in rounds in one process per "
+                   "library; the median step of each round, then the median over rounds")
     lines = [
         "# Training overhead and accuracy: keras_prune vs tfmot",
         "",
@@ -283,8 +284,8 @@ def write_results(rows, models, libs, seeds, acc_epochs, sparsities, quick, spee
         "split ('dense' is that shared model, evaluated in each framework). Mean over seeds. "
         "MobileNetV2: 96x96 random data, speed only; its mask-update ratio uses frequency=4.",
         "",
-        "| model | library | step pruned/dense | first epoch pruned/dense | mask-update step / plain step | "
-        + " | ".join(f"acc {c}" if c == "dense" else f"acc {float(c):.0%}" for c in columns) + " |",
+        "| model | library | step pruned/dense | first epoch pruned/dense | mask-update step / plain step |"
+        + "".join(f" acc {c} |" if c == "dense" else f" acc {float(c):.0%} |" for c in columns),
         "|---|---|---|---|---|" + "---|" * len(columns),
     ]
     for model in models:
@@ -292,8 +293,8 @@ def write_results(rows, models, libs, seeds, acc_epochs, sparsities, quick, spee
             r = rows[(model, lib)]
             lines.append(
                 f"| {model} | {lib} | {_fmt(r['step_ratio'])} | {_fmt(r['first_epoch_ratio'])} | "
-                f"{_fmt(r['update_ratio'])} | "
-                + " | ".join(_fmt(r.get(f"acc_{c}")) for c in columns) + " |"
+                f"{_fmt(r['update_ratio'])} |"
+                + "".join(f" {_fmt(r.get(f'acc_{c}'))} |" for c in columns)
             )
     text = "\n".join(lines) + "\n"
     name = "train_overhead_speed" if speed_only else (
