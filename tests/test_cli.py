@@ -226,3 +226,15 @@ def test_files_of_the_wrong_kind_are_named_as_such(saved_model_and_data):
     with pytest.raises(SystemExit, match="--data: .*objects.npz holds object arrays"):
         cli.main(["evaluate", str(tflite_file), "--data", str(folder / "objects.npz")])
     assert not (folder / "x.tflite").exists() and not (folder / "x.keras").exists()
+
+
+def test_console_names_a_tflite_given_where_a_keras_file_belongs(saved_model_and_data):
+    path, folder = saved_model_and_data
+    tflite_file = folder / "m.tflite"
+    keras_prune.tflite.convert(str(path), tflite_file, verify=False, verbose=0)
+    before = sorted(p.name for p in folder.iterdir())
+    code, out, err = _console("shrink", str(tflite_file), "-o", str(folder / "s.keras"))
+    assert code != 0 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("keras-prune")]
+    assert len(lines) == 1 and "is not a .keras file: a .tflite file" in lines[0]
+    assert sorted(p.name for p in folder.iterdir()) == before
