@@ -13,6 +13,7 @@ optimizer update instead of multiplying in the forward pass was measured and was
 not faster (benchmarks/README.md).
 """
 
+import contextlib
 import inspect
 
 import keras
@@ -38,6 +39,25 @@ def check_schedule(pruning_schedule):
             f"{type(pruning_schedule).__name__}."
         )
     return pruning_schedule
+
+
+@contextlib.contextmanager
+def _laid_out_like(weight):
+    """Under a `keras.distribution` (JAX), variables created inside get `weight`'s layout.
+
+    A mask sharded like its kernel (e.g. by a ModelParallel LayoutMap that names only
+    the kernel) is updated shard by shard, without gathering either to one device.
+    """
+    distribution = keras.distribution.distribution()
+    layout = getattr(weight, "_layout", None)
+    if distribution is None or layout is None:
+        yield
+        return
+    distribution.get_variable_layout = lambda variable: layout  # shadows the method
+    try:
+        yield
+    finally:
+        del distribution.get_variable_layout
 
 
 @keras.saving.register_keras_serializable(package="keras_prune")
@@ -188,8 +208,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         for weight in self._prunable:
             short_name = weight.path.split("/")[-1]
             masking.check_block_fits(self.block_size, weight.shape, weight.path)
-            self.masks.append(
-                self.add_weight(
+            with _laid_out_like(weight):
+                mask = self.add_weight(
                     name=f"{short_name}_mask",
                     shape=weight.shape,
                     dtype="bool",  # a byte per weight (a float mask doubled the memory)
@@ -197,7 +217,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                     trainable=False,
                     aggregation="only_first_replica",
                 )
-            )
+            self.masks.append(mask)
             self.thresholds.append(
                 self.add_weight(
                     name=f"{short_name}_threshold",
