@@ -49,6 +49,7 @@ benchmark: $(STAMP) $(TFMOT_VENV)/.installed
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/egp.py
 	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/mask_update.py
 	$(PY) benchmarks/train_overhead.py --speed-only --models cnn_digits,mobilenet_v2 --tfmot-python $(TFMOT_VENV)/bin/python
 
 clean:
