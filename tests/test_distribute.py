@@ -43,3 +43,31 @@ def test_mirrored_strategy_gives_the_same_masks_as_one_device(digits, helpers):
     for (_, a), (_, b) in zip(helpers.stored_and_masks(single), helpers.stored_and_masks(mirrored)):
         assert a.mean() == pytest.approx(0.2, abs=0.01)
         np.testing.assert_array_equal(a, b)
+
+
+def test_structured_pruning_of_a_model_trained_under_a_strategy(digits, helpers):
+    # Build and train under the strategy, prune inside its scope (the smaller model's
+    # variables are mirrored too), fine-tune under it; and the callback variant.
+    x, y = digits
+    strategy = tf.distribute.MirroredStrategy(_two_cpus())
+    with strategy.scope():
+        model = helpers.compile_model(helpers.small_cnn())
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    with strategy.scope():
+        smaller, report = keras_prune.structured.prune_structured(model, 0.5, verbose=0)
+        helpers.compile_model(smaller)
+    plain, _ = keras_prune.structured.prune_structured(model, 0.5, verbose=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(smaller(x[:8])),
+                               keras.ops.convert_to_numpy(plain(x[:8])), atol=1e-5)
+    assert report.params_after < report.params_before
+    assert "Mirrored" in type(smaller.trainable_weights[0].value).__name__
+    history = smaller.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+
+    with strategy.scope():
+        model = helpers.compile_model(helpers.small_cnn())
+    callback = keras_prune.structured.StructuredPruneCallback({1: 0.5})
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[callback])
+    assert callback.pruned_model.count_params() < model.count_params()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(callback.pruned_model(x[:8])),
+                               keras.ops.convert_to_numpy(model(x[:8])), atol=1e-4)
