@@ -1,5 +1,6 @@
 """tf.distribute.MirroredStrategy over two logical CPUs gives the masks of one device."""
 
+import functools
 import os
 
 import keras
@@ -18,6 +19,13 @@ from keras_prune.schedules import PolynomialDecay  # noqa: E402
 def _two_cpus():
     # tests/conftest.py splits the CPU into two logical devices before TF starts.
     return [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+
+
+@functools.cache
+def _strategy():
+    """One MirroredStrategy for the whole module: two strategies in one process issue
+    all-reduces with clashing collective keys ("Shape mismatch in the collective")."""
+    return tf.distribute.MirroredStrategy(_two_cpus())
 
 
 def _train(x, y, initial, helpers, strategy=None):
@@ -39,7 +47,7 @@ def test_mirrored_strategy_gives_the_same_masks_as_one_device(digits, helpers):
     base = helpers.small_cnn()
     initial = keras_prune.prune_low_magnitude(base).get_weights()
     single = _train(x, y, initial, helpers)
-    mirrored = _train(x, y, initial, helpers, tf.distribute.MirroredStrategy(devices))
+    mirrored = _train(x, y, initial, helpers, _strategy())
     for (_, a), (_, b) in zip(helpers.stored_and_masks(single), helpers.stored_and_masks(mirrored)):
         assert a.mean() == pytest.approx(0.2, abs=0.01)
         np.testing.assert_array_equal(a, b)
@@ -49,7 +57,7 @@ def test_structured_pruning_of_a_model_trained_under_a_strategy(digits, helpers)
     # Build and train under the strategy, prune inside its scope (the smaller model's
     # variables are mirrored too), fine-tune under it; and the callback variant.
     x, y = digits
-    strategy = tf.distribute.MirroredStrategy(_two_cpus())
+    strategy = _strategy()
     with strategy.scope():
         model = helpers.compile_model(helpers.small_cnn())
     model.fit(x, y, epochs=1, batch_size=64, verbose=0)
