@@ -161,31 +161,15 @@ def _inspect(args):
     print(tflite.inspect(args.model, keras_model=keras_model))
 
 
-def _check_labels(y):
-    """Class labels: whole numbers (or one-hot rows), not regression targets."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[-1] > 1:
-        return y
-    if not np.issubdtype(y.dtype, np.number) or not np.all(np.mod(y, 1) == 0) or y.min() < 0:
-        example = y.reshape(-1)[:3].tolist() if y.size else []
-        raise ValueError(
-            f"--data: array `y` must hold class labels (whole numbers 0, 1, ...) or one-hot "
-            f"rows; it holds {y.dtype} values such as {example}. `evaluate` measures "
-            "classification accuracy; for other outputs use keras_prune.tflite.predict."
-        )
-    return y
-
-
 def _evaluate(args):
     data = _load_npz(args.data, "--data", ["x", "y"])
-    labels = _check_labels(data["y"])
+    classes = tflite.evaluation.class_labels(data["y"])  # checked before any work
     keras_model = _load_keras(args.keras, "evaluate") if args.keras else None
-    result = tflite.evaluate(args.model, data["x"], labels, batch_size=args.batch_size)
+    result = tflite.evaluate(args.model, data["x"], data["y"], batch_size=args.batch_size)
     print(f"{args.model}: LiteRT accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
           f"on {result['samples']} samples")
     if keras_model is not None:
         outputs = keras_model.predict(data["x"], batch_size=args.batch_size, verbose=0)
-        classes = labels.argmax(-1) if labels.ndim == 2 else labels.reshape(-1).astype(int)
         accuracy = float(np.mean(np.argmax(outputs, -1) == classes))
         agreement = float(np.mean(np.argmax(outputs, -1) == result["predictions"].argmax(-1)))
         print(f"{args.keras}: Keras accuracy {accuracy:.4f}; the two agree on "
@@ -275,7 +259,7 @@ _FLAGS = {
                "`representative_data`": "--calibration",
                "`num_calibration_samples`": "--calibration-samples",
                "keras_prune.strip_pruning(model)": "keras-prune strip"},
-    "evaluate": {"Argument `x`": "--data (array x)", "Argument `y`": "--data (array y)",
+    "evaluate": {"Argument `x`": "--data (array x)", "Argument `y`": "--data: array `y`",
                  "Arguments `x` and `y`": "--data arrays x and y"},
     "shrink": {"(e.g. data=x_train[:256]), or (x, y) for 'taylor'": "(an .npz with array x, "
                "about 256 training inputs)",

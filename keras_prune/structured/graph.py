@@ -15,7 +15,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_prune._models import check_built, check_keras3, is_graph_model
+from keras_prune._models import check_built, check_keras3, flatten_layers, is_graph_model
 from keras_prune.layers import collect_wrappers
 from keras_prune.structured import rules
 from keras_prune.structured.execution import input_arrays
@@ -235,8 +235,9 @@ class DependencyGraph:
                 f"{what}, which has no structured-pruning rule (register one with "
                 "keras_prune.structured.register_rule)"
             )
-            inner = [sub.name for sub in getattr(layer, "_flatten_layers", lambda **_: [])(
-                include_self=False, recursive=True) if sub.weights]
+            inner = []
+            if isinstance(layer, keras.layers.Layer):  # not a keras.ops operation
+                inner = [sub.name for sub in flatten_layers(layer) if sub.weights]
             if inner and layer.name not in [name for name, _, _ in self.opaque]:
                 self.opaque.append((layer.name, type(layer).__name__, inner))
         else:

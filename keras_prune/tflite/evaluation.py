@@ -27,6 +27,25 @@ def _check_data(x, y):
     return x, y
 
 
+def class_labels(y):
+    """Class indices from integer labels or one-hot rows (`y` of `evaluate`).
+
+    Raises a ValueError for anything else, e.g. regression targets such as 0.37,
+    which would otherwise be truncated to classes and give a meaningless accuracy.
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[-1] > 1:
+        return np.argmax(y, axis=-1)
+    if not np.issubdtype(y.dtype, np.number) or not np.all(np.mod(y, 1) == 0) or y.min() < 0:
+        example = y.reshape(-1)[:3].tolist() if y.size else []
+        raise ValueError(
+            f"Argument `y` must hold class labels (whole numbers 0, 1, ...) or one-hot "
+            f"rows; it holds {y.dtype} values such as {example}. `evaluate` measures "
+            "classification accuracy; for other outputs use keras_prune.tflite.predict."
+        )
+    return y.reshape(-1).astype(int)
+
+
 def evaluate(path, x, y=None, *, batch_size=64, default_delegates=True):
     """Accuracy and cross-entropy loss of a classifier .tflite file on `(x, y)`.
 
@@ -51,7 +70,8 @@ def evaluate(path, x, y=None, *, batch_size=64, default_delegates=True):
         dequantized for int8 files).
 
     Raises:
-        ValueError: for inputs of the wrong shape or labels that do not match.
+        ValueError: for inputs of the wrong shape, labels that do not match, or
+            labels that are not classes.
         InterpreterLoadError: when LiteRT cannot load or run the file.
     """
     content = read_file(path)
@@ -68,7 +88,7 @@ def evaluate(path, x, y=None, *, batch_size=64, default_delegates=True):
     result = {"samples": len(x), "predictions": outputs}
     if y is None:
         return result
-    labels = np.argmax(y, axis=-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1).astype(int)
+    labels = class_labels(y)
     if outputs.ndim != 2 or outputs.shape[-1] < 2:
         raise ValueError(
             f"`evaluate` computes accuracy for classifiers (outputs of shape (N, classes)); "

@@ -309,11 +309,9 @@ def _name_by_layer(flatbuffer, subgraph, tensors, keras_model):
     """
     import keras
 
-    from keras_prune.layers import collect_wrappers
-    from keras_prune.strip import strip_pruning
+    from keras_prune.tflite.inputs import strip_if_pruned
 
-    if collect_wrappers(keras_model):
-        keras_model = strip_pruning(keras_model)
+    keras_model = strip_if_pruned(keras_model)
     candidates = collections.defaultdict(list)
     for variable in keras_model.weights:
         if len(variable.shape) >= 2:

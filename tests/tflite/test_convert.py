@@ -277,3 +277,12 @@ def test_convert_shows_one_progress_line_that_can_be_turned_off(capsys):
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="`verbose` must be 0"):
         tflite.convert(model, verbose=2)
+
+
+def test_evaluate_rejects_labels_that_are_not_classes():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    content = tflite.convert(model, verify=False, verbose=0).content
+    x = np.zeros((3, 4), "float32")
+    with pytest.raises(ValueError, match=r"`y` must hold class labels.*0\.5"):
+        tflite.evaluate(content, x, np.array([0.5, 1.0, 2.0]))
+    assert tflite.evaluate(content, x, np.array([0.0, 1.0, 2.0]))["samples"] == 3
