@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras.src.models.functional import functional_like_constructor  # what clone_model uses
 
+from keras_prune._arrays import values_to_copy
+
 
 def is_legacy_keras(obj):
     """True for tf_keras / Keras 2 objects, which keras_prune cannot handle."""
@@ -123,7 +125,7 @@ class LayerCopier:
         for original, new, then, weights in self._pending:
             if not original.built:
                 continue
-            values = original.get_weights() if weights is None else weights()
+            values = _weights_of(original) if weights is None else weights()
             if not _fits(values, new):
                 failed.append(original)
                 continue
@@ -132,6 +134,11 @@ class LayerCopier:
                 then(new)
         self._pending = []
         return failed
+
+
+def _weights_of(layer):
+    """`layer.get_weights()`, also for weights spread over several JAX processes."""
+    return values_to_copy(layer.weights)
 
 
 def copy_layer(layer):
@@ -215,7 +222,7 @@ class ClassRecord:
             return None
         if not isinstance(new, keras.Model) or _signature(new) != _signature(model):
             return None
-        new.set_weights(model.get_weights())
+        new.set_weights(_weights_of(model))
         new.trainable = model.trainable
         return new
 
@@ -313,7 +320,7 @@ def copy_model(model, weights=None):
     except Exception as error:  # noqa: BLE001 (user model code can raise anything)
         new = _construct_without_arguments(model, error)
     _build_like(new, model)
-    values = model.get_weights() if weights is None else weights()
+    values = _weights_of(model) if weights is None else weights()
     if not _fits(values, new):
         raise ValueError(
             f"Could not copy subclassed model `{model.name}` ({type(model).__name__}): the "

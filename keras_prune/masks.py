@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_prune._arrays import to_numpy
 from keras_prune._models import flatten_layers
 from keras_prune.layers import registry
 from keras_prune.layers.wrapper import PruneLowMagnitude, collect_wrappers
@@ -54,7 +55,7 @@ def masked_weights(model):
 
 def get_masks(model):
     """{weight key: boolean mask as a NumPy array} for every masked weight."""
-    return {e.key: ops.convert_to_numpy(e.mask).astype(bool) for e in masked_weights(model)}
+    return {e.key: to_numpy(e.mask).astype(bool) for e in masked_weights(model)}
 
 
 def set_masks(model, masks):

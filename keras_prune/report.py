@@ -5,6 +5,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_prune._arrays import to_numpy
 from keras_prune._models import flatten_layers
 from keras_prune._text import table
 from keras_prune.layers.wrapper import PruneLowMagnitude
@@ -136,9 +137,9 @@ def sparsity_report(model, all_weights=False, print_fn=None):
                 seen.add(id(weight))
                 if id(weight) not in masks and not all_weights:
                     continue
-                value = keras.ops.convert_to_numpy(weight)
+                value = to_numpy(weight)
                 if id(weight) in masks:
-                    value = value * keras.ops.convert_to_numpy(masks[id(weight)])
+                    value = value * to_numpy(masks[id(weight)])
                 rows.append(_row(layer.name, weight, value))
             seen.update(id(v) for v in layer.weights)
             continue
@@ -146,7 +147,7 @@ def sparsity_report(model, all_weights=False, print_fn=None):
             if id(weight) in seen or not (all_weights or _kernel_like(weight)):
                 continue
             seen.add(id(weight))
-            rows.append(_row(layer.name, weight, keras.ops.convert_to_numpy(weight)))
+            rows.append(_row(layer.name, weight, to_numpy(weight)))
     report = SparsityReport(rows)
     if print_fn is not None:
         print_fn(str(report))

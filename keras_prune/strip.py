@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_prune import _models
+from keras_prune._arrays import to_numpy, values_to_copy
 from keras_prune.layers.wrapper import PruneLowMagnitude, collect_wrappers
 
 
@@ -91,11 +92,15 @@ def _unwrapped(owner):
 
 def _masked_weights(owner, masks):
     """`owner.get_weights()` with `masks` ({id(variable): mask}) applied."""
-    return [
-        np.asarray(ops.convert_to_numpy(variable))
-        * (ops.convert_to_numpy(masks[id(variable)]) if id(variable) in masks else 1)
-        for variable in owner.weights
-    ]
+    values = values_to_copy(owner.weights)
+    for index, variable in enumerate(owner.weights):
+        if id(variable) in masks:
+            mask = masks[id(variable)]
+            if isinstance(values[index], np.ndarray):
+                values[index] = values[index] * to_numpy(mask)
+            else:  # a JAX array over several processes: masked where it lies
+                values[index] = values[index] * ops.cast(getattr(mask, "value", mask), values[index].dtype)
+    return values
 
 
 def _unwrapped_weights(owner):

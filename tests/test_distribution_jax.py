@@ -1,71 +1,89 @@
-"""keras.distribution on JAX (2 virtual CPU devices): DataParallel and ModelParallel give
-the masks of one device, and a mask is sharded like the kernel it covers."""
+"""keras.distribution on JAX: DataParallel and ModelParallel give the masks of one device,
+over 2 virtual CPU devices in one process and over 2 processes joined with
+`keras.distribution.initialize`; a mask is sharded like the kernel it covers, and a
+sharded kernel is ranked without gathering it. The runs are in jax_processes_worker.py."""
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 
-_SCRIPT = r"""
-import json
-import keras
-import numpy as np
-import keras_prune
-from keras_prune.schedules import ConstantSparsity
+import pytest
 
-def train(distribution):
-    keras.utils.set_random_seed(0)
-    keras.distribution.set_distribution(distribution)
-    model = keras.Sequential([keras.Input((16,)),
-                              keras.layers.Dense(32, activation="relu", name="hidden"),
-                              keras.layers.Dense(4, name="out")])
-    pruned = keras_prune.prune_low_magnitude(model, ConstantSparsity(0.7, 0, frequency=2))
-    pruned.compile(keras.optimizers.SGD(0.1),
-                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 16)).astype("float32")
-    y = rng.integers(0, 4, 64)
-    pruned.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
-               callbacks=[keras_prune.callbacks.PruneCallback()])
-    wrapper = keras_prune.layers.collect_wrappers(pruned)[0]
-    specs = [str(getattr(v.value.sharding, "spec", None)) for v in (wrapper.layer.kernel,
-                                                                    wrapper.masks[0])]
-    keras.distribution.set_distribution(None)
-    masks = {k: v.tolist() for k, v in keras_prune.get_masks(pruned).items()}
-    weights = [keras.ops.convert_to_numpy(w).astype("float64").tolist()
-               for w in pruned.trainable_weights]
-    return {"masks": masks, "weights": weights, "specs": specs}
-
-mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"])
-layout_map = keras.distribution.LayoutMap(mesh)
-layout_map["hidden/kernel"] = (None, "model")  # names the kernel only, not its mask
-print("RESULT " + json.dumps({
-    "devices": len(keras.distribution.list_devices()),
-    "one": train(None),
-    "data_parallel": train(keras.distribution.DataParallel()),
-    "model_parallel": train(keras.distribution.ModelParallel(layout_map=layout_map,
-                                                             batch_dim_name="batch")),
-}))
-"""
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jax_processes_worker.py")
+TIMEOUT = 240
 
 
-def test_keras_distribution_gives_the_masks_of_one_device():
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(commands, devices_per_process):
+    """Runs the worker commands at once; their parsed RESULT lines. Every process is
+    stopped at the end, with anything it started, whatever happens."""
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    done = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
-                          env=env, timeout=300)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, done.stderr[-3000:]
-    result = json.loads(lines[0][len("RESULT "):])
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
+    processes = [subprocess.Popen([sys.executable, WORKER, *c], env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  start_new_session=True) for c in commands]
+    try:
+        logs = [p.communicate(timeout=TIMEOUT)[0] for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+    results = []
+    for log in logs:
+        lines = [line for line in log.splitlines() if line.startswith("RESULT ")]
+        assert lines, log[-3000:]
+        results.append(json.loads(lines[0][len("RESULT "):]))
+    return results
+
+
+def _assert_same_training(run, one, name):
+    assert run["masks"] == one["masks"], name
+    assert run["sparsity"] == pytest.approx(one["sparsity"]), name
+    for a, b in zip(run["weights"], one["weights"], strict=True):
+        assert max(abs(x - y) for x, y in zip(_flat(a), _flat(b))) < 1e-5, name
+
+
+@pytest.fixture(scope="module")
+def one_process():
+    """One process with two virtual devices: the one-device reference and both layouts."""
+    (result,) = _run([["0", "1", "-"]], devices_per_process=2)
     assert result["devices"] == 2
-    one = result["one"]
+    assert result["one"]["sparsity"] == pytest.approx(0.7, abs=0.01)
+    return result
+
+
+def test_two_devices_in_one_process_give_the_masks_of_one(one_process):
     for name in ("data_parallel", "model_parallel"):
-        assert result[name]["masks"] == one["masks"], name
-        for a, b in zip(result[name]["weights"], one["weights"]):
-            assert max(abs(x - y) for x, y in zip(_flat(a), _flat(b))) < 1e-5, name
-    # The LayoutMap shards the kernel over "model"; its mask follows without an entry.
-    kernel, mask = result["model_parallel"]["specs"]
-    assert "model" in kernel and mask == kernel
+        _assert_same_training(one_process[name], one_process["one"], name)
+    # The LayoutMap shards the kernel over "model"; its mask and the stripped kernel follow.
+    kernel, mask, stripped = one_process["model_parallel"]["specs"]
+    assert "model" in kernel and mask == kernel == stripped
+    # Ranking a sharded kernel all-reduces scalar counts; it never gathers the kernel.
+    ranking = one_process["ranking"]
+    assert ranking["same_threshold"] and ranking["same_mask"]
+    assert "model" in ranking["mask_spec"]
+    assert ranking["collectives"] and all(kind == "all-reduce" and shape == "s32[]"
+                                          for shape, kind in ranking["collectives"])
+
+
+def test_two_processes_give_the_masks_of_one(one_process):
+    address = f"127.0.0.1:{_free_port()}"
+    results = _run([[str(i), "2", address] for i in range(2)], devices_per_process=1)
+    for result in results:
+        assert result["devices"] == 2  # one per process, seen by both
+        for name in ("data_parallel", "model_parallel"):
+            _assert_same_training(result[name], one_process["one"], name)
+        # The hidden kernel, its mask and the stripped kernel stay split over processes.
+        assert all("model" in spec for spec in result["model_parallel"]["specs"])
 
 
 def _flat(values):

@@ -228,7 +228,22 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                     aggregation="only_first_replica",
                 )
             )
+        self._track_for_tf_checkpoints()
         self.built = True
+
+    def _track_for_tf_checkpoints(self):
+        """Names the masks and thresholds as dependencies for `tf.train.Checkpoint`.
+
+        A TF checkpoint follows attributes, and Keras keeps lists of variables in
+        lists it does not hand to TF: without this, a checkpoint would restore the
+        weights but not the masks (custom loops, multi-worker training).
+        """
+        track = getattr(self, "_track_trackable", None)  # TF backend only
+        if track is None:
+            return
+        for index, (mask, threshold) in enumerate(zip(self.masks, self.thresholds)):
+            track(mask, name=f"mask_{index}", overwrite=True)
+            track(threshold, name=f"threshold_{index}", overwrite=True)
 
     def load_own_variables(self, store):
         own = self._trainable_variables + self._non_trainable_variables

@@ -1,9 +1,13 @@
 """Magnitude masks: keep the largest |w|, per tensor or across many tensors.
 
 The threshold is the k-th largest magnitude, found with a partial selection
-(`top_k` on the smaller side of the split), never a full sort of the tensor.
+(`top_k` on the smaller side of the split), never a full sort of the tensor. A
+kernel sharded over several JAX devices is ranked where it lies, by bisection on
+counts (see `_sharded_kth_largest`): `top_k` would gather the whole kernel onto
+every device first.
 """
 
+import keras
 from keras import ops
 
 
@@ -40,7 +44,58 @@ def magnitude_mask(weight, sparsity):
     mask, threshold = magnitude_mask(kernel, 0.8)  # keeps the top 20% of |kernel|
     ```
     """
-    return threshold_mask(ops.abs(ops.convert_to_tensor(weight)), sparsity)
+    magnitudes = ops.abs(ops.convert_to_tensor(weight))
+    if sparsity > 0.0 and _is_sharded(magnitudes):
+        threshold = _sharded_kth_largest(magnitudes, num_kept(int(ops.size(magnitudes)), sparsity))
+        return ops.cast(ops.greater_equal(magnitudes, threshold), magnitudes.dtype), threshold
+    return threshold_mask(magnitudes, sparsity)
+
+
+def _is_sharded(values):
+    """True for a float32 JAX array split over several devices (not replicated)."""
+    if keras.backend.backend() != "jax" or str(values.dtype) != "float32":
+        return False
+    sharding = getattr(values, "sharding", None)
+    return (sharding is not None and len(sharding.device_set) > 1
+            and not sharding.is_fully_replicated)
+
+
+def _sharded_kth_largest(magnitudes, k):
+    """The k-th largest of non-negative float32 `magnitudes`, without gathering them.
+
+    For non-negative floats the order of the values is the order of their bit
+    patterns read as int32, so the k-th largest value is the largest pattern `b`
+    with count(bits >= b) >= k: 31 halvings of [0, +inf]. Each step reduces a count
+    on every shard and all-reduces one scalar. The result equals `kth_largest`'s.
+    """
+    global _bisect
+    if _bisect is None:
+        _bisect = _compile_bisection()
+    return _bisect(magnitudes, k)
+
+
+_bisect = None  # compiled once, on first use (JAX only)
+
+
+def _compile_bisection():
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def bisect(values, k):
+        bits = jax.lax.bitcast_convert_type(values, jnp.int32)
+
+        def halve(state):
+            low, high = state
+            middle = low + (high - low) // 2
+            enough = jnp.sum(bits >= middle) >= k
+            return jnp.where(enough, middle, low), jnp.where(enough, high, middle)
+
+        low, _ = jax.lax.while_loop(lambda state: state[1] - state[0] > 1, halve,
+                                    (jnp.int32(0), jnp.int32(0x7F800001)))
+        return jax.lax.bitcast_convert_type(low, jnp.float32)
+
+    return bisect
 
 
 def global_magnitude_masks(weights, sparsity):

@@ -101,6 +101,28 @@ def test_checkpoint_between_syncs_restores_the_exact_step(digits, helpers, tmp_p
     assert callback.step == 6  # six batches were trained when it was saved
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="tf.train.Checkpoint is TensorFlow's")
+def test_tf_checkpoint_restores_masks_thresholds_and_step(digits, helpers, tmp_path):
+    import tensorflow as tf
+
+    x, y = digits
+    model = _pruned(helpers)
+    _fit(model, x, y, epochs=1)
+    path = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(tmp_path / "c"))
+    saved = {name for name, _ in tf.train.list_variables(path)}
+    assert any("mask_0" in name for name in saved) and any("threshold_0" in name for name in saved)
+
+    fresh = _pruned(helpers)
+    fresh.optimizer.build(fresh.trainable_variables)
+    assert all(m.all() for m in helpers.masks_of(fresh))
+    tf.train.Checkpoint(model=fresh, optimizer=fresh.optimizer).restore(path).assert_consumed()
+    _assert_same_state(model, fresh, helpers)
+    for a, b in zip(collect_wrappers(model), collect_wrappers(fresh)):
+        for ta, tb in zip(a.thresholds, b.thresholds):
+            assert float(ta.numpy()) == float(tb.numpy()) != 0.0
+
+
 def test_stripped_keras_file_loads_where_keras_prune_is_not_installed(digits, helpers, tmp_path):
     x, y = digits
     model = _pruned(helpers)
