@@ -46,7 +46,7 @@ def residual_cnn():
     return keras.Model(inputs, L.Dense(10)(x), name="residual_cnn")
 
 
-def run(build, x, y, xt, yt, seed, sparsity, temperature):
+def run(build, x, y, xt, yt, seed, sparsity, temperature, steer="all"):
     keras.utils.set_random_seed(seed)
     model = build()
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -54,7 +54,7 @@ def run(build, x, y, xt, yt, seed, sparsity, temperature):
     model.fit(x, y, epochs=20, verbose=0)
     dense = model.evaluate(xt, yt, verbose=0)[1]
     pruned = entropy.egp_prune(model, (x, y), sparsity, rounds=6, epochs=4,
-                               temperature=temperature, verbose=0)
+                               temperature=temperature, steer=steer, verbose=0)
     stripped = keras_prune.strip_pruning(pruned)
     small, report = collapse_layers(stripped, x, latency=True)
     stripped.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -69,6 +69,11 @@ def run(build, x, y, xt, yt, seed, sparsity, temperature):
             "zero_entropy_layers": sum(v == 0 for v in entropy.layer_entropy(stripped, x).values())}
 
 
+# (name, temperature, steer): EGP as in the paper, EGP steering only the layers inside
+# residual branches, and uniform (the same code with an infinite temperature).
+METHODS = (("egp", 0.25, "all"), ("egp_branches", 0.5, "branches"), ("uniform", 1e9, "all"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=2)
@@ -80,10 +85,10 @@ def main():
     for name, build, flat in (("deep_mlp", deep_mlp, True), ("residual_cnn", residual_cnn, False)):
         data = images.reshape(len(images), -1) if flat else images
         x, xt, y, yt = train_test_split(data, digits.target, test_size=0.25, random_state=0)
-        for method, temperature in (("egp", 0.25), ("uniform", 1e9)):
+        for method, temperature, steer in METHODS:
             for seed in range(args.seeds):
                 row = {"model": name, "method": method, "seed": seed,
-                       **run(build, x, y, xt, yt, seed, args.sparsity, temperature)}
+                       **run(build, x, y, xt, yt, seed, args.sparsity, temperature, steer)}
                 print(row, flush=True)
                 rows.append(row)
     _io.write_json({"sparsity": args.sparsity, "rows": rows},
@@ -93,7 +98,7 @@ def main():
              "| model | method | dense acc | pruned acc | pruned+collapsed acc | depth before -> after | "
              "zero-entropy layers | LiteRT us before -> after |", "|---|---|---|---|---|---|---|---|"]
     for name in ("deep_mlp", "residual_cnn"):
-        for method in ("egp", "uniform"):
+        for method, _, _ in METHODS:
             sel = [r for r in rows if r["model"] == name and r["method"] == method]
             def mean(key):
                 return float(np.mean([r[key] for r in sel]))

@@ -260,6 +260,27 @@ def test_egp_prunes_low_entropy_layers_harder(flat):
     assert isinstance(pruned.get_layer("prune_low_magnitude_h0"), keras_prune.PruneLowMagnitude)
 
 
+def test_egp_steering_branches_leaves_the_main_path_at_the_uniform_rate(digits):
+    x, y = digits
+    inputs = keras.Input((8, 8, 1))
+    stem = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
+    branch = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="inner")(stem)
+    branch = keras.layers.Conv2D(8, 1, name="proj")(branch)
+    out = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([stem, branch]))
+    model = keras.Model(inputs, keras.layers.Dense(10, name="head")(out))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, verbose=0)
+    # A very low temperature puts nearly the whole budget on the lowest-entropy layer
+    # it may steer; only "inner" (inside the residual branch) may be steered here.
+    pruned = entropy.egp_prune(model, (x, y), 0.5, rounds=1, epochs=0, temperature=1e-3,
+                               steer="branches", verbose=0)
+    sparsity = pruned.egp_history[0]["layer_sparsity"]
+    assert sparsity["stem"] == pytest.approx(sparsity["head"], abs=0.02)
+    assert sparsity["inner"] > sparsity["stem"] + 0.1
+    with pytest.raises(ValueError, match="steer"):
+        entropy.egp_prune(model, (x, y), 0.5, steer="main", verbose=0)
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="converts in-process; other backends convert in a TF subprocess")
 def test_collapse_reports_litert_latency_of_both_models():
