@@ -38,6 +38,7 @@ import tensorflow as tf  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import keras_prune  # noqa: E402
+from keras_prune._io import atomic_path  # noqa: E402
 from keras_prune.schedules import PolynomialDecay  # noqa: E402
 
 GLOBAL_BATCH = 64
@@ -68,14 +69,6 @@ def task():
     if not config:
         return 0, 1
     return config["task"]["index"], len(config["cluster"]["worker"])
-
-
-def save_npz(path, arrays):
-    """Writes `arrays` to `path` through a temporary file in the same folder."""
-    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(temporary, path)
 
 
 def main(argv=None):
@@ -170,8 +163,9 @@ def main(argv=None):
     if is_chief:
         masks = {f"mask_{i}": m for i, m in enumerate(keras_prune.get_masks(model).values())}
         weights = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
-        save_npz(os.path.join(args.output, "masks.npz"),
-                 {**masks, **weights, "step": callback.step, "sparsity": callback.sparsity})
+        with atomic_path(os.path.join(args.output, "masks.npz")) as temporary:
+            np.savez(temporary, **masks, **weights, step=callback.step,
+                     sparsity=callback.sparsity)
     else:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
 

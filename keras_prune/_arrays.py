@@ -12,14 +12,10 @@ def to_numpy(value):
     every process runs the same program under `keras.distribution`.
     """
     array = getattr(value, "value", value)  # a Keras variable's backend array
-    if keras.backend.backend() == "jax":
-        import jax
+    if spans_processes(array) and not array.is_fully_replicated:
+        from jax.experimental import multihost_utils
 
-        if (isinstance(array, jax.Array) and not array.is_fully_addressable
-                and not array.is_fully_replicated):
-            from jax.experimental import multihost_utils
-
-            return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
     return keras.ops.convert_to_numpy(array)
 
 

@@ -94,12 +94,14 @@ def _masked_weights(owner, masks):
     """`owner.get_weights()` with `masks` ({id(variable): mask}) applied."""
     values = values_to_copy(owner.weights)
     for index, variable in enumerate(owner.weights):
-        if id(variable) in masks:
-            mask = masks[id(variable)]
-            if isinstance(values[index], np.ndarray):
-                values[index] = values[index] * to_numpy(mask)
-            else:  # a JAX array over several processes: masked where it lies
-                values[index] = values[index] * ops.cast(getattr(mask, "value", mask), values[index].dtype)
+        mask = masks.get(id(variable))
+        if mask is None:
+            continue
+        if isinstance(values[index], np.ndarray):
+            values[index] = values[index] * to_numpy(mask)
+        else:  # a JAX array over several processes: masked where it lies
+            mask = getattr(mask, "value", mask)
+            values[index] = values[index] * ops.cast(mask, values[index].dtype)
     return values
 
 

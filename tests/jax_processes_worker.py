@@ -81,7 +81,7 @@ def sharded_ranking():
     k = magnitude.num_kept(raw.size, 0.8)
     mask, threshold = magnitude.magnitude_mask(kernel, 0.8)
     expected = float(magnitude.kth_largest(np.abs(raw).reshape(-1), k))
-    text = magnitude._bisect.lower(abs(kernel), k).compile().as_text()
+    text = magnitude._bisection().lower(abs(kernel), k).compile().as_text()
     return {"same_threshold": float(threshold) == expected,
             "same_mask": bool((np.asarray(mask) == (np.abs(raw) >= expected)).all()),
             "mask_spec": str(mask.sharding.spec),

@@ -7,6 +7,8 @@ counts (see `_sharded_kth_largest`): `top_k` would gather the whole kernel onto
 every device first.
 """
 
+import functools
+
 import keras
 from keras import ops
 
@@ -68,16 +70,12 @@ def _sharded_kth_largest(magnitudes, k):
     with count(bits >= b) >= k: 31 halvings of [0, +inf]. Each step reduces a count
     on every shard and all-reduces one scalar. The result equals `kth_largest`'s.
     """
-    global _bisect
-    if _bisect is None:
-        _bisect = _compile_bisection()
-    return _bisect(magnitudes, k)
+    return _bisection()(magnitudes, k)
 
 
-_bisect = None  # compiled once, on first use (JAX only)
-
-
-def _compile_bisection():
+@functools.cache
+def _bisection():
+    """The jitted bisection (built on first use, JAX only)."""
     import jax
     import jax.numpy as jnp
 
