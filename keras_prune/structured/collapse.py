@@ -9,9 +9,11 @@ units output 0. Such a layer merges exactly into the next linear layer:
   kernel is folded into the first conv's kernel the same way.
 
 Layers without an activation merge the same way (all units "on"). A residual
-branch whose output is exactly zero on the data (always-off units, or fully
-pruned) becomes the identity. The result is exact on the samples given; on other
-inputs it is exact as long as no unit would change state.
+branch whose output is the same vector at every sample and position (its ReLUs
+always off, or its kernels fully pruned, leave only biases) is dropped: `x + f(x)`
+becomes `x` when that vector is zero, else `x + c` (a `Rescaling(1, offset=c)`
+layer, a built-in Keras layer). The result is exact on the samples given; on
+other inputs it is exact as long as no unit would change state.
 """
 
 import dataclasses
@@ -38,7 +40,9 @@ class CollapseReport:
     """What `collapse_layers` removed, and how the model changed.
 
     `merged` holds (removed layer names, the layer they were folded into);
-    `identity_blocks` the Add layers whose branch was dropped; depth counts the
+    `identity_blocks` the Add layers whose branch was zero and was dropped;
+    `offset_blocks` those whose branch was a constant, now added as an offset
+    (a Rescaling layer with the Add's name); depth counts the
     layers with a kernel (Dense and convolutions); `max_difference` is the largest
     |output change| on the data (0 up to float rounding).
     """
@@ -50,6 +54,7 @@ class CollapseReport:
     params_before: int
     params_after: int
     max_difference: float
+    offset_blocks: list = dataclasses.field(default_factory=list)
     latency_us_before: float | None = None
     latency_us_after: float | None = None
 
@@ -65,6 +70,8 @@ class CollapseReport:
             lines.append(f"  {', '.join(removed)} folded into {into}")
         for name in self.identity_blocks:
             lines.append(f"  residual block {name}: branch is zero, now the identity")
+        for name in self.offset_blocks:
+            lines.append(f"  residual block {name}: branch is a constant, now an offset")
         if self.latency_us_before is not None:
             lines.append(f"  LiteRT latency {self.latency_us_before:.1f} -> "
                          f"{self.latency_us_after:.1f} us")
@@ -165,8 +172,8 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
     for step in steps:
         calls[id(step.operation)] = calls.get(id(step.operation), 0) + 1
 
-    zero_blocks = _zero_branches(model, data, batch_size)
-    dropped = {name for block in zero_blocks for name in block.layers}
+    constant_blocks = _constant_branches(model, data, batch_size)
+    dropped = {name for block, _ in constant_blocks for name in block.layers}
     # Chains a1 -> a2 -> ... -> b: each `a` foldable, used once, feeding only the next.
     folded, chains = {id(s.operation): True for s in steps if s.operation.name in dropped}, []
     for step in steps:
@@ -193,7 +200,10 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
             chains.append(chain)
             folded.update((id(s.operation), True) for s in chain)
 
-    bypass = {id(block.output): block.skip for block in zero_blocks}
+    bypass = {}
+    for block, offset in constant_blocks:
+        bypass[id(block.output)] = block.skip if not offset.any() else (block.skip, _offset(
+            block, offset))
     merged_weights, replace, merged = {}, {}, []
     for chain in chains:
         first, last = chain[0], chain[-1]
@@ -225,7 +235,9 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
     new_model, pairs = rebuild(model, make_layer, bypass=_resolve(bypass))
     copy_weights([(old, new) for old, new in pairs if new.built], merged_weights)
     report = CollapseReport(
-        merged=merged, identity_blocks=[block.name for block in zero_blocks],
+        merged=merged,
+        identity_blocks=[block.name for block, offset in constant_blocks if not offset.any()],
+        offset_blocks=[block.name for block, offset in constant_blocks if offset.any()],
         depth_before=depth(model), depth_after=depth(new_model),
         params_before=model.count_params(), params_after=new_model.count_params(),
         max_difference=_max_difference(model, new_model, data, batch_size),
@@ -236,34 +248,59 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
 
 
 def _resolve(bypass):
-    """Follows chains of bypasses (a -> b -> c becomes a -> c)."""
+    """Follows chains of plain bypasses (a -> b -> c becomes a -> c).
+
+    A bypass that applies a layer ((tensor, layer), an offset) ends the chain:
+    `rebuild` applies it to whatever its tensor became.
+    """
     resolved = {}
-    for key, tensor in bypass.items():
+    for key, target in bypass.items():
         seen = set()
-        while id(tensor) in bypass and id(tensor) not in seen:
-            seen.add(id(tensor))
-            tensor = bypass[id(tensor)]
-        resolved[key] = tensor
+        while (not isinstance(target, tuple) and id(target) in bypass
+               and id(target) not in seen):
+            seen.add(id(target))
+            target = bypass[id(target)]
+        resolved[key] = target
     return resolved
 
 
-def _zero_branches(model, data, batch_size):
-    """Residual blocks whose branch output is exactly zero on every sample."""
+def _offset(block, offset):
+    """The layer adding a constant branch's output `offset` to the skip."""
+    dtype = block.output.dtype
+    return keras.layers.Rescaling(1.0, offset=offset.astype(dtype), name=block.name, dtype=dtype)
+
+
+def _constant_branches(model, data, batch_size, rtol=1e-6):
+    """(block, offset) for residual blocks whose branch outputs one constant vector.
+
+    The branch output must be the same, channel by channel, at every sample and
+    position (up to `rtol` of its size, float rounding of identical sums); `offset`
+    is that vector (all zeros for a branch that is exactly zero).
+    """
     blocks = find_residual_blocks(model)
     if not blocks:
         return []
     steps = list(iter_steps(model))
-    peaks = {id(block.branch_output): 0.0 for block in blocks}
+    low, high = {}, {}
 
     def watch(step, values):
         for tensor, value in zip(step.outputs, values):
-            if id(tensor) in peaks:
-                peak = float(np.max(np.abs(ops.convert_to_numpy(value))))
-                peaks[id(tensor)] = max(peaks[id(tensor)], peak)
+            key = id(tensor)
+            if key in wanted:
+                value = np.asarray(ops.convert_to_numpy(value), np.float64)
+                value = value.reshape(-1, value.shape[-1] if value.ndim > 1 else 1)
+                low[key] = np.minimum(low.get(key, np.inf), value.min(axis=0))
+                high[key] = np.maximum(high.get(key, -np.inf), value.max(axis=0))
 
+    wanted = {id(block.branch_output) for block in blocks}
     for batch in batches(model, data, batch_size):
         run_graph(model, steps, batch, watch)
-    return [block for block in blocks if peaks[id(block.branch_output)] == 0.0]
+    found = []
+    for block in blocks:
+        a, b = low[id(block.branch_output)], high[id(block.branch_output)]
+        if np.all(b - a <= rtol * np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))):
+            found.append((block, np.where((a == 0) & (b == 0), 0.0, (a + b) / 2)))
+    return found
 
 
 def _max_difference(old, new, data, batch_size):

@@ -12,8 +12,10 @@ def rebuild(model, make_layer, bypass=None):
 
     Nested graph models are rebuilt recursively (and stay nested); non-layer
     operations are reused. `bypass` maps id(tensor) -> tensor: the first tensor is
-    replaced by the second (how a residual block is dropped). Returns the model and
-    the list of (old layer, new layer) pairs, for copying weights.
+    replaced by the second (how a residual block is dropped), or -> (tensor, layer):
+    replaced by `layer` applied to the second (a constant branch becomes an offset).
+    Returns the model and the list of (old layer, new layer) pairs, for copying
+    weights (layers given in `bypass` are not in it).
     """
     pairs = []
     cache = {}
@@ -50,7 +52,9 @@ def rebuild(model, make_layer, bypass=None):
                     continue
                 if all(id(t) in bypass for t in node.output_tensors):
                     for old in node.output_tensors:
-                        tensors[id(old)] = tensors[id(bypass[id(old)])]
+                        source, layer = _bypass_target(bypass[id(old)])
+                        new = tensors[id(source)]
+                        tensors[id(old)] = new if layer is None else layer(new)
                     continue
                 feed = {id(t): tensors[id(t)] for t in node.input_tensors}
                 args, kwargs = node.arguments.fill_in(feed)
@@ -78,10 +82,15 @@ def _needed_nodes(graph_model, bypass):
             continue
         needed.add(id(node))
         if all(id(t) in bypass for t in node.output_tensors):
-            stack.extend(bypass[id(t)] for t in node.output_tensors)
+            stack.extend(_bypass_target(bypass[id(t)])[0] for t in node.output_tensors)
         else:
             stack.extend(node.input_tensors)
     return needed
+
+
+def _bypass_target(target):
+    """(source tensor, layer applied to it or None) of a `bypass` value."""
+    return target if isinstance(target, tuple) else (target, None)
 
 
 def _new_input(tensor, tensors):

@@ -245,6 +245,43 @@ def test_collapse_turns_a_zero_residual_branch_into_the_identity():
                                keras.ops.convert_to_numpy(model(x)), atol=1e-5)
 
 
+def test_collapse_turns_a_constant_residual_branch_into_an_offset(tmp_path):
+    inputs = keras.Input((6, 6, 3))
+    stem = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="stem")(inputs)
+    branch = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="pruned")(stem)
+    branch = keras.layers.Conv2D(4, 1, name="proj")(branch)
+    added = keras.layers.Add(name="add")([stem, branch])
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(added)))
+    pruned = model.get_layer("pruned")  # kernel fully pruned: relu(bias) everywhere
+    pruned.set_weights([np.zeros(pruned.kernel.shape), np.array([0.5, -1.0, 2.0, 0.0, 1.5])])
+    x = np.random.default_rng(1).random((16, 6, 6, 3)).astype("float32")
+    new, report = collapse_layers(model, x)
+    assert report.offset_blocks == ["add"] and report.identity_blocks == []
+    assert report.layers_removed == 2 and "now an offset" in str(report)
+    assert {"pruned", "proj"}.isdisjoint(layer.name for layer in new.layers)
+    expected = keras.ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new(x)), expected, atol=1e-5)
+    # Exact off the data too: the branch is constant for every input.
+    other = np.random.default_rng(2).normal(size=(4, 6, 6, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new(other)),
+                               keras.ops.convert_to_numpy(model(other)), atol=1e-5)
+    path = str(tmp_path / "collapsed.keras")
+    new.save(path)  # the offset is a built-in layer: loads without keras_prune
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), expected, atol=1e-5)
+
+
+def test_collapse_keeps_a_branch_that_varies_by_a_little():
+    inputs = keras.Input((4,))
+    stem = keras.layers.Dense(3, activation="relu", name="stem")(inputs)
+    branch = keras.layers.Dense(3, name="branch")(stem)
+    model = keras.Model(inputs, keras.layers.Add(name="add")([stem, branch]))
+    model.get_layer("branch").set_weights([np.full((3, 3), 1e-3), np.ones(3)])
+    x = np.random.default_rng(0).random((32, 4)).astype("float32")
+    _, report = collapse_layers(model, x)
+    assert report.offset_blocks == [] and report.identity_blocks == []
+
+
 def test_egp_prunes_low_entropy_layers_harder(flat):
     x, y = flat
     model = mlp(widths=(32, 32))
