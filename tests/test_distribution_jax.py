@@ -5,21 +5,13 @@ sharded kernel is ranked without gathering it. The runs are in jax_processes_wor
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 
 import pytest
+import subprocesses
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jax_processes_worker.py")
 TIMEOUT = 240
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(commands, devices_per_process):
@@ -27,16 +19,8 @@ def _run(commands, devices_per_process):
     stopped at the end, with anything it started, whatever happens."""
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
-    processes = [subprocess.Popen([sys.executable, WORKER, *c], env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  start_new_session=True) for c in commands]
-    try:
-        logs = [p.communicate(timeout=TIMEOUT)[0] for p in processes]
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=30)
+    logs = subprocesses.outputs(
+        [subprocesses.start([sys.executable, WORKER, *c], env) for c in commands], TIMEOUT)
     results = []
     for log in logs:
         lines = [line for line in log.splitlines() if line.startswith("RESULT ")]
@@ -76,7 +60,7 @@ def test_two_devices_in_one_process_give_the_masks_of_one(one_process):
 
 
 def test_two_processes_give_the_masks_of_one(one_process):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{subprocesses.free_ports(1)[0]}"
     results = _run([[str(i), "2", address] for i in range(2)], devices_per_process=1)
     for result in results:
         assert result["devices"] == 2  # one per process, seen by both

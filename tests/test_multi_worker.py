@@ -9,13 +9,12 @@ import json
 import os
 import runpy
 import signal
-import socket
-import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
+import subprocesses
 
 if keras.backend.backend() != "tensorflow":
     pytest.skip("MultiWorkerMirroredStrategy is TensorFlow-only", allow_module_level=True)
@@ -25,46 +24,23 @@ SCRIPT = os.path.join(ROOT, "examples", "multi_worker.py")
 TIMEOUT = 120  # seconds for one run of the cluster
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _start_cluster(output, scratch, extra_args=()):
     """Starts two workers; `extra_args[i]` are worker i's extra arguments."""
-    hosts = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    hosts = [f"127.0.0.1:{port}" for port in subprocesses.free_ports(2)]
     processes = []
     for index in range(2):
         env = dict(os.environ, KERAS_BACKEND="tensorflow", TMPDIR=str(scratch),
                    TF_CONFIG=json.dumps({"cluster": {"worker": hosts},
                                          "task": {"type": "worker", "index": index}}))
         args = list(extra_args[index]) if extra_args else []
-        processes.append(subprocess.Popen(
-            [sys.executable, SCRIPT, "--output", str(output), *args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True))
+        processes.append(subprocesses.start(
+            [sys.executable, SCRIPT, "--output", str(output), *args], env))
     return processes
-
-
-def _stop(processes):
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
 
 
 def _run_cluster(output, scratch):
     processes = _start_cluster(output, scratch)
-    try:
-        logs = [p.communicate(timeout=TIMEOUT)[0] for p in processes]
-    finally:
-        _stop(processes)
+    logs = subprocesses.outputs(processes, TIMEOUT)
     for process, log in zip(processes, logs):
         assert process.returncode == 0, log[-3000:]
     return logs
@@ -119,7 +95,7 @@ def test_a_killed_cluster_restarts_from_its_checkpoint(one_worker, tmp_path):
         processes[1].wait(timeout=TIMEOUT)
         assert processes[1].returncode == -signal.SIGKILL
     finally:
-        _stop(processes)
+        subprocesses.stop(processes)
     checkpoints = sorted(os.listdir(output / "checkpoints"))
     assert "ckpt-10.index" in checkpoints
     assert not any(name.startswith("ckpt-20") for name in checkpoints)
