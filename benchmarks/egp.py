@@ -8,7 +8,7 @@ an infinite temperature: budgets in proportion to remaining weights). Then
 `collapse_layers` removes what became affine; we report test accuracy, depth
 and LiteRT latency of the collapsed vs uncollapsed model.
 
-Usage: python benchmarks/egp.py [--seeds 2] [--sparsity 0.9]
+Usage: python benchmarks/egp.py [--seeds 3] [--sparsity 0.9]
 Writes benchmarks/results/egp.{json,md}.
 """
 
@@ -61,22 +61,26 @@ def run(build, x, y, xt, yt, seed, sparsity, temperature, steer="all"):
                      metrics=["accuracy"])
     small.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    return {"dense": dense, "pruned": stripped.evaluate(xt, yt, verbose=0)[1], "accuracy": small.evaluate(xt, yt, verbose=0)[1],
+    return {"dense": dense, "pruned": stripped.evaluate(xt, yt, verbose=0)[1],
+            "accuracy": small.evaluate(xt, yt, verbose=0)[1],
             "depth_before": report.depth_before, "depth_after": report.depth_after,
-            "identity_blocks": len(report.identity_blocks),
+            "dropped_blocks": len(report.identity_blocks) + len(report.offset_blocks),
             "latency_us_before": report.latency_us_before,
             "latency_us_after": report.latency_us_after,
             "zero_entropy_layers": sum(v == 0 for v in entropy.layer_entropy(stripped, x).values())}
 
 
-# (name, temperature, steer): EGP as in the paper, EGP steering only the layers inside
-# residual branches, and uniform (the same code with an infinite temperature).
-METHODS = (("egp", 0.25, "all"), ("egp_branches", 0.5, "branches"), ("uniform", 1e9, "all"))
+# (name, temperature, steer): EGP as in the paper; EGP steering only the layers inside
+# residual branches, at its default temperature (0.05: one branch at a time is emptied)
+# and at 0.5 (the budget spread over the branches: none is emptied); and uniform (the
+# same code with an infinite temperature).
+METHODS = (("egp", 0.25, "all"), ("egp_branches", 0.05, "branches"),
+           ("egp_branches_t0.5", 0.5, "branches"), ("uniform", 1e9, "all"))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--sparsity", type=float, default=0.9)
     args = parser.parse_args()
     digits = load_digits()
@@ -94,17 +98,22 @@ def main():
     _io.write_json({"sparsity": args.sparsity, "rows": rows},
                    os.path.join(HERE, "results", "egp.json"))
     lines = [f"# EGP vs uniform at {args.sparsity:.0%} then collapse_layers (digits, "
-             f"{args.seeds} seeds, means)", "",
-             "| model | method | dense acc | pruned acc | pruned+collapsed acc | depth before -> after | "
-             "zero-entropy layers | LiteRT us before -> after |", "|---|---|---|---|---|---|---|---|"]
+             f"{args.seeds} seeds, means; ± is the standard deviation over seeds)", "",
+             "| model | method | dense acc | pruned acc | pruned+collapsed acc | "
+             "depth before -> after | branches dropped | zero-entropy layers | "
+             "LiteRT us before -> after |", "|---|---|---|---|---|---|---|---|---|"]
     for name in ("deep_mlp", "residual_cnn"):
         for method, _, _ in METHODS:
             sel = [r for r in rows if r["model"] == name and r["method"] == method]
-            def mean(key):
+
+            def mean(key, sel=sel):
                 return float(np.mean([r[key] for r in sel]))
+
+            spread = float(np.std([r["accuracy"] for r in sel]))
             lines.append(f"| {name} | {method} | {mean('dense'):.3f} | {mean('pruned'):.3f} | "
-                         f"{mean('accuracy'):.3f} | "
+                         f"{mean('accuracy'):.3f} ± {spread:.3f} | "
                          f"{mean('depth_before'):.1f} -> {mean('depth_after'):.1f} | "
+                         f"{mean('dropped_blocks'):.1f} | "
                          f"{mean('zero_entropy_layers'):.1f} | {mean('latency_us_before'):.1f} "
                          f"-> {mean('latency_us_after'):.1f} |")
     text = "\n".join(lines) + "\n"

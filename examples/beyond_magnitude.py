@@ -8,8 +8,9 @@ On the scikit-learn digits (flattened), with a small MLP:
 3. `lottery.find_ticket` finds a 90% ticket by iterative magnitude pruning with
    rewinding to the initialization, and compares it with the same mask on a fresh
    initialization (the control).
-4. `entropy.egp_prune` prunes a deeper MLP guided by ReLU entropy, and
-   `structured.collapse_layers` removes the layers that became linear.
+4. `entropy.egp_prune` prunes a small residual CNN guided by ReLU entropy,
+   emptying its lowest-entropy branches, and `structured.collapse_layers`
+   removes what became constant or linear.
 
     python examples/beyond_magnitude.py
     python examples/beyond_magnitude.py --smoke
@@ -35,6 +36,21 @@ def mlp(depth=2, width=128, seed=0):
     layers = [keras.Input((64,))]
     layers += [keras.layers.Dense(width, activation="relu", name=f"h{i}") for i in range(depth)]
     model = keras.Sequential(layers + [keras.layers.Dense(10, name="out")])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def residual_cnn(width=16, blocks=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inputs = keras.Input((8, 8, 1))
+    x = L.Conv2D(width, 3, padding="same", activation="relu", name="stem")(inputs)
+    for i in range(blocks):
+        y = L.Conv2D(width, 3, padding="same", activation="relu", name=f"block{i}_conv")(x)
+        x = L.Add(name=f"block{i}_add")([x, L.Conv2D(width, 1, name=f"block{i}_proj")(y)])
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(10, name="out")(x))
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     return model
@@ -80,15 +96,19 @@ def main(argv=None):
     control.fit(x, y, epochs=epochs, verbose=0, callbacks=[PruneCallback()])
     results["control_90"] = control.evaluate(x_test, y_test, verbose=0)[1]
 
-    print("4. Entropy-guided pruning of a 6-layer MLP, then collapse:")
-    deep = mlp(depth=6, width=64)
-    deep.fit(x, y, epochs=epochs, verbose=0)
-    pruned = entropy.egp_prune(deep, (x, y), 0.9, rounds=2 if args.smoke else 6,
-                               epochs=1 if args.smoke else 4, validation_data=(x_test, y_test))
-    small, report = structured.collapse_layers(keras_prune.strip_pruning(pruned), x)
+    print("4. Entropy-guided pruning of a residual CNN, then collapse:")
+    images, images_test = x.reshape(-1, 8, 8, 1), x_test.reshape(-1, 8, 8, 1)
+    cnn = residual_cnn()
+    cnn.fit(images, y, epochs=epochs, verbose=0)
+    # steer="branches": entropy steers only the residual branches, the lowest-entropy
+    # branch first; an emptied branch is a constant that collapse_layers removes.
+    pruned = entropy.egp_prune(cnn, (images, y), 0.9, rounds=2 if args.smoke else 6,
+                               epochs=1 if args.smoke else 4, steer="branches",
+                               validation_data=(images_test, y_test))
+    small, report = structured.collapse_layers(keras_prune.strip_pruning(pruned), images)
     print(report)
     small.compile(metrics=["accuracy"], loss=keras.losses.SparseCategoricalCrossentropy(True))
-    results["egp_90"] = small.evaluate(x_test, y_test, verbose=0)[1]
+    results["egp_90"] = small.evaluate(images_test, y_test, verbose=0)[1]
     results["egp_depth"] = (report.depth_before, report.depth_after)
 
     print("\nTest accuracy:", {k: (round(v, 4) if isinstance(v, float) else v)

@@ -22,7 +22,7 @@ import numpy as np
 from keras import ops
 
 from keras_prune import _autodiff, _validation
-from keras_prune.masking.scores import global_masks, layer_masks
+from keras_prune.masking.scores import global_masks, kept_scores, layer_masks
 from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.masks import masked_weights, set_masks
 from keras_prune.prune import prune_low_magnitude
@@ -154,7 +154,7 @@ def _synflow(model, entries, sparsity, targets, iterations):
             for entry, mask in zip(entries, masks):
                 grad = grad_of.get(id(entry.weight))
                 grad = 0.0 if grad is None else ops.convert_to_numpy(grad)
-                score = np.abs(grad * ops.convert_to_numpy(entry.weight)) * mask
+                score = kept_scores(np.abs(grad * ops.convert_to_numpy(entry.weight)), mask)
                 scores.append(score)
             if not all(np.all(np.isfinite(s)) for s in scores):
                 raise ValueError(

@@ -28,7 +28,7 @@ from keras import ops
 
 from keras_prune import _io, _models, _training, _validation
 from keras_prune.layers.wrapper import collect_wrappers
-from keras_prune.masking.scores import global_masks, layer_masks
+from keras_prune.masking.scores import global_masks, kept_scores, layer_masks
 from keras_prune.masks import masked_weights, set_masks
 from keras_prune.prune import prune_low_magnitude
 from keras_prune.schedules import FixedMask
@@ -230,7 +230,8 @@ def find_ticket(
         goal = min(1.0 - (1.0 - current) * (1.0 - prune_rate), target)
         if target - goal < 0.5 * (goal - current):
             goal = target  # no sliver of a round at the end
-        scores = [np.abs(ops.convert_to_numpy(e.weight)) * m for e, m in zip(entries, masks)]
+        scores = [kept_scores(np.abs(ops.convert_to_numpy(e.weight)), m)
+                  for e, m in zip(entries, masks)]
         new = global_masks(scores, goal) if ranking == "global" else layer_masks(
             scores, [goal] * len(scores))
         masks = [old & fresh for old, fresh in zip(masks, new)]

@@ -12,7 +12,8 @@ import numpy as np
 from keras_prune.masking.magnitude import num_kept
 
 
-def _keep_top(flat, keep):
+def keep_top(flat, keep):
+    """A boolean mask of the `keep` highest entries of the 1-D `flat` (0 keeps none)."""
     mask = np.zeros(flat.shape, bool)
     if keep > 0:
         # Stable order: among equal scores the earlier weight is kept.
@@ -21,13 +22,23 @@ def _keep_top(flat, keep):
     return mask
 
 
+def kept_scores(score, mask):
+    """`score` where `mask` keeps a weight, -1 where it is pruned.
+
+    Ranking these (scores are >= 0) never prefers a pruned weight to a kept one,
+    even a kept one scoring exactly 0: a new mask is then a subset of `mask` with
+    exactly the count asked for. (Multiplying by the mask ties the two at 0.)
+    """
+    return np.where(mask, score, -1.0)
+
+
 def layer_masks(scores, sparsities):
     """One boolean mask per score array, each at its own sparsity (a list)."""
     masks = []
     for score, sparsity in zip(scores, sparsities):
         score = np.asarray(score, np.float64)
         keep = score.size if sparsity <= 0 else num_kept(score.size, sparsity)
-        masks.append(_keep_top(score.ravel(), keep).reshape(score.shape))
+        masks.append(keep_top(score.ravel(), keep).reshape(score.shape))
     return masks
 
 
@@ -36,7 +47,7 @@ def global_masks(scores, sparsity):
     scores = [np.asarray(s, np.float64) for s in scores]
     flat = np.concatenate([s.ravel() for s in scores])
     keep = flat.size if sparsity <= 0 else num_kept(flat.size, sparsity)
-    kept = _keep_top(flat, keep)
+    kept = keep_top(flat, keep)
     masks, start = [], 0
     for score in scores:
         masks.append(kept[start:start + score.size].reshape(score.shape))

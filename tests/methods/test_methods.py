@@ -135,6 +135,19 @@ def test_synflow_needs_no_data_and_avoids_layer_collapse():
     assert abs(1 - density(masks) - 0.98) < 1e-3
 
 
+def test_ranking_kept_scores_never_revives_a_pruned_weight():
+    from keras_prune.masking.scores import global_masks, kept_scores
+
+    # Weights 0-3 were pruned; kept weights 4-5 score exactly 0 (e.g. a dead unit).
+    score = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 2.0, 1.0, 4.0])
+    mask = np.array([False] * 4 + [True] * 6)
+    naive = global_masks([score * mask], 0.5)[0]  # ties at 0: keeps pruned weight 0
+    assert (naive & mask).sum() == 4
+    new = global_masks([kept_scores(score, mask)], 0.5)[0]
+    assert not (new & ~mask).any() and new.sum() == 5
+    assert new[[4, 6, 7, 8, 9]].all()
+
+
 def test_random_init_masks_follow_given_layer_densities_and_snip_needs_data():
     model = mlp()
     pruned = keras_prune.prune_at_init(model, "random", 0.5, layer_sparsity={"h0": 0.9}, seed=1)
@@ -303,7 +316,7 @@ def test_egp_steering_branches_leaves_the_main_path_at_the_uniform_rate(digits):
     stem = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
     branch = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="inner")(stem)
     branch = keras.layers.Conv2D(8, 1, name="proj")(branch)
-    out = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([stem, branch]))
+    out = keras.layers.GlobalAveragePooling2D()(keras.layers.Add(name="add")([stem, branch]))
     model = keras.Model(inputs, keras.layers.Dense(10, name="head")(out))
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=1, verbose=0)
@@ -314,8 +327,25 @@ def test_egp_steering_branches_leaves_the_main_path_at_the_uniform_rate(digits):
     sparsity = pruned.egp_history[0]["layer_sparsity"]
     assert sparsity["stem"] == pytest.approx(sparsity["head"], abs=0.02)
     assert sparsity["inner"] > sparsity["stem"] + 0.1
+    # "proj" has no ReLU: it takes its branch's entropy and is pruned with "inner".
+    assert sparsity["proj"] > sparsity["stem"] + 0.1
     with pytest.raises(ValueError, match="steer"):
         entropy.egp_prune(model, (x, y), 0.5, steer="main", verbose=0)
+
+    # At 85% the budget (673 of 792 weights) exceeds the branch (640): the branch is
+    # emptied, the main path keeps at least a weight per layer, and collapse drops it.
+    pruned = entropy.egp_prune(model, (x, y), 0.85, rounds=1, epochs=0, temperature=1e-3,
+                               steer="branches", verbose=0)
+    sparsity = pruned.egp_history[0]["layer_sparsity"]
+    assert sparsity["inner"] == sparsity["proj"] == 1.0
+    assert max(sparsity["stem"], sparsity["head"]) < 1.0
+    assert pruned.egp_history[0]["sparsity"] == pytest.approx(0.85, abs=1e-3)
+    stripped = keras_prune.strip_pruning(pruned)
+    small, report = collapse_layers(stripped, x[:256])
+    assert report.offset_blocks + report.identity_blocks == ["add"]
+    assert (report.depth_before, report.depth_after) == (4, 2)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(x[:64])),
+                               keras.ops.convert_to_numpy(stripped(x[:64])), atol=1e-5)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
