@@ -157,3 +157,24 @@ def test_keras_hub_backbone_prunes_inside_its_blocks_and_converts(name, tmp_path
     smaller, _ = keras_prune.structured.prune_structured(model, 0.3)
     assert smaller.count_params() <= model.count_params()
     assert np.isfinite(_first(smaller(x))).all()
+
+
+def test_collapse_removes_an_emptied_resnet_block_exactly(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = APPLICATIONS["ResNet50V2"]()
+    blocks = keras_prune.structured.find_residual_blocks(model)
+    block = blocks[len(blocks) // 2]
+    emptied = 0
+    for name in block.layers:  # every kernel of the branch pruned to 0: biases remain
+        layer = model.get_layer(name)
+        if isinstance(layer, keras.layers.Conv2D):
+            weights = layer.get_weights()  # a bias of 0.1, so the branch is not zero
+            layer.set_weights([np.zeros_like(weights[0]), *[w + 0.1 for w in weights[1:]]])
+            emptied += 1
+    x = _sample(model)
+    smaller, report = keras_prune.structured.collapse_layers(model, x)
+    assert report.offset_blocks == [block.name] and report.layers_removed == emptied == 3
+    other = np.random.default_rng(1).normal(size=x.shape).astype("float32")
+    np.testing.assert_allclose(_first(smaller(other)), _first(model(other)), rtol=1e-5,
+                               atol=1e-6)
+    _reloads(smaller, x, tmp_path)
