@@ -226,11 +226,11 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
         if not weights.any():
             weights = kept
         take = _allocate(max(budget, 0.0), kept - floor, weights)
-        for name, count in zip(layer_names, take):
+        for name, count, layer_kept in zip(layer_names, take, kept):
             indices = members[name]
             scores = [kept_scores(np.abs(ops.convert_to_numpy(entries[i].weight)), masks[i])
                       for i in indices]
-            keep = sum(int(masks[i].sum()) for i in indices) - int(count)
+            keep = int(layer_kept) - int(count)
             # One ranking across the layer's weights (a kernel, or an RNN's kernels).
             flat = keep_top(np.concatenate([s.ravel() for s in scores]), keep)
             offset = 0

@@ -200,10 +200,11 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
             chains.append(chain)
             folded.update((id(s.operation), True) for s in chain)
 
-    bypass = {}
-    for block, offset in constant_blocks:
-        bypass[id(block.output)] = block.skip if not offset.any() else (block.skip, _offset(
-            block, offset))
+    zero = [block for block, offset in constant_blocks if not offset.any()]
+    offsets = [(block, offset) for block, offset in constant_blocks if offset.any()]
+    bypass = {id(block.output): block.skip for block in zero}
+    bypass.update({id(block.output): (block.skip, _offset(block, offset))
+                   for block, offset in offsets})
     merged_weights, replace, merged = {}, {}, []
     for chain in chains:
         first, last = chain[0], chain[-1]
@@ -236,8 +237,8 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
     copy_weights([(old, new) for old, new in pairs if new.built], merged_weights)
     report = CollapseReport(
         merged=merged,
-        identity_blocks=[block.name for block, offset in constant_blocks if not offset.any()],
-        offset_blocks=[block.name for block, offset in constant_blocks if offset.any()],
+        identity_blocks=[block.name for block in zero],
+        offset_blocks=[block.name for block, _ in offsets],
         depth_before=depth(model), depth_after=depth(new_model),
         params_before=model.count_params(), params_after=new_model.count_params(),
         max_difference=_max_difference(model, new_model, data, batch_size),
@@ -281,6 +282,7 @@ def _constant_branches(model, data, batch_size, rtol=1e-6):
     if not blocks:
         return []
     steps = list(iter_steps(model))
+    wanted = {id(block.branch_output) for block in blocks}
     low, high = {}, {}
 
     def watch(step, values):
@@ -292,14 +294,13 @@ def _constant_branches(model, data, batch_size, rtol=1e-6):
                 low[key] = np.minimum(low.get(key, np.inf), value.min(axis=0))
                 high[key] = np.maximum(high.get(key, -np.inf), value.max(axis=0))
 
-    wanted = {id(block.branch_output) for block in blocks}
     for batch in batches(model, data, batch_size):
         run_graph(model, steps, batch, watch)
     found = []
     for block in blocks:
         a, b = low[id(block.branch_output)], high[id(block.branch_output)]
         if np.all(b - a <= rtol * np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))):
-            found.append((block, np.where((a == 0) & (b == 0), 0.0, (a + b) / 2)))
+            found.append((block, (a + b) / 2))
     return found
 
 
