@@ -136,6 +136,17 @@ class LayerCopier:
         return failed
 
 
+def load_copied_weights(copier):
+    """`copier.load_weights()`, raising if a copy did not take its layer's weights."""
+    failed = copier.load_weights()
+    if failed:
+        names = ", ".join(f"`{layer.name}` ({type(layer).__name__})" for layer in failed)
+        raise ValueError(
+            f"Could not copy the weights of {names}: the copy builds different weights. "
+            "Build each such layer by calling it on its inputs first."
+        )
+
+
 def _weights_of(layer):
     """`layer.get_weights()`, also for weights spread over several JAX processes."""
     return values_to_copy(layer.weights)

@@ -5,11 +5,12 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_prune import _models
 from keras_prune._validation import check_int
 from keras_prune.structured.execution import batches, run_graph
 from keras_prune.structured.graph import check_data, check_graph_model, iter_steps
 from keras_prune.structured.pruner import StructuredReport
-from keras_prune.structured.rebuild import copy_weights, count_flops, rebuild
+from keras_prune.structured.rebuild import count_flops, rebuild
 from keras_prune.structured.rules import to_numpy
 
 
@@ -167,10 +168,9 @@ def remove_blocks(model, count=1, *, blocks=None, importance="l1", data=None):
             block.score = score
         chosen = sorted(found, key=lambda b: b.score)[:count]
     bypass = {id(block.output): block.skip for block in chosen}
-    new_model, pairs = rebuild(
-        model, lambda layer: type(layer).from_config(layer.get_config()), bypass=bypass
-    )
-    copy_weights(pairs, {})
+    copier = _models.LayerCopier(model)  # copies Lambda and custom layers too
+    new_model, _ = rebuild(model, copier.copy, bypass=bypass)
+    _models.load_copied_weights(copier)
     report = StructuredReport(
         layers=[], params_before=model.count_params(), params_after=new_model.count_params(),
         flops_before=count_flops(model), flops_after=count_flops(new_model), frozen=[],

@@ -226,15 +226,18 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
         merged_weights[id(b)] = [kernel.astype(b.kernel.dtype), bias.astype(b.kernel.dtype)]
         merged.append(([s.operation.name for s in chain[:-1]], b.name))
 
+    copier = _models.LayerCopier(model)  # copies Lambda and custom layers too
+
     def make_layer(layer):
         if id(layer) in replace:
             cls, config = replace[id(layer)]
             return cls.from_config(config)
-        return type(layer).from_config(layer.get_config())
+        return copier.copy(layer)
 
     # Bypassed tensors point at tensors of the old graph; map them to the right source.
     new_model, pairs = rebuild(model, make_layer, bypass=_resolve(bypass))
-    copy_weights([(old, new) for old, new in pairs if new.built], merged_weights)
+    _models.load_copied_weights(copier)
+    copy_weights([(old, new) for old, new in pairs if id(old) in replace], merged_weights)
     report = CollapseReport(
         merged=merged,
         identity_blocks=[block.name for block in zero],

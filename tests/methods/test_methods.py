@@ -284,6 +284,20 @@ def test_collapse_turns_a_constant_residual_branch_into_an_offset(tmp_path):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), expected, atol=1e-5)
 
 
+def test_collapse_copies_a_model_with_a_lambda_layer():
+    inputs = keras.Input((4,))
+    stem = keras.layers.Dense(3, activation="relu", name="stem")(inputs)
+    halved = keras.layers.Lambda(lambda t: t * 0.5, name="halve")(stem)
+    branch = keras.layers.Dense(3, name="branch")(halved)
+    model = keras.Model(inputs, keras.layers.Add(name="add")([halved, branch]))
+    model.get_layer("branch").set_weights([np.zeros((3, 3)), np.full(3, 0.25)])
+    x = np.random.default_rng(0).random((32, 4)).astype("float32")
+    new, report = collapse_layers(model, x)
+    assert report.offset_blocks == ["add"] and new.get_layer("halve") is not model.get_layer("halve")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new(x)),
+                               keras.ops.convert_to_numpy(model(x)), atol=1e-6)
+
+
 def test_collapse_keeps_a_branch_that_varies_by_a_little():
     inputs = keras.Input((4,))
     stem = keras.layers.Dense(3, activation="relu", name="stem")(inputs)
