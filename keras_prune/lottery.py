@@ -270,7 +270,13 @@ def _assign(variables, values):
 
 
 class _Store:
-    """A folder holding every finished round: `lottery.json` and `lottery.npz`."""
+    """A folder holding every finished round.
+
+    `lottery.npz` is the state (weights, masks and, as JSON text under `_meta`,
+    the settings and rounds) in one file written atomically, so a run killed at
+    any moment resumes from a consistent round. `lottery.json` is a readable
+    copy of the settings and rounds, written after it.
+    """
 
     def __init__(self, directory, settings):
         self.directory = os.fspath(directory)
@@ -279,37 +285,43 @@ class _Store:
         self.npz = os.path.join(self.directory, "lottery.npz")
 
     def load(self):
-        if not os.path.exists(self.json):
+        if not os.path.exists(self.npz):
             return None
-        with open(self.json, encoding="utf-8") as handle:
-            saved = json.load(handle)
-        changed = {k: (saved["settings"].get(k), v) for k, v in self.settings.items()
-                   if saved["settings"].get(k) != v}
-        if changed:
-            raise ValueError(
-                f"Argument `directory` ({self.directory}) holds a run with other settings "
-                f"({', '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in changed.items())}"
-                "). Use a new folder, or the saved settings to resume."
-            )
         with np.load(self.npz) as arrays:
+            if "_meta" in arrays:
+                saved = json.loads(str(arrays["_meta"]))
+            else:  # folders written before the state held its own metadata
+                with open(self.json, encoding="utf-8") as handle:
+                    saved = json.load(handle)
+            changed = {k: (saved["settings"].get(k), v) for k, v in self.settings.items()
+                       if saved["settings"].get(k) != v}
+            if changed:
+                raise ValueError(
+                    f"Argument `directory` ({self.directory}) holds a run with other settings "
+                    f"({', '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in changed.items())}"
+                    "). Use a new folder, or the saved settings to resume."
+                )
+
             def group(prefix):
                 return [arrays[f"{prefix}_{i}"] for i in range(saved[f"{prefix}_count"])]
+
             initial, rewind, trained = group("initial"), group("rewind"), group("trained")
-            masks = [arrays[f"mask_{i}"].astype(bool) for i in range(saved["mask_count"])]
+            masks = [mask.astype(bool) for mask in group("mask")]
         rounds = [Round(**entry) for entry in saved["rounds"]]
         return rounds, initial, rewind, trained, masks
 
     def save(self, rounds, initial, rewind, trained, masks):
-        arrays = {}
+        meta = {
+            "settings": self.settings,
+            "rounds": [dataclasses.asdict(entry) for entry in rounds],
+            "initial_count": len(initial), "rewind_count": len(rewind),
+            "trained_count": len(trained), "mask_count": len(masks),
+        }
+        arrays = {"_meta": np.array(json.dumps(meta))}
         for prefix, values in (("initial", initial), ("rewind", rewind), ("trained", trained),
                                ("mask", masks)):
             arrays.update({f"{prefix}_{i}": value for i, value in enumerate(values)})
         with _io.atomic_path(self.npz) as temporary:
             with open(temporary, "wb") as handle:
                 np.savez(handle, **arrays)
-        _io.write_json({
-            "settings": self.settings,
-            "rounds": [dataclasses.asdict(entry) for entry in rounds],
-            "initial_count": len(initial), "rewind_count": len(rewind),
-            "trained_count": len(trained), "mask_count": len(masks),
-        }, self.json)
+        _io.write_json(meta, self.json)

@@ -85,9 +85,12 @@ def test_ticket_rewinds_to_a_step_and_resumes_with_a_higher_target(flat, tmp_pat
     model = mlp()
     first = lottery.find_ticket(model, (x, y), 0.36, epochs=1, rewind_step=3, verbose=0,
                                 directory=tmp_path)
+    # The state file alone resumes: lottery.json is a readable copy, written after it (a
+    # run killed between the two writes leaves a stale or missing copy).
+    (tmp_path / "lottery.json").unlink()
     resumed = lottery.find_ticket(model, (x, y), 0.5, epochs=1, rewind_step=3, verbose=0,
                                   directory=tmp_path)
-    assert [r.sparsity for r in resumed.rounds[:3]] == [r.sparsity for r in first.rounds]
+    assert resumed.rounds[:3] == first.rounds  # loaded (same metrics and seconds), not rerun
     assert len(resumed.rounds) > len(first.rounds)
     assert all((resumed.masks[k] <= first.masks[k]).all() for k in first.masks)
     with pytest.raises(ValueError, match="other settings"):
