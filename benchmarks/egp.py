@@ -2,9 +2,10 @@
 
 Two models: a deep MLP (8 hidden ReLU layers of 64) and a residual CNN (stem + 3
 blocks of conv3x3-ReLU -> conv1x1, added to the input). Each is trained dense,
-then pruned in `rounds` rounds to the target with a few epochs of fine-tuning a
-round, either by EGP (entropy-weighted budgets) or uniformly (the same code with
-an infinite temperature: budgets in proportion to remaining weights). Then
+then pruned in 6 rounds to the target with 4 epochs of fine-tuning a round (and 4
+more at the end), either by EGP (entropy-weighted budgets, or entropy-chosen layers
+made linear) or uniformly (the same code with an infinite temperature: budgets in
+proportion to remaining weights). Then
 `collapse_layers` removes what became affine; we report test accuracy, depth
 and LiteRT latency of the collapsed vs uncollapsed model.
 
@@ -25,6 +26,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 import keras_prune  # noqa: E402
 from keras_prune import _io, entropy  # noqa: E402
+from keras_prune.callbacks import PruneCallback  # noqa: E402
 from keras_prune.structured import collapse_layers  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,17 +48,21 @@ def residual_cnn():
     return keras.Model(inputs, L.Dense(10)(x), name="residual_cnn")
 
 
-def run(build, x, y, xt, yt, seed, sparsity, temperature, steer="all"):
+def run(build, x, y, xt, yt, seed, sparsity, options):
     keras.utils.set_random_seed(seed)
     model = build()
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     model.fit(x, y, epochs=20, verbose=0)
     dense = model.evaluate(xt, yt, verbose=0)[1]
-    pruned = entropy.egp_prune(model, (x, y), sparsity, rounds=6, epochs=4,
-                               temperature=temperature, steer=steer, verbose=0)
+    pruned = entropy.egp_prune(model, (x, y), sparsity, rounds=ROUNDS, epochs=EPOCHS,
+                               entropy_data=x, verbose=0, **options)
+    if options.get("steer") != "linearize":  # the same training as linearize's repair
+        pruned.fit(x, y, epochs=EPOCHS, verbose=0, callbacks=[PruneCallback()])
     stripped = keras_prune.strip_pruning(pruned)
     small, report = collapse_layers(stripped, x, latency=True)
+    difference = float(np.max(np.abs(keras.ops.convert_to_numpy(small(xt))
+                                      - keras.ops.convert_to_numpy(stripped(xt)))))
     stripped.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                      metrics=["accuracy"])
     small.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -67,15 +73,23 @@ def run(build, x, y, xt, yt, seed, sparsity, temperature, steer="all"):
             "dropped_blocks": len(report.identity_blocks) + len(report.offset_blocks),
             "latency_us_before": report.latency_us_before,
             "latency_us_after": report.latency_us_after,
+            "test_max_difference": difference,
             "zero_entropy_layers": sum(v == 0 for v in entropy.layer_entropy(stripped, x).values())}
 
 
-# (name, temperature, steer): EGP as in the paper; EGP steering only the layers inside
-# residual branches, at its default temperature (0.05: one branch at a time is emptied)
-# and at 0.5 (the budget spread over the branches: none is emptied); and uniform (the
-# same code with an infinite temperature).
-METHODS = (("egp", 0.25, "all"), ("egp_branches", 0.05, "branches"),
-           ("egp_branches_t0.5", 0.5, "branches"), ("uniform", 1e9, "all"))
+ROUNDS, EPOCHS = 6, 4  # every method: 6 rounds of 4 epochs, then 4 more epochs
+# (name, models it runs on, egp_prune options): EGP as in the paper; EGP steering only
+# the layers inside residual branches, at its default temperature (0.05: one branch at
+# a time is emptied) and at 0.5 (the budget spread over the branches: none is emptied);
+# EGP linearizing 2 or 4 ReLU layers of the MLP (the 4 last epochs are its repair); and
+# uniform (the same code with an infinite temperature).
+BOTH = ("deep_mlp", "residual_cnn")
+METHODS = (("egp", BOTH, {"temperature": 0.25, "steer": "all"}),
+           ("egp_branches", BOTH, {"temperature": 0.05, "steer": "branches"}),
+           ("egp_branches_t0.5", BOTH, {"temperature": 0.5, "steer": "branches"}),
+           ("egp_linearize2", ("deep_mlp",), {"steer": "linearize", "linearize": 2}),
+           ("egp_linearize4", ("deep_mlp",), {"steer": "linearize", "linearize": 4}),
+           ("uniform", BOTH, {"temperature": 1e9, "steer": "all"}))
 
 
 def main():
@@ -89,10 +103,12 @@ def main():
     for name, build, flat in (("deep_mlp", deep_mlp, True), ("residual_cnn", residual_cnn, False)):
         data = images.reshape(len(images), -1) if flat else images
         x, xt, y, yt = train_test_split(data, digits.target, test_size=0.25, random_state=0)
-        for method, temperature, steer in METHODS:
+        for method, models, options in METHODS:
+            if name not in models:
+                continue
             for seed in range(args.seeds):
                 row = {"model": name, "method": method, "seed": seed,
-                       **run(build, x, y, xt, yt, seed, args.sparsity, temperature, steer)}
+                       **run(build, x, y, xt, yt, seed, args.sparsity, options)}
                 print(row, flush=True)
                 rows.append(row)
     _io.write_json({"sparsity": args.sparsity, "rows": rows},
@@ -101,9 +117,12 @@ def main():
              f"{args.seeds} seeds, means; ± is the standard deviation over seeds)", "",
              "| model | method | dense acc | pruned acc | pruned+collapsed acc | "
              "depth before -> after | branches dropped | zero-entropy layers | "
-             "LiteRT us before -> after |", "|---|---|---|---|---|---|---|---|---|"]
-    for name in ("deep_mlp", "residual_cnn"):
-        for method, _, _ in METHODS:
+             "LiteRT us before -> after | max change on test data |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in BOTH:
+        for method, models, _ in METHODS:
+            if name not in models:
+                continue
             sel = [r for r in rows if r["model"] == name and r["method"] == method]
 
             def mean(key, sel=sel):
@@ -115,7 +134,8 @@ def main():
                          f"{mean('depth_before'):.1f} -> {mean('depth_after'):.1f} | "
                          f"{mean('dropped_blocks'):.1f} | "
                          f"{mean('zero_entropy_layers'):.1f} | {mean('latency_us_before'):.1f} "
-                         f"-> {mean('latency_us_after'):.1f} |")
+                         f"-> {mean('latency_us_after'):.1f} | "
+                         f"{max(r['test_max_difference'] for r in sel):.1e} |")
     text = "\n".join(lines) + "\n"
     with _io.atomic_path(os.path.join(HERE, "results", "egp.md")) as tmp:
         with open(tmp, "w") as handle:

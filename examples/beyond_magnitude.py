@@ -11,6 +11,8 @@ On the scikit-learn digits (flattened), with a small MLP:
 4. `entropy.egp_prune` prunes a small residual CNN guided by ReLU entropy,
    emptying its lowest-entropy branches, and `structured.collapse_layers`
    removes what became constant or linear.
+5. `entropy.egp_prune(steer="linearize")` makes two layers of a deeper MLP linear,
+   and `collapse_layers` folds them: two layers fewer.
 
     python examples/beyond_magnitude.py
     python examples/beyond_magnitude.py --smoke
@@ -110,6 +112,20 @@ def main(argv=None):
     small.compile(metrics=["accuracy"], loss=keras.losses.SparseCategoricalCrossentropy(True))
     results["egp_90"] = small.evaluate(images_test, y_test, verbose=0)[1]
     results["egp_depth"] = (report.depth_before, report.depth_after)
+
+    print("\n5. A plain MLP has no branch to empty: EGP makes two of its layers linear:")
+    deep = mlp(depth=6, width=64)
+    deep.fit(x, y, epochs=epochs, verbose=0)
+    # The two lowest-entropy layers are pruned by sign until each unit is always on
+    # (or off): they are then linear for every input and fold into the next layer.
+    pruned = entropy.egp_prune(deep, (x, y), 0.9, rounds=2 if args.smoke else 6,
+                               epochs=1 if args.smoke else 4, steer="linearize", linearize=2,
+                               entropy_data=x, validation_data=(x_test, y_test))
+    flat, flat_report = structured.collapse_layers(keras_prune.strip_pruning(pruned), x)
+    print(flat_report)
+    flat.compile(metrics=["accuracy"], loss=keras.losses.SparseCategoricalCrossentropy(True))
+    results["linearize_90"] = flat.evaluate(x_test, y_test, verbose=0)[1]
+    results["linearize_depth"] = (flat_report.depth_before, flat_report.depth_after)
 
     print("\nTest accuracy:", {k: (round(v, 4) if isinstance(v, float) else v)
                                for k, v in results.items()})

@@ -7,7 +7,10 @@ unstructured pruning lowers these entropies, and prunes layers with low entropy
 harder, until whole layers have zero entropy and can be removed exactly
 (`keras_prune.structured.collapse_layers`). On residual networks,
 `steer="branches"` empties the lowest-entropy residual branches instead, which
-`collapse_layers` then removes (the paper's rule can empty the main path).
+`collapse_layers` then removes (the paper's rule can empty the main path). On
+plain networks without branches, `steer="linearize"` drives the lowest-entropy
+layers to zero entropy by choosing *which* of their weights to prune (see
+`egp_prune`), so that `collapse_layers` can fold them into the next layer.
 
 ```python
 print(keras_prune.entropy.layer_entropy(model, x_train[:512]))
@@ -17,6 +20,8 @@ small, report = keras_prune.structured.collapse_layers(
 ```
 """
 
+import contextlib
+import math
 import time
 
 import keras
@@ -144,9 +149,84 @@ def _steering_entropy(layer_names, entropy, steer, branches):
     return np.array(values)
 
 
+class _KeepOn(keras.constraints.Constraint):
+    """Keeps the entries of `on` units at >= `floor` after each optimizer update."""
+
+    def __init__(self, on, floor):
+        self.on, self.floor = on, floor
+
+    def __call__(self, w):
+        w = ops.convert_to_tensor(w)  # the optimizer passes the variable itself
+        return ops.where(self.on, ops.maximum(w, self.floor), w)
+
+
+class _Linearizer:
+    """steer="linearize": prunes chosen ReLU layers until they are linear.
+
+    A chosen layer's units take a role from how often they were on when it was
+    chosen: "on" (at least half the samples) or "off". Pruning then removes what
+    lets a unit leave its role: an on-unit's negative incoming weights (its inputs
+    are ReLU outputs, never negative, so the kept ones can only push it up) and
+    every weight of an off-unit (it becomes the constant relu(bias)). The repair
+    fine-tuning keeps an on-unit's weights >= 0 and its bias >= FLOOR, so the unit
+    is on for every input: the layer is linear exactly, not only on the data.
+    """
+
+    FLOOR = 1e-4
+
+    def __init__(self, model, entries, count):
+        from keras_prune.structured.collapse import linearizable_layers
+
+        self.entries = {e.layer_name: e for e in entries}
+        self.candidates = [n for n in linearizable_layers(model) if n in self.entries]
+        if count > len(self.candidates):
+            raise ValueError(
+                f"Argument `linearize` ({count}) exceeds the {len(self.candidates)} layer(s) "
+                "of this model that can be made linear: a Dense or convolution with a ReLU "
+                "and a bias, whose input is another ReLU's output and whose output feeds "
+                "only a Dense (or a 1x1 convolution). Candidates: "
+                f"{self.candidates or 'none'}."
+            )
+        self.count = count
+        self.roles = {}  # layer name -> boolean vector, True for the units kept on
+
+    def choose(self, states, rounds_left):
+        """Adds the lowest-entropy candidates, spreading the choices over the rounds left."""
+        wanted = math.ceil((self.count - len(self.roles)) / max(rounds_left, 1))
+        free = [n for n in self.candidates if n not in self.roles and n in states]
+        free.sort(key=lambda n: float(np.mean(binary_entropy(states[n]))))
+        for name in free[:wanted]:
+            self.roles[name] = np.asarray(states[name]) >= 0.5
+
+    def restrict(self, masks, index):
+        """Prunes, in `masks`, the weights that let a chosen unit leave its role."""
+        for name, on in self.roles.items():
+            i = index[name]
+            weight = ops.convert_to_numpy(self.entries[name].weight)
+            masks[i] &= (weight > 0) & on.reshape((1,) * (weight.ndim - 1) + (-1,))
+
+    @contextlib.contextmanager
+    def constrained(self):
+        """Clamps on-units' kernels (>= 0) and biases (>= FLOOR), also during training."""
+        saved = []
+        for name, on in self.roles.items():
+            layer = self.entries[name].wrapper.layer
+            for variable, floor in ((layer.kernel, 0.0), (layer.bias, self.FLOOR)):
+                shape = (1,) * (len(variable.shape) - 1) + (-1,)
+                constraint = _KeepOn(ops.convert_to_tensor(on.reshape(shape)), floor)
+                saved.append((variable, variable.constraint))
+                variable.constraint = constraint
+                variable.assign(constraint(variable))
+        try:
+            yield
+        finally:
+            for variable, constraint in saved:
+                variable.constraint = constraint
+
+
 def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32,
               entropy_data=None, temperature=None, validation_data=None, filters=None,
-              steer="all", verbose=1):
+              steer="all", linearize=None, repair_epochs=None, verbose=1):
     """Entropy-guided iterative pruning; returns the pruned (wrapped) model.
 
     Each round raises the sparsity (geometrically, to `target_sparsity` at the
@@ -179,16 +259,45 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
             accuracy to 0.29. Either way, only layers inside residual branches may
             lose every weight (a branch left constant is removable by
             `collapse_layers`); every other layer keeps at least one weight.
+            "linearize" (plain networks, where no branch can be emptied): each round
+            adds the lowest-entropy layer(s) among those `collapse_layers` could
+            fold, until `linearize` layers are chosen, and prunes a chosen layer's
+            weights by sign instead of magnitude: its mostly-on units keep only
+            positive weights, its mostly-off units none (see the repair below).
+            The rest of each round's budget is spread as uniform pruning does.
+            Measured on an 8-hidden-layer MLP (digits, 90%, 3 seeds): 2 to 4 of
+            the 8 ReLU layers become linear at the accuracy of uniform pruning.
+        linearize: With steer="linearize", how many ReLU layers to make linear
+            (default 2).
+        repair_epochs: With steer="linearize", the epochs of the fine-tuning after
+            the last round, during which chosen on-units keep weights >= 0 and a
+            bias >= 1e-4: they are then on for every input (their inputs are ReLU
+            outputs), so each chosen layer is exactly linear and
+            `collapse_layers` folds it. Default: `epochs`.
         verbose: 0 silent, 1 one line per round, 2 also fit's progress bars.
 
     Returns:
-        A new wrapped model (`FixedMask` schedule), compiled like `model`.
+        A new wrapped model (`FixedMask` schedule), compiled like `model`. With
+        steer="linearize", `model.egp_linearized` lists the layers made linear.
     """
     target = _validation.check_fraction("target_sparsity", target_sparsity)
     rounds = _validation.check_int("rounds", rounds, minimum=1)
     epochs = _validation.check_int("epochs", epochs, minimum=0)
-    if steer not in ("all", "branches"):
-        raise ValueError(f"Argument `steer` must be 'all' or 'branches'. Received: {steer!r}.")
+    if steer not in ("all", "branches", "linearize"):
+        raise ValueError(
+            f"Argument `steer` must be 'all', 'branches' or 'linearize'. Received: {steer!r}."
+        )
+    if steer != "linearize" and (linearize is not None or repair_epochs is not None):
+        raise ValueError(
+            "Arguments `linearize` and `repair_epochs` apply to steer='linearize' only. "
+            f"Received: steer={steer!r}, linearize={linearize!r}, "
+            f"repair_epochs={repair_epochs!r}."
+        )
+    if steer == "linearize":
+        linearize = _validation.check_int("linearize", 2 if linearize is None else linearize,
+                                          minimum=1)
+        repair_epochs = _validation.check_int(
+            "repair_epochs", epochs if repair_epochs is None else repair_epochs, minimum=0)
     if temperature is None:
         temperature = 0.25 if steer == "all" else 0.05
     if not (isinstance(temperature, (int, float)) and temperature > 0):
@@ -209,22 +318,31 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
     sizes = np.array([sum(entries[i].size for i in members[n]) for n in layer_names], float)
     masks = [np.ones(e.weight.shape, bool) for e in entries]
     branches = _residual_branches(model)
+    index = {name: members[name][0] for name in layer_names}
+    linearizer = _Linearizer(model, entries, linearize) if steer == "linearize" else None
     # A branch layer may be emptied (the branch becomes constant); others keep a weight.
     floor = np.array([0 if name in branches else 1 for name in layer_names])
     history = []
     for round_index in range(1, rounds + 1):
         start = time.perf_counter()
         goal = 1.0 - (1.0 - target) ** (round_index / rounds)
-        entropy = layer_entropy(pruned, entropy_data)
+        states = relu_states(pruned, entropy_data)
+        entropy = {name: float(np.mean(binary_entropy(p))) for name, p in states.items()}
+        if linearizer is not None:
+            linearizer.choose(states, rounds - round_index + 1)
+            linearizer.restrict(masks, index)
         kept = np.array([sum(int(masks[i].sum()) for i in members[n]) for n in layer_names], float)
         budget = goal * sizes.sum() - (sizes.sum() - kept.sum())
-        h = _steering_entropy(layer_names, entropy, steer, branches)
-        # A zero-entropy layer is already removable: pruning it further can only kill it.
-        # Shifted by the lowest entropy so that a low temperature cannot underflow.
-        lowest = h[h > 0].min() if (h > 0).any() else 0.0
-        weights = np.where(h > 0, kept * np.exp(-(h - lowest) / temperature), 0.0)
-        if not weights.any():
-            weights = kept
+        if linearizer is not None:
+            weights = kept  # entropy chose the layers to linearize; the rest is uniform
+        else:
+            h = _steering_entropy(layer_names, entropy, steer, branches)
+            # A zero-entropy layer is already removable: pruning it further can only kill
+            # it. Shifted by the lowest entropy so that a low temperature cannot underflow.
+            lowest = h[h > 0].min() if (h > 0).any() else 0.0
+            weights = np.where(h > 0, kept * np.exp(-(h - lowest) / temperature), 0.0)
+            if not weights.any():
+                weights = kept
         take = _allocate(max(budget, 0.0), kept - floor, weights)
         for name, count, layer_kept in zip(layer_names, take, kept):
             indices = members[name]
@@ -253,6 +371,34 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
             zero = sum(1 for v in layer_entropy(pruned, entropy_data).values() if v == 0)
             print(f"EGP round {round_index}/{rounds}: sparsity {sparsity:.1%}, {name} "
                   f"{value:.4f}, zero-entropy layers {zero}")
+    if linearizer is not None:
+        history.append(_repair(pruned, linearizer, masks, index, entries, config, data,
+                               evaluation, entropy_data, repair_epochs, batch_size, verbose))
+        pruned.egp_linearized = list(linearizer.roles)
     pruned.egp_history = history
     return pruned
+
+
+def _repair(pruned, linearizer, masks, index, entries, config, data, evaluation,
+            entropy_data, epochs, batch_size, verbose):
+    """The last step of steer="linearize": fine-tunes with chosen units held on."""
+    start = time.perf_counter()
+    linearizer.restrict(masks, index)  # fine-tuning may have turned kept weights negative
+    set_masks(pruned, {e.key: m for e, m in zip(entries, masks)})
+    with linearizer.constrained():
+        _training.compile_from(pruned, config)
+        if epochs:
+            _training.fit(pruned, data, epochs=epochs, batch_size=batch_size,
+                          verbose=1 if verbose >= 2 else 0)
+    _training.compile_from(pruned, config)  # a train step traced without the constraints
+    metrics = _training.evaluate(pruned, evaluation)
+    entropy = layer_entropy(pruned, entropy_data)
+    linear = {name: entropy.get(name) for name in linearizer.roles}
+    if verbose:
+        name, value = _training.headline(metrics)
+        print(f"EGP repair: {name} {value:.4f}; linear layers (entropy): "
+              + ", ".join(f"{n} ({h:.3f})" for n, h in linear.items()))
+    sparsity = 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)
+    return {"round": "repair", "sparsity": sparsity, "entropy": entropy,
+            "linearized": linear, "metrics": metrics, "seconds": time.perf_counter() - start}
 

@@ -93,6 +93,7 @@ def test_beyond_magnitude(capsys):
     assert set(scan.results) == {"h0", "h1", "out"}
     assert abs(ticket.sparsity - 0.9) < 1e-3 and ticket.rounds[0].sparsity == 0.0
     assert report.depth_after <= report.depth_before == 8 and report.max_difference < 1e-4
+    assert results["linearize_depth"] == (7, 5)  # two linear layers folded away
     assert 0.1 < results["dense"] <= 1.0
     out = capsys.readouterr().out
     assert "Sensitivity scan" in out and "round 0" in out and "EGP round 2/2" in out

@@ -9,7 +9,7 @@ channels and the lowest go.
 """
 
 from keras_prune.structured.blocks import ResidualBlock, find_residual_blocks, remove_blocks
-from keras_prune.structured.collapse import CollapseReport, collapse_layers
+from keras_prune.structured.collapse import CollapseReport, collapse_layers, linearizable_layers
 from keras_prune.structured.graph import DependencyGraph, Group, Space
 from keras_prune.structured.importance import (
     APoZ,
@@ -57,6 +57,7 @@ __all__ = [
     "count_flops",
     "find_residual_blocks",
     "get_importance",
+    "linearizable_layers",
     "prune_and_finetune",
     "prune_structured",
     "register_rule",

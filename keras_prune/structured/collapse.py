@@ -121,6 +121,60 @@ def _foldable(layer, states):
     return None
 
 
+class _Graph:
+    """The leaf steps of a graph model, with who consumes and produces each tensor."""
+
+    def __init__(self, model):
+        self.steps = list(iter_steps(model))
+        self.consumers, self.producers, self.calls = {}, {}, {}
+        for step in self.steps:
+            for tensor in step.inputs:
+                self.consumers.setdefault(id(tensor), []).append(step)
+            for tensor in step.outputs:
+                self.producers[id(tensor)] = step
+            self.calls[id(step.operation)] = self.calls.get(id(step.operation), 0) + 1
+        self.outputs = {id(t) for t in keras.tree.flatten(model.outputs)}
+
+    def fold_target(self, step):
+        """The one linear layer `step`'s layer can be folded into once it is affine, or None.
+
+        Dense folds into the Dense that alone reads its output; a convolution into a
+        1x1 convolution (stride 1) of the same rank. Neither output may be a model output.
+        """
+        kind = _linear_kind(step.operation)
+        users = self.consumers.get(id(step.outputs[0]), [])
+        if kind is None or len(users) != 1 or id(step.outputs[0]) in self.outputs:
+            return None
+        nxt = users[0].operation
+        if self.calls[id(nxt)] != 1 or _linear_kind(nxt) != kind:
+            return None
+        if kind == "conv" and not (_is_pointwise(nxt)
+                                   and len(nxt.kernel_size) == len(step.operation.kernel_size)):
+            return None
+        return users[0]
+
+
+def linearizable_layers(model):
+    """Names of the ReLU layers `collapse_layers` could fold once each unit is always
+    on or off, and whose input is never negative (another ReLU's output).
+
+    On such a layer, a unit whose kept weights and bias are positive is on for every
+    input: `egp_prune(steer="linearize")` makes chosen layers linear this way.
+    """
+    graph = _Graph(model)
+    names = []
+    for step in graph.steps:
+        layer = step.operation
+        if (relu_layer(layer) is not layer or not getattr(layer, "use_bias", False)
+                or graph.calls[id(layer)] != 1 or graph.fold_target(step) is None
+                or len(step.inputs) != 1):
+            continue
+        source = graph.producers.get(id(step.inputs[0]))
+        if source is not None and relu_layer(source.operation) is not None:
+            names.append(layer.name)
+    return names
+
+
 def _fold(kernel_a, bias_a, on, kernel_b, bias_b, kind):
     """Weights of `b(on * a(x))` as one layer with `a`'s geometry."""
     kernel_a = kernel_a * on
@@ -162,15 +216,8 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
     if isinstance(model, keras.Sequential):  # rewired below through its functional graph
         model = keras.Model(model.inputs[0], model.outputs[0], name=model.name)
     states = relu_states(model, data, batch_size)
-    steps = list(iter_steps(model))
-    consumers = {}
-    for step in steps:
-        for tensor in step.inputs:
-            consumers.setdefault(id(tensor), []).append(step)
-    outputs = {id(t) for t in keras.tree.flatten(model.outputs)}
-    calls = {}
-    for step in steps:
-        calls[id(step.operation)] = calls.get(id(step.operation), 0) + 1
+    graph = _Graph(model)
+    steps = graph.steps
 
     constant_blocks = _constant_branches(model, data, batch_size)
     dropped = {name for block, _ in constant_blocks for name in block.layers}
@@ -178,22 +225,13 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
     folded, chains = {id(s.operation): True for s in steps if s.operation.name in dropped}, []
     for step in steps:
         layer = step.operation
-        if id(layer) in folded or calls[id(layer)] != 1 or _linear_kind(layer) is None:
+        if id(layer) in folded or graph.calls[id(layer)] != 1 or _linear_kind(layer) is None:
             continue
         chain = [step]
         while True:
-            last = chain[-1]
-            on = _foldable(last.operation, states)
-            users = consumers.get(id(last.outputs[0]), [])
-            if on is None or len(users) != 1 or id(last.outputs[0]) in outputs:
-                break
-            nxt = users[0]
-            kind = _linear_kind(last.operation)
-            ok = (calls[id(nxt.operation)] == 1 and _linear_kind(nxt.operation) == kind
-                  and (kind == "dense" or (_is_pointwise(nxt.operation)
-                                           and len(nxt.operation.kernel_size)
-                                           == len(last.operation.kernel_size))))
-            if not ok or id(nxt.operation) in folded:
+            on = _foldable(chain[-1].operation, states)
+            nxt = graph.fold_target(chain[-1])
+            if on is None or nxt is None or id(nxt.operation) in folded:
                 break
             chain.append(nxt)
         if len(chain) > 1:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune import entropy, lottery, sensitivity
+from keras_prune import entropy, lottery, sensitivity, structured
 from keras_prune.callbacks import PruneCallback
 from keras_prune.structured import collapse_layers
 
@@ -363,6 +363,47 @@ def test_egp_steering_branches_leaves_the_main_path_at_the_uniform_rate(digits):
     assert (report.depth_before, report.depth_after) == (4, 2)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(small(x[:64])),
                                keras.ops.convert_to_numpy(stripped(x[:64])), atol=1e-5)
+
+
+def test_egp_linearize_makes_the_chosen_layers_linear_for_any_nonnegative_input(flat):
+    x, y = flat
+    model = mlp(widths=(32, 32, 16))
+    model.fit(x, y, epochs=2, verbose=0)
+    # h0 reads the data (which may be negative in general): only h1 and h2 qualify.
+    assert structured.linearizable_layers(model) == ["h1", "h2"]
+    pruned = entropy.egp_prune(model, (x, y), 0.6, rounds=2, epochs=1, steer="linearize",
+                               linearize=1, verbose=0)
+    assert pruned.egp_history[-1]["round"] == "repair"
+    assert pruned.egp_history[-1]["sparsity"] == pytest.approx(0.6, abs=0.01)
+    (name,) = pruned.egp_linearized
+    assert name in ("h1", "h2")
+    layer = pruned.get_layer(f"prune_low_magnitude_{name}").layer
+    assert layer.kernel.constraint is None and layer.bias.constraint is None  # restored
+    stripped = keras_prune.strip_pruning(pruned)
+    kernel = keras.ops.convert_to_numpy(stripped.get_layer(name).kernel)
+    bias = keras.ops.convert_to_numpy(stripped.get_layer(name).bias)
+    on = np.any(kernel != 0, axis=0) | (bias >= entropy._Linearizer.FLOOR)
+    assert on.any() and (kernel >= 0).all()  # kept units: weights >= 0, bias >= floor
+    assert (bias[on] >= entropy._Linearizer.FLOOR).all() and not kernel[:, ~on].any()
+    # Linear on inputs it never saw: every unit keeps its state on random inputs too.
+    noise = np.random.default_rng(0).uniform(0, 2, (256, 64)).astype("float32")
+    for data in (x, noise):
+        assert entropy.layer_entropy(stripped, data)[name] == 0.0
+    small, report = collapse_layers(stripped, x)
+    assert report.layers_removed == 1 and any(name in removed for removed, _ in report.merged)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(noise)),
+                               keras.ops.convert_to_numpy(stripped(noise)), rtol=1e-4, atol=1e-4)
+
+
+def test_egp_linearize_rejects_what_it_cannot_do(flat):
+    x, y = flat
+    with pytest.raises(ValueError, match="linearize.*exceeds.*Candidates: \\['h1'\\]"):
+        entropy.egp_prune(mlp(widths=(16, 16)), (x, y), 0.5, steer="linearize", linearize=2,
+                          verbose=0)
+    with pytest.raises(ValueError, match="steer='linearize' only"):
+        entropy.egp_prune(mlp(), (x, y), 0.5, linearize=1, verbose=0)
+    with pytest.raises(ValueError, match="linearize"):
+        entropy.egp_prune(mlp(), (x, y), 0.5, steer="linearize", linearize=0, verbose=0)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
