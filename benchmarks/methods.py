@@ -9,13 +9,15 @@ methods from the same trained dense model). Test accuracy of:
 - global / erk: the same, with one global threshold or ERK per-layer targets;
 - ticket: lottery ticket (find_ticket, rewind to init, prune_rate 0.2, E epochs a
   round), its last round = the ticket trained from its rewind point; control: the
-  same masks on a fresh initialization, trained E epochs;
+  same masks on a fresh initialization, trained E epochs; ticket_rw10 / _rw20: the
+  same with the weights rewound to 10% / 20% of the first round's steps;
 - lr_rewind: iterative pruning with learning-rate rewinding;
 - snip / synflow / random: masks chosen at initialization, then E epochs; random
   uses SNIP's per-layer densities.
 
-Usage: python benchmarks/methods.py [--quick] [--seeds 3] [--epochs 30]
-Writes benchmarks/results/methods{_quick}.{json,md} and methods_sweep.png.
+Usage: python benchmarks/methods.py [--quick] [--seeds 3] [--epochs 30] [--sweep]
+Writes benchmarks/results/methods{_quick}.{json,md}; with --sweep instead
+methods_sweep.{json,png} (accuracy against sparsity, 50-98%).
 """
 
 import argparse
@@ -38,6 +40,8 @@ from keras_prune.callbacks import PruneCallback  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BATCH = 128
+# Late-rewinding tickets: weights rewound to this percentage of the first round's steps.
+REWIND_PERCENTS = (10, 20)
 
 
 def data():
@@ -65,6 +69,18 @@ def accuracy(m, x, y):
     return float(m.evaluate(x, y, verbose=0, return_dict=True)["accuracy"])
 
 
+def finetuned(dense, seed, sparsity, epochs, x, y, xt, yt, **kwargs):
+    """Test accuracy of `dense` pruned to `sparsity` while fine-tuning (tfmot's recipe)."""
+    start = model(seed)
+    start.set_weights(dense.get_weights())
+    steps = int(np.ceil(len(x) / BATCH))
+    schedule = keras_prune.schedules.PolynomialDecay(
+        0.0, sparsity, 0, steps * max(epochs - 2, 1), frequency=max(steps // 2, 1))
+    pruned = compiled(keras_prune.prune_low_magnitude(start, schedule, **kwargs), 5e-4)
+    pruned.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[PruneCallback()])
+    return accuracy(pruned, xt, yt)
+
+
 def run_seed(seed, sparsities, epochs, x, y, xt, yt):
     out = {}
     init = model(seed)
@@ -76,13 +92,7 @@ def run_seed(seed, sparsities, epochs, x, y, xt, yt):
     steps = int(np.ceil(len(x) / BATCH))
 
     def finetune(sparsity, **kwargs):
-        start = model(seed)
-        start.set_weights(dense.get_weights())
-        schedule = keras_prune.schedules.PolynomialDecay(
-            0.0, sparsity, 0, steps * max(epochs - 2, 1), frequency=max(steps // 2, 1))
-        pruned = compiled(keras_prune.prune_low_magnitude(start, schedule, **kwargs), 5e-4)
-        pruned.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[PruneCallback()])
-        return accuracy(pruned, xt, yt)
+        return finetuned(dense, seed, sparsity, epochs, x, y, xt, yt, **kwargs)
 
     def from_init(pruned):
         compiled(pruned).fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0,
@@ -100,6 +110,11 @@ def run_seed(seed, sparsities, epochs, x, y, xt, yt):
                                      validation_data=(xt, yt), directory=folder, verbose=0)
         row["ticket"] = ticket.rounds[-1].accuracy
         row["ticket_control"] = from_init(ticket.reinitialized(seed + 1000))
+        for percent in REWIND_PERCENTS:  # late rewinding (Frankle et al. 2020)
+            late = lottery.find_ticket(init, (x, y), sparsity, epochs=epochs, batch_size=BATCH,
+                                       rewind_step=round(percent / 100 * steps * epochs),
+                                       validation_data=(xt, yt), verbose=0)
+            row[f"ticket_rw{percent}"] = late.rounds[-1].accuracy
         snip = keras_prune.prune_at_init(init, "snip", sparsity, data=(x[:512], y[:512]))
         densities = {k.split("/")[0]: 1 - float(v.mean())
                      for k, v in keras_prune.get_masks(snip).items()}
@@ -116,16 +131,82 @@ def run_seed(seed, sparsities, epochs, x, y, xt, yt):
     return out
 
 
+SWEEP = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+def sweep_seed(seed, epochs, x, y, xt, yt):
+    """Accuracy against sparsity, 50-98%: one fine-tuning run per sparsity for the
+    one-shot schedules, and one iterative run to 98% (every round measured) for
+    the ticket, the late-rewound ticket and learning-rate rewinding."""
+    init = model(seed)
+    dense = model(seed)
+    dense.set_weights(init.get_weights())
+    dense.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0)
+    out = {"dense": accuracy(dense, xt, yt)}
+    for name, kwargs in (("gradual", {}), ("global", {"global_pruning": True})):
+        out[name] = [[s, finetuned(dense, seed, s, epochs, x, y, xt, yt, **kwargs)]
+                     for s in SWEEP]
+    out["erk"] = [[s, finetuned(dense, seed, s, epochs, x, y, xt, yt,
+                                layer_sparsity=sensitivity.allocate(dense, s, "erk"))]
+                  for s in SWEEP]
+    steps = int(np.ceil(len(x) / BATCH)) * epochs
+    for name, kwargs in (("ticket", {}), ("ticket_rw20", {"rewind_step": round(0.2 * steps)}),
+                         ("lr_rewind", {"retrain": "lr_rewind"})):
+        run = lottery.find_ticket(init, (x, y), SWEEP[-1], epochs=epochs, batch_size=BATCH,
+                                  validation_data=(xt, yt), verbose=0, **kwargs)
+        out[name] = [[r.sparsity, r.accuracy] for r in run.rounds[1:] if r.sparsity >= 0.45]
+    print(f"sweep seed {seed}: dense {out['dense']:.3f}", flush=True)
+    return out
+
+
+def sweep(seeds, epochs, x, y, xt, yt):
+    """Writes results/methods_sweep.{json,png}: mean accuracy over seeds per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from keras_prune import _io
+
+    runs = [sweep_seed(seed, epochs, x, y, xt, yt) for seed in range(seeds)]
+    dense = float(np.mean([r["dense"] for r in runs]))
+    # The iterative runs of every seed prune to the same sparsities (same mask counts).
+    curves = {name: [[float(np.mean([r[name][i][0] for r in runs])),
+                      float(np.mean([r[name][i][1] for r in runs]))]
+                     for i in range(len(runs[0][name]))]
+              for name in runs[0] if name != "dense"}
+    _io.write_json({"seeds": seeds, "epochs": epochs, "dense": dense, "curves": curves,
+                    "runs": runs}, os.path.join(HERE, "results", "methods_sweep.json"))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.axhline(dense, color="black", linestyle="--", linewidth=1, label=f"dense ({dense:.3f})")
+    for name, points in curves.items():
+        ax.plot([100 * p[0] for p in points], [p[1] for p in points], marker="o",
+                markersize=3, label=name)
+    ax.set_xlabel("sparsity (%)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"MNIST-1D MLP 40-256-256-10, {seeds} seed(s), {epochs} epochs a run")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with _io.atomic_path(os.path.join(HERE, "results", "methods_sweep.png")) as tmp:
+        fig.savefig(tmp, dpi=120)
+    for name, points in curves.items():
+        print(name, " ".join(f"{100 * s:.0f}%:{a:.3f}" for s, a in points))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 8 epochs")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--sparsities", default="0.9,0.95")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead: accuracy against sparsity 50-98%% (methods_sweep.png)")
     args = parser.parse_args()
     seeds, epochs = (1, 8) if args.quick else (args.seeds, args.epochs)
     sparsities = sorted(float(s) for s in args.sparsities.split(","))
     x, y, xt, yt = data()
+    if args.sweep:
+        return sweep(seeds, epochs, x, y, xt, yt)
     start = time.time()
     runs = [run_seed(seed, sparsities, epochs, x, y, xt, yt) for seed in range(seeds)]
     summary = {"dense": float(np.mean([r["dense"] for r in runs]))}

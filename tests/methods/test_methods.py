@@ -395,6 +395,26 @@ def test_egp_linearize_makes_the_chosen_layers_linear_for_any_nonnegative_input(
                                keras.ops.convert_to_numpy(stripped(noise)), rtol=1e-4, atol=1e-4)
 
 
+def test_egp_linearize_folds_a_conv_into_the_next_1x1_conv(digits):
+    x, y = digits
+    L = keras.layers
+    inputs = keras.Input((8, 8, 1))
+    h = L.Conv2D(8, 3, padding="same", activation="relu", name="c0")(inputs)
+    h = L.Conv2D(8, 3, padding="same", activation="relu", name="c1")(h)
+    h = L.Conv2D(8, 1, activation="relu", name="c2")(h)
+    model = keras.Model(inputs, L.Dense(10, name="head")(L.GlobalAveragePooling2D()(h)))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert structured.linearizable_layers(model) == ["c1"]
+    pruned = entropy.egp_prune(model, (x, y), 0.5, rounds=1, epochs=1, steer="linearize",
+                               linearize=1, verbose=0)
+    stripped = keras_prune.strip_pruning(pruned)
+    small, report = collapse_layers(stripped, x)
+    assert report.merged == [(["c1"], "c2")] and report.layers_removed == 1
+    noise = np.random.default_rng(1).uniform(-1, 2, (64, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(noise)),
+                               keras.ops.convert_to_numpy(stripped(noise)), rtol=1e-4, atol=1e-4)
+
+
 def test_egp_linearize_rejects_what_it_cannot_do(flat):
     x, y = flat
     with pytest.raises(ValueError, match="linearize.*exceeds.*Candidates: \\['h1'\\]"):
