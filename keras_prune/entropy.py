@@ -287,6 +287,12 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
         raise ValueError(
             f"Argument `steer` must be 'all', 'branches' or 'linearize'. Received: {steer!r}."
         )
+    if steer == "linearize" and temperature is not None:
+        raise ValueError(
+            "Argument `temperature` does not apply to steer='linearize' (entropy picks the "
+            "layers to make linear; the rest of the budget is spread uniformly). Received: "
+            f"temperature={temperature!r}."
+        )
     if steer != "linearize" and (linearize is not None or repair_epochs is not None):
         raise ValueError(
             "Arguments `linearize` and `repair_epochs` apply to steer='linearize' only. "

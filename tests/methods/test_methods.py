@@ -424,6 +424,8 @@ def test_egp_linearize_rejects_what_it_cannot_do(flat):
         entropy.egp_prune(mlp(), (x, y), 0.5, linearize=1, verbose=0)
     with pytest.raises(ValueError, match="linearize"):
         entropy.egp_prune(mlp(), (x, y), 0.5, steer="linearize", linearize=0, verbose=0)
+    with pytest.raises(ValueError, match="temperature"):
+        entropy.egp_prune(mlp(), (x, y), 0.5, steer="linearize", temperature=0.1, verbose=0)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
