@@ -25,9 +25,11 @@ def gradients(model, inputs, objective):
         import jax
 
         non_trainable = [v.value for v in model.non_trainable_variables]
+        # stateless_call hands its keywords to call(); a subclassed call() may take none.
+        mode = {"training": False} if getattr(model, "_call_has_training_arg", True) else {}
 
         def compute(trainable):
-            outputs, _ = model.stateless_call(trainable, non_trainable, inputs, training=False)
+            outputs, _ = model.stateless_call(trainable, non_trainable, inputs, **mode)
             return objective(outputs)
 
         return jax.grad(compute)([v.value for v in variables])

@@ -339,6 +339,10 @@ def copy_model(model, weights=None):
             "model by calling it on a batch of data before pruning it."
         )
     new.set_weights(values)
+    if model.built and not new.built:
+        # It holds every weight of `model` (checked above), but a build that failed or
+        # was skipped leaves the flag down, and JAX's stateless_call refuses the model.
+        new.built = True
     return new
 
 

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_prune import _autodiff, _validation
+from keras_prune import _autodiff, _models, _validation
 from keras_prune.masking.scores import global_masks, kept_scores, layer_masks
 from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.masks import masked_weights, set_masks
@@ -128,6 +128,24 @@ def _scores(method, model, entries, data, loss, batch_size, seed):
     return [np.abs(grads.get(id(e.weight), 0.0) * w) for e, w in zip(entries, weights)]
 
 
+def _ones_like_input(model):
+    """SynFlow's input: one all-ones sample per model input (unknown sizes become 1)."""
+    if _models.is_graph_model(model):
+        ones = [np.ones([1] + [d or 1 for d in t.shape[1:]], t.dtype or "float32")
+                for t in model.inputs]
+        return ones[0] if len(ones) == 1 else ones
+    shape = (model.get_build_config() or {}).get("input_shape")  # a subclassed model
+    if shape is None:
+        raise ValueError(
+            f"method='synflow' feeds `model` ({model.name}) an all-ones input shaped like its "
+            "input, but this subclassed model does not record its input shape. Build it "
+            "with model.build((None, ...)) or call it on a batch before pruning."
+        )
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        return [np.ones([1] + [d or 1 for d in s[1:]], "float32") for s in shape]
+    return np.ones([1] + [d or 1 for d in shape[1:]], "float32")
+
+
 def _synflow(model, entries, sparsity, targets, iterations):
     """Iterative SynFlow on |weights| and an all-ones input; weights restored after.
 
@@ -137,9 +155,7 @@ def _synflow(model, entries, sparsity, targets, iterations):
     floats = [v for v in model.variables
               if "float" in str(v.dtype) and id(v) not in bookkeeping]
     saved = [ops.convert_to_numpy(v) for v in floats]
-    ones = [np.ones([1] + [d or 1 for d in t.shape[1:]], t.dtype or "float32")
-            for t in model.inputs]
-    ones = ones[0] if len(ones) == 1 else ones
+    ones = _ones_like_input(model)
     trainable = model.trainable_variables
     masks = [np.ones(e.weight.shape, bool) for e in entries]
     try:

@@ -138,6 +138,29 @@ def test_synflow_needs_no_data_and_avoids_layer_collapse():
     assert abs(1 - density(masks) - 0.98) < 1e-3
 
 
+def test_snip_and_synflow_on_a_subclassed_model_match_the_same_sequential_model(flat):
+    class Classifier(keras.Model):  # written the way TensorFlow's tutorials write it
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(32, activation="relu")
+            self.head = keras.layers.Dense(10)
+
+        def call(self, x):
+            return self.head(self.hidden(x))
+
+    subclassed = Classifier()
+    subclassed(np.zeros((2, 64), "float32"))
+    sequential = mlp(widths=(32,))
+    sequential.set_weights(subclassed.get_weights())
+    x, y = flat
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for method in ("synflow", "snip"):
+        masks = [list(keras_prune.get_masks(keras_prune.prune_at_init(
+            m, method, 0.9, data=(x[:64], y[:64]), loss=loss, iterations=20)).values())
+            for m in (subclassed, sequential)]
+        assert len(masks[0]) == 2 and all(np.array_equal(a, b) for a, b in zip(*masks)), method
+
+
 def test_ranking_kept_scores_never_revives_a_pruned_weight():
     from keras_prune.masking.scores import global_masks, kept_scores
 
