@@ -80,12 +80,15 @@ def run(build, x, y, xt, yt, seed, sparsity, options):
 ROUNDS, EPOCHS = 6, 4  # every method: 6 rounds of 4 epochs, then 4 more epochs
 # (name, models it runs on, egp_prune options): EGP as in the paper; EGP steering only
 # the layers inside residual branches, at its default temperature (0.05: one branch at
-# a time is emptied) and at 0.5 (the budget spread over the branches: none is emptied);
+# a time is emptied), at 0.1 and 0.2 (on the CNN), and at 0.5 (the budget spread over the
+# branches: none is emptied);
 # EGP linearizing 2 or 4 ReLU layers of the MLP (the 4 last epochs are its repair); and
 # uniform (the same code with an infinite temperature).
 BOTH = ("deep_mlp", "residual_cnn")
 METHODS = (("egp", BOTH, {"temperature": 0.25, "steer": "all"}),
            ("egp_branches", BOTH, {"temperature": 0.05, "steer": "branches"}),
+           ("egp_branches_t0.1", ("residual_cnn",), {"temperature": 0.1, "steer": "branches"}),
+           ("egp_branches_t0.2", ("residual_cnn",), {"temperature": 0.2, "steer": "branches"}),
            ("egp_branches_t0.5", BOTH, {"temperature": 0.5, "steer": "branches"}),
            ("egp_linearize2", ("deep_mlp",), {"steer": "linearize", "linearize": 2}),
            ("egp_linearize4", ("deep_mlp",), {"steer": "linearize", "linearize": 4}),

@@ -248,6 +248,9 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
             Default: 0.25 with steer="all"; 0.05 with steer="branches", low
             enough that the lowest-entropy branch takes nearly the whole budget
             until it is empty (at 0.5 the budget is spread and none empties).
+            Depth against accuracy (benchmarks/egp.py, residual CNN, digits, 90%):
+            0.05 halves the depth but loses 5.5 points against uniform pruning;
+            0.2 removes fewer layers (1.3 of 8) at uniform pruning's accuracy.
         validation_data: Evaluated after each round (default: `data`).
         filters: Which layers to prune, as in `prune_low_magnitude`.
         steer: Which layers the entropy steers. "all" (the paper's rule), or
