@@ -21,7 +21,6 @@ methods_sweep.{json,png} (accuracy against sparsity, 50-98%).
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile

@@ -1,109 +1,17 @@
-"""Entropy of ReLU states, and entropy-guided pruning (EGP, Liao et al. 2023).
+"""Entropy-guided iterative pruning (EGP, Liao et al. 2023): `egp_prune`."""
 
-A ReLU unit is "on" (output > 0) or "off" for each sample. Over a dataset its
-binary entropy is 0 when it is always on (it is then linear) or always off (a
-constant), and 1 bit when it is on for half the samples. EGP observes that
-unstructured pruning lowers these entropies, and prunes layers with low entropy
-harder, until whole layers have zero entropy and can be removed exactly
-(`keras_prune.structured.collapse_layers`). On residual networks,
-`steer="branches"` empties the lowest-entropy residual branches instead, which
-`collapse_layers` then removes (the paper's rule can empty the main path). On
-plain networks without branches, `steer="linearize"` drives the lowest-entropy
-layers to zero entropy by choosing *which* of their weights to prune (see
-`egp_prune`), so that `collapse_layers` can fold them into the next layer.
-
-```python
-print(keras_prune.entropy.layer_entropy(model, x_train[:512]))
-pruned = keras_prune.entropy.egp_prune(model, (x, y), 0.9, rounds=5, epochs=3)
-small, report = keras_prune.structured.collapse_layers(
-    keras_prune.strip_pruning(pruned), x_train[:512])
-```
-"""
-
-import contextlib
-import math
 import time
 
-import keras
 import numpy as np
 from keras import ops
 
-from keras_prune import _models, _training, _validation
-from keras_prune.layers.wrapper import PruneLowMagnitude
+from keras_prune import _training, _validation
+from keras_prune.entropy.linearize import Linearizer
+from keras_prune.entropy.states import binary_entropy, layer_entropy, relu_states
 from keras_prune.masking.scores import keep_top, kept_scores
 from keras_prune.masks import masked_weights, set_masks
 from keras_prune.prune import prune_low_magnitude
 from keras_prune.schedules import FixedMask
-
-
-def _is_relu(activation):
-    return activation is keras.activations.relu or getattr(activation, "__name__", "") == "relu"
-
-
-def relu_layer(layer):
-    """The layer whose output is a plain ReLU's (wrappers seen through), else None."""
-    inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
-    if isinstance(inner, keras.layers.ReLU):
-        plain = (not inner.max_value and not inner.negative_slope and not inner.threshold)
-        return inner if plain else None
-    return inner if _is_relu(getattr(inner, "activation", None)) else None
-
-
-def relu_states(model, data, batch_size=256):
-    """{layer name: fraction of samples (and positions) each channel is on}.
-
-    Covers every layer of a Functional or Sequential model (nested ones expanded)
-    whose output is a plain ReLU: a Dense or convolution with activation="relu",
-    a ReLU layer, or Activation("relu"). Channels are the last axis.
-    """
-    from keras_prune.structured.execution import batches, run_graph
-    from keras_prune.structured.graph import iter_steps
-
-    _models.check_keras3(model, "model")
-    if not isinstance(model, keras.Model) or not _models.is_graph_model(model):
-        raise ValueError(
-            f"Argument `model` must be a Functional or Sequential model; ReLU states are read "
-            f"from its layer graph. Received: {type(model).__name__}."
-        )
-    steps = list(iter_steps(model))
-    watched = {id(s.operation): relu_layer(s.operation) for s in steps}
-    counts = {}
-
-    def watch(step, outputs):
-        inner = watched.get(id(step.operation))
-        if inner is None:
-            return
-        value = ops.convert_to_numpy(outputs[0])
-        on = (value > 0).reshape(-1, value.shape[-1])
-        total, ones = counts.get(inner.name, (0, 0))
-        counts[inner.name] = (total + on.shape[0], ones + on.sum(axis=0))
-
-    for batch in batches(model, data, batch_size):
-        run_graph(model, steps, batch, watch)
-    return {name: ones / total for name, (total, ones) in counts.items()}
-
-
-def binary_entropy(p):
-    """H(p) in bits, elementwise, with H(0) = H(1) = 0."""
-    p = np.clip(np.asarray(p, np.float64), 0.0, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
-    return np.nan_to_num(h, nan=0.0)
-
-
-def layer_entropy(model, data, batch_size=256):
-    """{layer name: mean binary entropy (bits) of its ReLU units over `data`}.
-
-    0 for a layer whose units are each always on or always off; 1 when every
-    unit is on for exactly half the samples. Layers without a ReLU are absent.
-
-    Args:
-        model: A Functional or Sequential model (plain or wrapped).
-        data: Input samples (an array, or one array per input).
-        batch_size: Samples per forward pass.
-    """
-    return {name: float(np.mean(binary_entropy(p)))
-            for name, p in relu_states(model, data, batch_size).items()}
 
 
 def _allocate(budget, remaining, weights):
@@ -147,81 +55,6 @@ def _steering_entropy(layer_names, entropy, steer, branches):
         known = [entropy[n] for n in branches.get(name, ()) if n in entropy]
         values.append(float(np.mean(known)) if known else 1.0)
     return np.array(values)
-
-
-class _KeepOn(keras.constraints.Constraint):
-    """Keeps the entries of `on` units at >= `floor` after each optimizer update."""
-
-    def __init__(self, on, floor):
-        self.on, self.floor = on, floor
-
-    def __call__(self, w):
-        w = ops.convert_to_tensor(w)  # the optimizer passes the variable itself
-        return ops.where(self.on, ops.maximum(w, self.floor), w)
-
-
-class _Linearizer:
-    """steer="linearize": prunes chosen ReLU layers until they are linear.
-
-    A chosen layer's units take a role from how often they were on when it was
-    chosen: "on" (at least half the samples) or "off". Pruning then removes what
-    lets a unit leave its role: an on-unit's negative incoming weights (its inputs
-    are ReLU outputs, never negative, so the kept ones can only push it up) and
-    every weight of an off-unit (it becomes the constant relu(bias)). The repair
-    fine-tuning keeps an on-unit's weights >= 0 and its bias >= FLOOR, so the unit
-    is on for every input: the layer is linear exactly, not only on the data.
-    """
-
-    FLOOR = 1e-4
-
-    def __init__(self, model, entries, count):
-        from keras_prune.structured.collapse import linearizable_layers
-
-        self.entries = {e.layer_name: e for e in entries}
-        self.candidates = [n for n in linearizable_layers(model) if n in self.entries]
-        if count > len(self.candidates):
-            raise ValueError(
-                f"Argument `linearize` ({count}) exceeds the {len(self.candidates)} layer(s) "
-                "of this model that can be made linear: a Dense or convolution with a ReLU "
-                "and a bias, whose input is another ReLU's output and whose output feeds "
-                "only a Dense (or a 1x1 convolution). Candidates: "
-                f"{self.candidates or 'none'}."
-            )
-        self.count = count
-        self.roles = {}  # layer name -> boolean vector, True for the units kept on
-
-    def choose(self, states, rounds_left):
-        """Adds the lowest-entropy candidates, spreading the choices over the rounds left."""
-        wanted = math.ceil((self.count - len(self.roles)) / max(rounds_left, 1))
-        free = [n for n in self.candidates if n not in self.roles and n in states]
-        free.sort(key=lambda n: float(np.mean(binary_entropy(states[n]))))
-        for name in free[:wanted]:
-            self.roles[name] = np.asarray(states[name]) >= 0.5
-
-    def restrict(self, masks, index):
-        """Prunes, in `masks`, the weights that let a chosen unit leave its role."""
-        for name, on in self.roles.items():
-            i = index[name]
-            weight = ops.convert_to_numpy(self.entries[name].weight)
-            masks[i] &= (weight > 0) & on.reshape((1,) * (weight.ndim - 1) + (-1,))
-
-    @contextlib.contextmanager
-    def constrained(self):
-        """Clamps on-units' kernels (>= 0) and biases (>= FLOOR), also during training."""
-        saved = []
-        for name, on in self.roles.items():
-            layer = self.entries[name].wrapper.layer
-            for variable, floor in ((layer.kernel, 0.0), (layer.bias, self.FLOOR)):
-                shape = (1,) * (len(variable.shape) - 1) + (-1,)
-                constraint = _KeepOn(ops.convert_to_tensor(on.reshape(shape)), floor)
-                saved.append((variable, variable.constraint))
-                variable.constraint = constraint
-                variable.assign(constraint(variable))
-        try:
-            yield
-        finally:
-            for variable, constraint in saved:
-                variable.constraint = constraint
 
 
 def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32,
@@ -328,7 +161,7 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
     masks = [np.ones(e.weight.shape, bool) for e in entries]
     branches = _residual_branches(model)
     index = {name: members[name][0] for name in layer_names}
-    linearizer = _Linearizer(model, entries, linearize) if steer == "linearize" else None
+    linearizer = Linearizer(model, entries, linearize) if steer == "linearize" else None
     # A branch layer may be emptied (the branch becomes constant); others keep a weight.
     floor = np.array([0 if name in branches else 1 for name in layer_names])
     history = []
@@ -410,4 +243,3 @@ def _repair(pruned, linearizer, masks, index, entries, config, data, evaluation,
     sparsity = 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)
     return {"round": "repair", "sparsity": sparsity, "entropy": entropy,
             "linearized": linear, "metrics": metrics, "seconds": time.perf_counter() - start}
-
