@@ -116,6 +116,8 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
         A new wrapped model (`FixedMask` schedule), compiled like `model`. With
         steer="linearize", `model.egp_linearized` lists the layers made linear.
     """
+    from keras_prune.structured.graph import check_data
+
     target = _validation.check_fraction("target_sparsity", target_sparsity)
     rounds = _validation.check_int("rounds", rounds, minimum=1)
     epochs = _validation.check_int("epochs", epochs, minimum=0)
@@ -149,6 +151,7 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
         if not (isinstance(data, tuple) and len(data) == 2):
             raise ValueError("Pass `entropy_data=` (input samples) when `data` is a dataset.")
         entropy_data = data[0][:1024]
+    check_data(model, entropy_data, "entropy_data")
     evaluation = data if validation_data is None else validation_data
 
     pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=filters)

@@ -21,15 +21,17 @@ def relu_layer(layer):
     return inner if _is_relu(getattr(inner, "activation", None)) else None
 
 
-def relu_states(model, data, batch_size=256):
+def relu_states(model, data, batch_size=256, argument="data"):
     """{layer name: fraction of samples (and positions) each channel is on}.
 
     Covers every layer of a Functional or Sequential model (nested ones expanded)
     whose output is a plain ReLU: a Dense or convolution with activation="relu",
-    a ReLU layer, or Activation("relu"). Channels are the last axis.
+    a ReLU layer, or Activation("relu"). Channels are the last axis. `data` is
+    input samples (an array, or one per input; not a dataset); `argument` names
+    it in errors.
     """
     from keras_prune.structured.execution import batches, run_graph
-    from keras_prune.structured.graph import iter_steps
+    from keras_prune.structured.graph import check_data, iter_steps
 
     _models.check_keras3(model, "model")
     if not isinstance(model, keras.Model) or not _models.is_graph_model(model):
@@ -37,6 +39,7 @@ def relu_states(model, data, batch_size=256):
             f"Argument `model` must be a Functional or Sequential model; ReLU states are read "
             f"from its layer graph. Received: {type(model).__name__}."
         )
+    check_data(model, data, argument)
     steps = list(iter_steps(model))
     watched = {id(s.operation): relu_layer(s.operation) for s in steps}
     counts = {}
@@ -63,7 +66,7 @@ def binary_entropy(p):
     return np.nan_to_num(h, nan=0.0)
 
 
-def layer_entropy(model, data, batch_size=256):
+def layer_entropy(model, data, batch_size=256, argument="data"):
     """{layer name: mean binary entropy (bits) of its ReLU units over `data`}.
 
     0 for a layer whose units are each always on or always off; 1 when every
@@ -73,6 +76,7 @@ def layer_entropy(model, data, batch_size=256):
         model: A Functional or Sequential model (plain or wrapped).
         data: Input samples (an array, or one array per input).
         batch_size: Samples per forward pass.
+        argument: The name `data` goes by in error messages.
     """
     return {name: float(np.mean(binary_entropy(p)))
-            for name, p in relu_states(model, data, batch_size).items()}
+            for name, p in relu_states(model, data, batch_size, argument).items()}

@@ -129,9 +129,11 @@ def check_data(model, data, argument):
         if shape is None or len(shape) != len(tensor.shape) or any(
             e is not None and e != s for e, s in zip(expected, tuple(shape)[1:])
         ):
+            received = f"shape {shape}" if shape is not None else (
+                f"a {type(array).__name__}, not an array")
             raise ValueError(
                 f"Argument `{argument}` must be an array of samples shaped (n, {expected}) "
-                f"for input `{tensor.name}`. Received: shape {shape}. Pass a batch of "
+                f"for input `{tensor.name}`. Received: {received}. Pass a batch of "
                 "training inputs, e.g. data=x_train[:256]."
             )
 

@@ -439,6 +439,17 @@ def test_egp_linearize_folds_a_conv_into_the_next_1x1_conv(digits):
                                keras.ops.convert_to_numpy(stripped(noise)), rtol=1e-4, atol=1e-4)
 
 
+def test_entropy_and_egp_reject_a_dataset_as_samples_naming_the_argument(flat):
+    import tensorflow as tf
+
+    x, y = flat
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    with pytest.raises(ValueError, match="`data` must be an array.*_BatchDataset"):
+        entropy.layer_entropy(mlp(), dataset)
+    with pytest.raises(ValueError, match="`entropy_data` must be an array"):
+        entropy.egp_prune(mlp(), dataset, 0.5, entropy_data=dataset, verbose=0)
+
+
 def test_egp_linearize_rejects_what_it_cannot_do(flat):
     x, y = flat
     with pytest.raises(ValueError, match="linearize.*exceeds.*Candidates: \\['h1'\\]"):
