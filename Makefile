@@ -47,6 +47,7 @@ benchmark: $(STAMP) $(TFMOT_VENV)/.installed
 	$(PY) benchmarks/tflite_export.py --tfmot-python $(TFMOT_VENV)/bin/python
 	$(PY) benchmarks/structured.py
 	$(PY) benchmarks/methods.py
+	$(PY) benchmarks/methods.py --sweep
 	$(PY) benchmarks/egp.py
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/mask_update.py
