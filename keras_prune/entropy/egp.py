@@ -238,7 +238,7 @@ def _repair(pruned, linearizer, masks, index, entries, config, data, evaluation,
     _training.compile_from(pruned, config)  # a train step traced without the constraints
     metrics = _training.evaluate(pruned, evaluation)
     entropy = layer_entropy(pruned, entropy_data)
-    linear = {name: entropy.get(name) for name in linearizer.roles}
+    linear = {name: entropy.get(linearizer.state_keys[name]) for name in linearizer.roles}
     if verbose:
         name, value = _training.headline(metrics)
         print(f"EGP repair: {name} {value:.4f}; linear layers (entropy): "

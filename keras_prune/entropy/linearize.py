@@ -37,16 +37,20 @@ class Linearizer:
     """
 
     def __init__(self, model, entries, count):
-        from keras_prune.structured.collapse import linearizable_layers
+        from keras_prune.structured.collapse import linearizable
 
         self.entries = {e.layer_name: e for e in entries}
-        self.candidates = [n for n in linearizable_layers(model) if n in self.entries]
+        # Layer name -> the name its ReLU states go by (its own, or its ReLU layer's).
+        self.state_keys = {n: key for n, key in linearizable(model).items()
+                           if n in self.entries}
+        self.candidates = list(self.state_keys)
         if count > len(self.candidates):
             raise ValueError(
                 f"Argument `linearize` ({count}) exceeds the {len(self.candidates)} layer(s) "
-                "of this model that can be made linear: a Dense or convolution with a ReLU "
-                "and a bias, whose input is another ReLU's output and whose output feeds "
-                "only a Dense (or a 1x1 convolution). Candidates: "
+                "of this model that can be made linear: a Dense or convolution with a bias "
+                "and a ReLU (its activation, or a ReLU layer right after it), whose input "
+                "is another ReLU's output and whose output feeds only a Dense (or a 1x1 "
+                "convolution). Candidates: "
                 f"{self.candidates or 'none'}."
             )
         self.count = count
@@ -55,10 +59,11 @@ class Linearizer:
     def choose(self, states, rounds_left):
         """Adds the lowest-entropy candidates, spreading the choices over the rounds left."""
         wanted = math.ceil((self.count - len(self.roles)) / max(rounds_left, 1))
-        free = [n for n in self.candidates if n not in self.roles and n in states]
-        free.sort(key=lambda n: float(np.mean(binary_entropy(states[n]))))
+        key = self.state_keys
+        free = [n for n in self.candidates if n not in self.roles and key[n] in states]
+        free.sort(key=lambda n: float(np.mean(binary_entropy(states[key[n]]))))
         for name in free[:wanted]:
-            self.roles[name] = np.asarray(states[name]) >= 0.5
+            self.roles[name] = np.asarray(states[key[name]]) >= 0.5
 
     def restrict(self, masks, index):
         """Prunes, in `masks`, the weights that let a chosen unit leave its role."""

@@ -106,18 +106,33 @@ def _activation_name(layer):
     return keras.activations.serialize(layer.activation) if hasattr(layer, "activation") else None
 
 
-def _foldable(layer, states):
-    """The 0/1 'on' vector of a layer that is affine on the data, else None."""
+def _is_relu_gate(layer):
+    """A ReLU or Activation("relu") layer: a ReLU between two linear layers."""
+    return (isinstance(layer, (keras.layers.ReLU, keras.layers.Activation))
+            and relu_layer(layer) is layer)
+
+
+def _always(p):
+    """`p` (on-fractions) as a 0/1 vector when each unit is always on or off, else None."""
+    if p is None or not np.all((p == 0) | (p == 1)):
+        return None
+    return p.astype(np.float64)
+
+
+def _foldable(layer, states, gate=None):
+    """The 0/1 'on' vector of a layer that is affine on the data, else None.
+
+    `gate` is the step of a separate ReLU layer between `layer` (then without an
+    activation of its own) and the layer it folds into.
+    """
     if _linear_kind(layer) is None:
         return None
-    name = _activation_name(layer)
-    units = int(layer.kernel.shape[-1])
-    if name in ("linear", None):
-        return np.ones(units)
-    if relu_layer(layer) is layer and layer.name in states:
-        p = states[layer.name]
-        if np.all((p == 0) | (p == 1)):
-            return p.astype(np.float64)
+    if gate is not None:
+        return _always(states.get(gate.operation.name))
+    if _activation_name(layer) in ("linear", None):
+        return np.ones(int(layer.kernel.shape[-1]))
+    if relu_layer(layer) is layer:
+        return _always(states.get(layer.name))
     return None
 
 
@@ -135,44 +150,65 @@ class _Graph:
             self.calls[id(step.operation)] = self.calls.get(id(step.operation), 0) + 1
         self.outputs = {id(t) for t in keras.tree.flatten(model.outputs)}
 
-    def fold_target(self, step):
-        """The one linear layer `step`'s layer can be folded into once it is affine, or None.
+    def _only_user(self, step):
+        """The one step reading `step`'s output (a layer called once), or None."""
+        users = self.consumers.get(id(step.outputs[0]), [])
+        if len(users) != 1 or id(step.outputs[0]) in self.outputs:
+            return None
+        return users[0] if self.calls[id(users[0].operation)] == 1 else None
 
-        Dense folds into the Dense that alone reads its output; a convolution into a
-        1x1 convolution (stride 1) of the same rank. Neither output may be a model output.
+    def fold_target(self, step):
+        """(the linear layer's step `step` can fold into once affine, the ReLU-layer step
+        between them or None), or None.
+
+        Dense folds into the Dense that alone reads its output (directly or through a
+        ReLU or Activation("relu") layer); a convolution into a 1x1 convolution (stride
+        1) of the same rank. No output on the way may be a model output.
         """
         kind = _linear_kind(step.operation)
-        users = self.consumers.get(id(step.outputs[0]), [])
-        if kind is None or len(users) != 1 or id(step.outputs[0]) in self.outputs:
+        if kind is None:
             return None
-        nxt = users[0].operation
-        if self.calls[id(nxt)] != 1 or _linear_kind(nxt) != kind:
+        nxt, gate = self._only_user(step), None
+        if (nxt is not None and _is_relu_gate(nxt.operation)
+                and _activation_name(step.operation) in ("linear", None)):
+            gate, nxt = nxt, self._only_user(nxt)
+        if nxt is None or _linear_kind(nxt.operation) != kind:
             return None
-        if kind == "conv" and not (_is_pointwise(nxt)
-                                   and len(nxt.kernel_size) == len(step.operation.kernel_size)):
+        if kind == "conv" and not (_is_pointwise(nxt.operation) and len(
+                nxt.operation.kernel_size) == len(step.operation.kernel_size)):
             return None
-        return users[0]
+        return nxt, gate
+
+
+def linearizable(model):
+    """{layer name: name its ReLU states go by} for the layers `linearizable_layers` lists."""
+    graph = _Graph(model)
+    found = {}
+    for step in graph.steps:
+        layer = step.operation
+        target = graph.fold_target(step)
+        if (target is None or not getattr(layer, "use_bias", False)
+                or graph.calls[id(layer)] != 1 or len(step.inputs) != 1):
+            continue
+        gate = target[1]
+        if gate is None and relu_layer(layer) is not layer:
+            continue  # no ReLU at all: already linear
+        source = graph.producers.get(id(step.inputs[0]))
+        if source is not None and relu_layer(source.operation) is not None:
+            found[layer.name] = gate.operation.name if gate is not None else layer.name
+    return found
 
 
 def linearizable_layers(model):
     """Names of the ReLU layers `collapse_layers` could fold once each unit is always
     on or off, and whose input is never negative (another ReLU's output).
 
-    On such a layer, a unit whose kept weights and bias are positive is on for every
-    input: `egp_prune(steer="linearize")` makes chosen layers linear this way.
+    A Dense or convolution with a bias and a ReLU (its activation, or a ReLU or
+    Activation("relu") layer right after it) that alone feeds a Dense (or a 1x1
+    convolution). On such a layer, a unit whose kept weights and bias are positive is
+    on for every input: `egp_prune(steer="linearize")` makes chosen layers linear so.
     """
-    graph = _Graph(model)
-    names = []
-    for step in graph.steps:
-        layer = step.operation
-        if (relu_layer(layer) is not layer or not getattr(layer, "use_bias", False)
-                or graph.calls[id(layer)] != 1 or graph.fold_target(step) is None
-                or len(step.inputs) != 1):
-            continue
-        source = graph.producers.get(id(step.inputs[0]))
-        if source is not None and relu_layer(source.operation) is not None:
-            names.append(layer.name)
-    return names
+    return list(linearizable(model))
 
 
 def _fold(kernel_a, bias_a, on, kernel_b, bias_b, kind):
@@ -223,17 +259,20 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
     dropped = {name for block, _ in constant_blocks for name in block.layers}
     # Chains a1 -> a2 -> ... -> b: each `a` foldable, used once, feeding only the next.
     folded, chains = {id(s.operation): True for s in steps if s.operation.name in dropped}, []
+    gates = {}  # id(step) -> the ReLU layer's step between it and the next in its chain
     for step in steps:
         layer = step.operation
         if id(layer) in folded or graph.calls[id(layer)] != 1 or _linear_kind(layer) is None:
             continue
         chain = [step]
         while True:
-            on = _foldable(chain[-1].operation, states)
-            nxt = graph.fold_target(chain[-1])
-            if on is None or nxt is None or id(nxt.operation) in folded:
+            target = graph.fold_target(chain[-1])
+            if target is None or id(target[0].operation) in folded:
                 break
-            chain.append(nxt)
+            if _foldable(chain[-1].operation, states, target[1]) is None:
+                break
+            gates[id(chain[-1])] = target[1]
+            chain.append(target[0])
         if len(chain) > 1:
             chains.append(chain)
             folded.update((id(s.operation), True) for s in chain)
@@ -249,11 +288,13 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
         kernel, bias = _weights(first.operation)
         kind = _linear_kind(first.operation)
         for previous, step in zip(chain, chain[1:]):
-            on = _foldable(previous.operation, states)
+            on = _foldable(previous.operation, states, gates[id(previous)])
             kernel_b, bias_b = _weights(step.operation)
             kernel, bias = _fold(kernel, bias, on, kernel_b, bias_b, kind)
         for step in chain[:-1]:
             bypass[id(step.outputs[0])] = first.inputs[0]
+            if gates[id(step)] is not None:
+                bypass[id(gates[id(step)].outputs[0])] = first.inputs[0]
         config = dict(first.operation.get_config())
         b = last.operation
         config.update(name=b.name, activation=b.get_config()["activation"], use_bias=True,
@@ -262,7 +303,9 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
         config["units" if kind == "dense" else "filters"] = int(kernel.shape[-1])
         replace[id(b)] = (type(first.operation), config)
         merged_weights[id(b)] = [kernel.astype(b.kernel.dtype), bias.astype(b.kernel.dtype)]
-        merged.append(([s.operation.name for s in chain[:-1]], b.name))
+        removed = [s.operation.name for s in chain[:-1]]
+        removed += [gates[id(s)].operation.name for s in chain[:-1] if gates[id(s)] is not None]
+        merged.append((removed, b.name))
 
     copier = _models.LayerCopier(model)  # copies Lambda and custom layers too
 

@@ -269,6 +269,31 @@ def test_collapse_merges_an_always_on_layer_exactly():
     assert report.max_difference < 1e-5
 
 
+def test_collapse_folds_through_a_separate_relu_layer_and_linearize_finds_it(flat):
+    x, y = flat
+    L = keras.layers
+    inputs = keras.Input((64,))
+    h = L.Dense(32, activation="relu", name="h0")(inputs)
+    h = L.Activation("relu", name="act1")(L.Dense(32, name="h1")(h))
+    h = L.ReLU(name="relu2")(L.Dense(16, name="h2")(h))
+    model = keras.Model(inputs, L.Dense(10, name="out")(h))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert structured.linearizable_layers(model) == ["h1", "h2"]
+    layer = model.get_layer("h2")  # every unit always on: relu2 passes h2 through
+    layer.set_weights([keras.ops.convert_to_numpy(layer.kernel) * 1e-3, np.full(16, 5.0)])
+    small, report = collapse_layers(model, x)
+    assert report.merged == [(["h2", "relu2"], "out")] and report.layers_removed == 1
+    assert "relu2" not in [l.name for l in small.layers]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(x)),
+                               keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-5)
+    pruned = entropy.egp_prune(model, (x, y), 0.5, rounds=1, epochs=1, steer="linearize",
+                               linearize=2, verbose=0)
+    linear = pruned.egp_history[-1]["linearized"]
+    assert set(linear) == {"h1", "h2"} and all(h == 0.0 for h in linear.values())
+    _, report = collapse_layers(keras_prune.strip_pruning(pruned), x)
+    assert report.layers_removed == 2
+
+
 def test_collapse_turns_a_zero_residual_branch_into_the_identity():
     inputs = keras.Input((6, 6, 3))
     stem = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="stem")(inputs)
