@@ -7,7 +7,8 @@ from keras import ops
 
 from keras_prune import _training, _validation
 from keras_prune.entropy.linearize import Linearizer
-from keras_prune.entropy.states import binary_entropy, layer_entropy, relu_states
+from keras_prune.entropy.states import (binary_entropy, layer_entropy, output_relus,
+                                        relu_states)
 from keras_prune.masking.scores import keep_top, kept_scores
 from keras_prune.masks import masked_weights, set_masks
 from keras_prune.prune import prune_low_magnitude
@@ -109,7 +110,8 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
             the last round, during which chosen on-units keep weights >= 0 and a
             bias >= 1e-4: they are then on for every input (their inputs are ReLU
             outputs), so each chosen layer is exactly linear and
-            `collapse_layers` folds it. Default: `epochs`.
+            `collapse_layers` folds it. Default: `epochs`. Collapse right after:
+            training the returned model further can make the layers nonlinear again.
         verbose: 0 silent, 1 one line per round, 2 also fit's progress bars.
 
     Returns:
@@ -163,6 +165,7 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
     sizes = np.array([sum(entries[i].size for i in members[n]) for n in layer_names], float)
     masks = [np.ones(e.weight.shape, bool) for e in entries]
     branches = _residual_branches(model)
+    relus = output_relus(model)
     index = {name: members[name][0] for name in layer_names}
     linearizer = Linearizer(model, entries, linearize) if steer == "linearize" else None
     # A branch layer may be emptied (the branch becomes constant); others keep a weight.
@@ -173,6 +176,8 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
         goal = 1.0 - (1.0 - target) ** (round_index / rounds)
         states = relu_states(pruned, entropy_data)
         entropy = {name: float(np.mean(binary_entropy(p))) for name, p in states.items()}
+        # A Dense or conv followed by a separate ReLU layer is steered by that layer's.
+        entropy.update({name: entropy[key] for name, key in relus.items() if key in entropy})
         if linearizer is not None:
             linearizer.choose(states, rounds - round_index + 1)
             linearizer.restrict(masks, index)

@@ -21,6 +21,35 @@ def relu_layer(layer):
     return inner if _is_relu(getattr(inner, "activation", None)) else None
 
 
+def output_relus(model):
+    """{layer name: the name its output's ReLU states go by} for a graph model.
+
+    A layer with a ReLU activation is its own; a layer whose output only a ReLU
+    or Activation("relu") layer reads takes that layer's name (wrappers seen through).
+    """
+    from keras_prune.structured.graph import iter_steps
+
+    steps = list(iter_steps(model))
+    readers = {}
+    for step in steps:
+        for tensor in step.inputs:
+            readers.setdefault(id(tensor), []).append(step)
+    names = {}
+    for step in steps:
+        inner = step.operation.layer if isinstance(step.operation, PruneLowMagnitude) else (
+            step.operation)
+        if not isinstance(inner, keras.layers.Layer):
+            continue
+        own = relu_layer(inner)
+        users = readers.get(id(step.outputs[0]), []) if step.outputs else []
+        if own is not None:
+            names[inner.name] = own.name
+        elif len(users) == 1 and isinstance(users[0].operation, (
+                keras.layers.ReLU, keras.layers.Activation)) and relu_layer(users[0].operation):
+            names[inner.name] = users[0].operation.name
+    return names
+
+
 def relu_states(model, data, batch_size=256, argument="data"):
     """{layer name: fraction of samples (and positions) each channel is on}.
 

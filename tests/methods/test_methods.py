@@ -376,6 +376,24 @@ def test_egp_prunes_low_entropy_layers_harder(flat):
     assert isinstance(pruned.get_layer("prune_low_magnitude_h0"), keras_prune.PruneLowMagnitude)
 
 
+def test_egp_steers_a_layer_by_the_separate_relu_layer_after_it(flat):
+    x, y = flat
+    L = keras.layers
+    inputs = keras.Input((64,))
+    h = L.ReLU(name="relu0")(L.Dense(32, name="h0")(inputs))
+    h = L.Dense(32, activation="relu", name="h1")(h)
+    model = keras.Model(inputs, L.Dense(10, name="out")(h))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=2, verbose=0)
+    pruned = entropy.egp_prune(model, (x, y), 0.5, rounds=1, epochs=0, temperature=1e-3,
+                               verbose=0)
+    first = pruned.egp_history[0]
+    assert first["entropy"]["h0"] == first["entropy"]["relu0"]
+    low, high = sorted(("h0", "h1"), key=lambda n: first["entropy"][n])
+    if first["entropy"][low] < first["entropy"][high] - 0.02:
+        assert first["layer_sparsity"][low] > first["layer_sparsity"][high] + 0.1
+
+
 def test_egp_steering_branches_leaves_the_main_path_at_the_uniform_rate(digits):
     x, y = digits
     inputs = keras.Input((8, 8, 1))
