@@ -300,16 +300,18 @@ def _build_like(new, model):
             new.build_from_config(config)
         except Exception:  # noqa: BLE001 (falls through to a call on data)
             pass
-    if _fits(model.weights, new):
-        return
     shape = config.get("input_shape")
-    if shape is None:
-        return
-    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
-        sample = [np.zeros([d or 1 for d in s], "float32") for s in shape]
-    else:
-        sample = np.zeros([d or 1 for d in shape], "float32")
-    new(sample)
+    if not _fits(model.weights, new) and shape is not None:
+        if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+            sample = [np.zeros([d or 1 for d in s], "float32") for s in shape]
+        else:
+            sample = np.zeros([d or 1 for d in shape], "float32")
+        new(sample)
+    if model.built and not new.built and _fits(model.weights, new):
+        # It holds every weight of `model`, but Keras leaves the flag down when build()
+        # made them without finishing (a model without its own build()); prune_low_magnitude
+        # and JAX's stateless_call refuse a model that says it is not built.
+        new.built = True
 
 
 def copy_model(model, weights=None):
@@ -339,10 +341,6 @@ def copy_model(model, weights=None):
             "model by calling it on a batch of data before pruning it."
         )
     new.set_weights(values)
-    if model.built and not new.built:
-        # It holds every weight of `model` (checked above), but a build that failed or
-        # was skipped leaves the flag down, and JAX's stateless_call refuses the model.
-        new.built = True
     return new
 
 
@@ -441,7 +439,14 @@ def _swap(owner, transform, seen, path, swapped):
 def fresh_copy(model):
     """A copy of `model` (same config) with newly initialized weights, not compiled."""
     if is_graph_model(model):
-        return keras.models.clone_model(model)
+        custom_objects = _custom_objects(model)
+
+        def fresh(layer):  # unsafe mode: a Lambda layer's function never leaves this process
+            return keras.saving.deserialize_keras_object(
+                keras.saving.serialize_keras_object(layer), custom_objects=custom_objects,
+                safe_mode=False)
+
+        return keras.models.clone_model(model, clone_function=fresh)
     try:
         new = keras.saving.deserialize_keras_object(
             keras.saving.serialize_keras_object(model),

@@ -88,7 +88,16 @@ class Ticket:
             keras.utils.set_random_seed(seed)
         fresh = _models.fresh_copy(self._source)
         model = prune_low_magnitude(fresh, pruning_schedule=FixedMask(), filters=self._filters)
-        set_masks(model, self.masks)
+        # By position: a subclassed model's fresh layers get new automatic names.
+        entries, masks = masked_weights(model), list(self.masks.values())
+        shapes = [tuple(e.weight.shape) for e in entries]
+        if shapes != [mask.shape for mask in masks]:
+            raise ValueError(
+                f"The fresh copy of `{self._source.name}` has prunable weights shaped "
+                f"{shapes}, the ticket's masks {[mask.shape for mask in masks]}; its "
+                "config does not rebuild the same model."
+            )
+        set_masks(model, {entry.key: mask for entry, mask in zip(entries, masks)})
         return _training.compile_from(model, self._compile_config)
 
     def table(self):

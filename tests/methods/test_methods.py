@@ -11,6 +11,7 @@ import keras_prune
 from keras_prune import entropy, lottery, sensitivity, structured
 from keras_prune.callbacks import PruneCallback
 from keras_prune.entropy.linearize import BIAS_FLOOR
+from keras_prune.masks import masked_weights
 from keras_prune.structured import collapse_layers
 
 
@@ -101,6 +102,41 @@ def test_ticket_rewinds_to_a_step_and_resumes_with_a_higher_target(flat, tmp_pat
         lottery.find_ticket(model, (x[:64], y[:64]), 0.3, epochs=1, rewind_step=10_000, verbose=0)
 
 
+class TutorialClassifier(keras.Model):  # the way TensorFlow's tutorials write models
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(32, activation="relu")
+        self.head = keras.layers.Dense(10)
+
+    def call(self, x):
+        return self.head(self.hidden(x))
+
+
+def _with_lambda():
+    inputs = keras.Input((64,))
+    hidden = keras.layers.Dense(32, activation="relu")(keras.layers.Lambda(lambda t: t * 2)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(10)(hidden))
+
+
+@pytest.mark.parametrize("build", [TutorialClassifier, _with_lambda], ids=["subclassed", "lambda"])
+def test_ticket_control_of_a_subclassed_or_lambda_model_keeps_the_masks(flat, build):
+    x, y = flat
+    model = build()
+    model(x[:2])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ticket = lottery.find_ticket(model, (x, y), 0.36, epochs=1, verbose=0)
+    control = ticket.reinitialized(seed=5)
+    masks = list(keras_prune.get_masks(control).values())
+    assert len(masks) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(masks, ticket.masks.values()))
+    fresh = keras.ops.convert_to_numpy(masked_weights(control)[0].weight)
+    rewound = keras.ops.convert_to_numpy(masked_weights(ticket.model)[0].weight)
+    assert not np.allclose(fresh, rewound)
+    control.fit(x, y, epochs=1, verbose=0, callbacks=[PruneCallback()])
+    assert all(np.array_equal(a, b) for a, b in
+               zip(keras_prune.get_masks(control).values(), masks))
+
+
 def test_find_ticket_needs_a_compiled_model(flat):
     with pytest.raises(ValueError, match="must be compiled"):
         lottery.find_ticket(mlp(compile=False), flat, 0.5)
@@ -140,16 +176,7 @@ def test_synflow_needs_no_data_and_avoids_layer_collapse():
 
 
 def test_snip_and_synflow_on_a_subclassed_model_match_the_same_sequential_model(flat):
-    class Classifier(keras.Model):  # written the way TensorFlow's tutorials write it
-        def __init__(self):
-            super().__init__()
-            self.hidden = keras.layers.Dense(32, activation="relu")
-            self.head = keras.layers.Dense(10)
-
-        def call(self, x):
-            return self.head(self.hidden(x))
-
-    subclassed = Classifier()
+    subclassed = TutorialClassifier()
     subclassed(np.zeros((2, 64), "float32"))
     sequential = mlp(widths=(32,))
     sequential.set_weights(subclassed.get_weights())
@@ -345,7 +372,8 @@ def test_collapse_copies_a_model_with_a_lambda_layer():
     model.get_layer("branch").set_weights([np.zeros((3, 3)), np.full(3, 0.25)])
     x = np.random.default_rng(0).random((32, 4)).astype("float32")
     new, report = collapse_layers(model, x)
-    assert report.offset_blocks == ["add"] and new.get_layer("halve") is not model.get_layer("halve")
+    assert report.offset_blocks == ["add"]
+    assert new.get_layer("halve") is not model.get_layer("halve")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(new(x)),
                                keras.ops.convert_to_numpy(model(x)), atol=1e-6)
 
