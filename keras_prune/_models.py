@@ -292,6 +292,24 @@ def rewrite_graph_model(model, transform):
     raise ValueError(f"Could not copy model `{model.name}`: layers {failed} keep changing.")
 
 
+def input_sample(model, value=0.0):
+    """One sample per input of `model`, filled with `value` (unknown sizes become 1).
+
+    Shapes come from the graph inputs, else (a subclassed model) from the build
+    config; None when neither records them.
+    """
+    if is_graph_model(model):
+        arrays = [np.full([1] + [d or 1 for d in t.shape[1:]], value, t.dtype or "float32")
+                  for t in model.inputs]
+        return arrays[0] if len(arrays) == 1 else arrays
+    shape = (model.get_build_config() or {}).get("input_shape")
+    if shape is None:
+        return None
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        return [np.full([1] + [d or 1 for d in s[1:]], value, "float32") for s in shape]
+    return np.full([1] + [d or 1 for d in shape[1:]], value, "float32")
+
+
 def _build_like(new, model):
     """Builds `new` the way `model` was built (build config, else a call on zeros)."""
     config = model.get_build_config() or {}
@@ -300,12 +318,8 @@ def _build_like(new, model):
             new.build_from_config(config)
         except Exception:  # noqa: BLE001 (falls through to a call on data)
             pass
-    shape = config.get("input_shape")
-    if not _fits(model.weights, new) and shape is not None:
-        if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
-            sample = [np.zeros([d or 1 for d in s], "float32") for s in shape]
-        else:
-            sample = np.zeros([d or 1 for d in shape], "float32")
+    sample = None if _fits(model.weights, new) else input_sample(model)
+    if sample is not None:
         new(sample)
     if model.built and not new.built and _fits(model.weights, new):
         # It holds every weight of `model`, but Keras leaves the flag down when build()

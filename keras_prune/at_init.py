@@ -130,20 +130,14 @@ def _scores(method, model, entries, data, loss, batch_size, seed):
 
 def _ones_like_input(model):
     """SynFlow's input: one all-ones sample per model input (unknown sizes become 1)."""
-    if _models.is_graph_model(model):
-        ones = [np.ones([1] + [d or 1 for d in t.shape[1:]], t.dtype or "float32")
-                for t in model.inputs]
-        return ones[0] if len(ones) == 1 else ones
-    shape = (model.get_build_config() or {}).get("input_shape")  # a subclassed model
-    if shape is None:
+    ones = _models.input_sample(model, 1.0)
+    if ones is None:
         raise ValueError(
             f"method='synflow' feeds `model` ({model.name}) an all-ones input shaped like its "
             "input, but this subclassed model does not record its input shape. Build it "
             "with model.build((None, ...)) or call it on a batch before pruning."
         )
-    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
-        return [np.ones([1] + [d or 1 for d in s[1:]], "float32") for s in shape]
-    return np.ones([1] + [d or 1 for d in shape[1:]], "float32")
+    return ones
 
 
 def _synflow(model, entries, sparsity, targets, iterations):

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_prune.entropy.states import binary_entropy
+from keras_prune.entropy.states import binary_entropy, output_relus
 
 # The least bias a kept unit of a linearized layer holds during the repair fine-tuning.
 BIAS_FLOOR = 1e-4
@@ -37,13 +37,13 @@ class Linearizer:
     """
 
     def __init__(self, model, entries, count):
-        from keras_prune.structured.collapse import linearizable
+        from keras_prune.structured.collapse import linearizable_layers
 
         self.entries = {e.layer_name: e for e in entries}
+        self.candidates = [n for n in linearizable_layers(model) if n in self.entries]
         # Layer name -> the name its ReLU states go by (its own, or its ReLU layer's).
-        self.state_keys = {n: key for n, key in linearizable(model).items()
-                           if n in self.entries}
-        self.candidates = list(self.state_keys)
+        relus = output_relus(model)
+        self.state_keys = {name: relus[name] for name in self.candidates}
         if count > len(self.candidates):
             raise ValueError(
                 f"Argument `linearize` ({count}) exceeds the {len(self.candidates)} layer(s) "

@@ -21,6 +21,12 @@ def relu_layer(layer):
     return inner if _is_relu(getattr(inner, "activation", None)) else None
 
 
+def relu_gate(layer):
+    """True for a ReLU or Activation("relu") layer (a ReLU of its own, not a layer's activation)."""
+    return isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)) and (
+        relu_layer(layer) is layer)
+
+
 def output_relus(model):
     """{layer name: the name its output's ReLU states go by} for a graph model.
 
@@ -44,8 +50,7 @@ def output_relus(model):
         users = readers.get(id(step.outputs[0]), []) if step.outputs else []
         if own is not None:
             names[inner.name] = own.name
-        elif len(users) == 1 and isinstance(users[0].operation, (
-                keras.layers.ReLU, keras.layers.Activation)) and relu_layer(users[0].operation):
+        elif len(users) == 1 and relu_gate(users[0].operation):
             names[inner.name] = users[0].operation.name
     return names
 

@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from keras_prune import _models
-from keras_prune.entropy import relu_layer, relu_states
+from keras_prune.entropy.states import relu_gate, relu_layer, relu_states
 from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.structured.blocks import find_residual_blocks
 from keras_prune.structured.execution import batches, run_graph
@@ -106,12 +106,6 @@ def _activation_name(layer):
     return keras.activations.serialize(layer.activation) if hasattr(layer, "activation") else None
 
 
-def _is_relu_gate(layer):
-    """A ReLU or Activation("relu") layer: a ReLU between two linear layers."""
-    return (isinstance(layer, (keras.layers.ReLU, keras.layers.Activation))
-            and relu_layer(layer) is layer)
-
-
 def _always(p):
     """`p` (on-fractions) as a 0/1 vector when each unit is always on or off, else None."""
     if p is None or not np.all((p == 0) | (p == 1)):
@@ -169,7 +163,7 @@ class _Graph:
         if kind is None:
             return None
         nxt, gate = self._only_user(step), None
-        if (nxt is not None and _is_relu_gate(nxt.operation)
+        if (nxt is not None and relu_gate(nxt.operation)
                 and _activation_name(step.operation) in ("linear", None)):
             gate, nxt = nxt, self._only_user(nxt)
         if nxt is None or _linear_kind(nxt.operation) != kind:
@@ -178,25 +172,6 @@ class _Graph:
                 nxt.operation.kernel_size) == len(step.operation.kernel_size)):
             return None
         return nxt, gate
-
-
-def linearizable(model):
-    """{layer name: name its ReLU states go by} for the layers `linearizable_layers` lists."""
-    graph = _Graph(model)
-    found = {}
-    for step in graph.steps:
-        layer = step.operation
-        target = graph.fold_target(step)
-        if (target is None or not getattr(layer, "use_bias", False)
-                or graph.calls[id(layer)] != 1 or len(step.inputs) != 1):
-            continue
-        gate = target[1]
-        if gate is None and relu_layer(layer) is not layer:
-            continue  # no ReLU at all: already linear
-        source = graph.producers.get(id(step.inputs[0]))
-        if source is not None and relu_layer(source.operation) is not None:
-            found[layer.name] = gate.operation.name if gate is not None else layer.name
-    return found
 
 
 def linearizable_layers(model):
@@ -208,7 +183,20 @@ def linearizable_layers(model):
     convolution). On such a layer, a unit whose kept weights and bias are positive is
     on for every input: `egp_prune(steer="linearize")` makes chosen layers linear so.
     """
-    return list(linearizable(model))
+    graph = _Graph(model)
+    names = []
+    for step in graph.steps:
+        layer = step.operation
+        target = graph.fold_target(step)
+        if (target is None or not getattr(layer, "use_bias", False)
+                or graph.calls[id(layer)] != 1 or len(step.inputs) != 1):
+            continue
+        if target[1] is None and relu_layer(layer) is not layer:
+            continue  # no ReLU at all: already linear
+        source = graph.producers.get(id(step.inputs[0]))
+        if source is not None and relu_layer(source.operation) is not None:
+            names.append(layer.name)
+    return names
 
 
 def _fold(kernel_a, bias_a, on, kernel_b, bias_b, kind):
@@ -259,7 +247,8 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
     dropped = {name for block, _ in constant_blocks for name in block.layers}
     # Chains a1 -> a2 -> ... -> b: each `a` foldable, used once, feeding only the next.
     folded, chains = {id(s.operation): True for s in steps if s.operation.name in dropped}, []
-    gates = {}  # id(step) -> the ReLU layer's step between it and the next in its chain
+    # id(step) -> (its 0/1 on-vector, the ReLU layer's step between it and the next or None)
+    links = {}
     for step in steps:
         layer = step.operation
         if id(layer) in folded or graph.calls[id(layer)] != 1 or _linear_kind(layer) is None:
@@ -269,9 +258,10 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
             target = graph.fold_target(chain[-1])
             if target is None or id(target[0].operation) in folded:
                 break
-            if _foldable(chain[-1].operation, states, target[1]) is None:
+            on = _foldable(chain[-1].operation, states, target[1])
+            if on is None:
                 break
-            gates[id(chain[-1])] = target[1]
+            links[id(chain[-1])] = (on, target[1])
             chain.append(target[0])
         if len(chain) > 1:
             chains.append(chain)
@@ -287,14 +277,14 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
         first, last = chain[0], chain[-1]
         kernel, bias = _weights(first.operation)
         kind = _linear_kind(first.operation)
+        gates = [links[id(step)][1] for step in chain[:-1]]
         for previous, step in zip(chain, chain[1:]):
-            on = _foldable(previous.operation, states, gates[id(previous)])
             kernel_b, bias_b = _weights(step.operation)
-            kernel, bias = _fold(kernel, bias, on, kernel_b, bias_b, kind)
-        for step in chain[:-1]:
+            kernel, bias = _fold(kernel, bias, links[id(previous)][0], kernel_b, bias_b, kind)
+        for step, gate in zip(chain[:-1], gates):
             bypass[id(step.outputs[0])] = first.inputs[0]
-            if gates[id(step)] is not None:
-                bypass[id(gates[id(step)].outputs[0])] = first.inputs[0]
+            if gate is not None:
+                bypass[id(gate.outputs[0])] = first.inputs[0]
         config = dict(first.operation.get_config())
         b = last.operation
         config.update(name=b.name, activation=b.get_config()["activation"], use_bias=True,
@@ -304,7 +294,7 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
         replace[id(b)] = (type(first.operation), config)
         merged_weights[id(b)] = [kernel.astype(b.kernel.dtype), bias.astype(b.kernel.dtype)]
         removed = [s.operation.name for s in chain[:-1]]
-        removed += [gates[id(s)].operation.name for s in chain[:-1] if gates[id(s)] is not None]
+        removed += [gate.operation.name for gate in gates if gate is not None]
         merged.append((removed, b.name))
 
     copier = _models.LayerCopier(model)  # copies Lambda and custom layers too
