@@ -68,6 +68,15 @@ def accuracy(m, x, y):
     return float(m.evaluate(x, y, verbose=0, return_dict=True)["accuracy"])
 
 
+def initial_and_dense(seed, epochs, x, y):
+    """The seed's initialization, and a copy of it trained for `epochs`."""
+    init = model(seed)
+    dense = model(seed)
+    dense.set_weights(init.get_weights())
+    dense.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0)
+    return init, dense
+
+
 def finetuned(dense, seed, sparsity, epochs, x, y, xt, yt, **kwargs):
     """Test accuracy of `dense` pruned to `sparsity` while fine-tuning (tfmot's recipe)."""
     start = model(seed)
@@ -82,11 +91,7 @@ def finetuned(dense, seed, sparsity, epochs, x, y, xt, yt, **kwargs):
 
 def run_seed(seed, sparsities, epochs, x, y, xt, yt):
     out = {}
-    init = model(seed)
-    init_weights = init.get_weights()
-    dense = model(seed)
-    dense.set_weights(init_weights)
-    dense.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0)
+    init, dense = initial_and_dense(seed, epochs, x, y)
     out["dense"] = accuracy(dense, xt, yt)
     steps = int(np.ceil(len(x) / BATCH))
 
@@ -137,10 +142,7 @@ def sweep_seed(seed, epochs, x, y, xt, yt):
     """Accuracy against sparsity, 50-98%: one fine-tuning run per sparsity for the
     one-shot schedules, and one iterative run to 98% (every round measured) for
     the ticket, the late-rewound ticket and learning-rate rewinding."""
-    init = model(seed)
-    dense = model(seed)
-    dense.set_weights(init.get_weights())
-    dense.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0)
+    init, dense = initial_and_dense(seed, epochs, x, y)
     out = {"dense": accuracy(dense, xt, yt)}
     for name, kwargs in (("gradual", {}), ("global", {"global_pruning": True})):
         out[name] = [[s, finetuned(dense, seed, s, epochs, x, y, xt, yt, **kwargs)]
