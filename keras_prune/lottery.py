@@ -28,7 +28,7 @@ from keras import ops
 
 from keras_prune import _io, _models, _training, _validation
 from keras_prune.layers.wrapper import collect_wrappers
-from keras_prune.masking.scores import global_masks, kept_scores, layer_masks
+from keras_prune.masking.scores import global_masks, kept_scores, layer_masks, sparsity_of
 from keras_prune.masks import masked_weights, set_masks
 from keras_prune.prune import prune_low_magnitude
 from keras_prune.schedules import FixedMask
@@ -76,8 +76,7 @@ class Ticket:
 
     @property
     def sparsity(self):
-        total = sum(mask.size for mask in self.masks.values())
-        return 1.0 - sum(int(mask.sum()) for mask in self.masks.values()) / total
+        return sparsity_of(self.masks.values())
 
     def reinitialized(self, seed=None):
         """The same masks on freshly initialized weights: the control experiment.
@@ -252,7 +251,7 @@ def find_ticket(
                 pruned.optimizer.iterations.assign(rewind_step)
         set_masks(pruned, {e.key: m for e, m in zip(entries, masks)})
         seconds = train()
-        sparsity = 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)
+        sparsity = sparsity_of(masks)
         rounds.append(Round(len(rounds), sparsity,
                             _training.evaluate(pruned, evaluation, batch_size), seconds))
         say(rounds[-1])

@@ -9,7 +9,7 @@ from keras_prune import _training, _validation
 from keras_prune.entropy.linearize import Linearizer
 from keras_prune.entropy.states import (binary_entropy, layer_entropy, output_relus,
                                         relu_states)
-from keras_prune.masking.scores import keep_top, kept_scores
+from keras_prune.masking.scores import keep_top, kept_scores, sparsity_of
 from keras_prune.masks import masked_weights, set_masks
 from keras_prune.prune import prune_low_magnitude
 from keras_prune.schedules import FixedMask
@@ -212,7 +212,7 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
             _training.fit(pruned, data, epochs=epochs, batch_size=batch_size,
                           verbose=1 if verbose >= 2 else 0)
         metrics = _training.evaluate(pruned, evaluation)
-        sparsity = 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)
+        sparsity = sparsity_of(masks)
         layer_sparsity = {n: 1.0 - sum(int(masks[i].sum()) for i in members[n]) / size
                           for n, size in zip(layer_names, sizes)}
         history.append({"round": round_index, "sparsity": sparsity, "entropy": entropy,
@@ -250,6 +250,6 @@ def _repair(pruned, linearizer, masks, index, entries, config, data, evaluation,
         name, value = _training.headline(metrics)
         print(f"EGP repair: {name} {value:.4f}; linear layers (entropy): "
               + ", ".join(f"{n} ({h:.3f})" for n, h in linear.items()))
-    sparsity = 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)
+    sparsity = sparsity_of(masks)
     return {"round": "repair", "sparsity": sparsity, "entropy": entropy,
             "linearized": linear, "metrics": metrics, "seconds": time.perf_counter() - start}

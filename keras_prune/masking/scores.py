@@ -12,6 +12,12 @@ import numpy as np
 from keras_prune.masking.magnitude import num_kept
 
 
+def sparsity_of(masks):
+    """The fraction of entries the boolean `masks` (an iterable of arrays) remove together."""
+    masks = list(masks)
+    return 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)
+
+
 def keep_top(flat, keep):
     """A boolean mask of the `keep` highest entries of the 1-D `flat` (0 keeps none)."""
     mask = np.zeros(flat.shape, bool)
