@@ -10,6 +10,7 @@ channels and the lowest go.
 
 from keras_prune.structured.blocks import ResidualBlock, find_residual_blocks, remove_blocks
 from keras_prune.structured.collapse import CollapseReport, collapse_layers, linearizable_layers
+from keras_prune.structured.distill import Distiller, distill
 from keras_prune.structured.graph import DependencyGraph, Group, Space
 from keras_prune.structured.importance import (
     APoZ,
@@ -29,6 +30,7 @@ from keras_prune.structured.pruner import (
 )
 from keras_prune.structured.rebuild import count_flops
 from keras_prune.structured.rules import Rule, register_rule
+from keras_prune.structured.transformers import TransformerPruner
 from keras_prune.structured.training import (
     StructuredPruneCallback,
     prune_and_finetune,
@@ -40,6 +42,7 @@ __all__ = [
     "BatchNormScale",
     "CollapseReport",
     "DependencyGraph",
+    "Distiller",
     "Entropy",
     "Group",
     "LayerWidth",
@@ -53,8 +56,10 @@ __all__ = [
     "StructuredPruner",
     "StructuredReport",
     "Taylor",
+    "TransformerPruner",
     "collapse_layers",
     "count_flops",
+    "distill",
     "find_residual_blocks",
     "get_importance",
     "linearizable_layers",

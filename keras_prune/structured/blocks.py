@@ -129,12 +129,26 @@ def _activation_scores(model, blocks, data):
 def remove_blocks(model, count=1, *, blocks=None, importance="l1", data=None):
     """Drops residual blocks (`x + f(x)` -> `x`); returns (new_model, report).
 
+    A keras_hub Backbone or Task loses whole transformer blocks instead and stays
+    its class with `num_layers` reduced; blocks are chosen by Block Influence
+    (1 - cos(block input, block output) on `data`, ShortGPT), or named in `blocks`
+    (names or indices); importance="random" picks at random.
+
     Args:
         count: how many of the lowest-scoring blocks to drop.
         blocks: Add layer names to drop instead (see `find_residual_blocks`).
         importance: "l1" (the branch's output scale, from weights) or "activation"
             (||f(x)|| / ||x|| over `data`).
+        data: samples for "activation" (and for keras_hub models' Block Influence).
     """
+    from keras_prune.structured import transformers
+
+    if transformers.is_hub_model(model):
+        from keras_prune.structured.transformers.depth import remove_transformer_blocks
+
+        hub_importance = "random" if importance == "random" else "influence"
+        return remove_transformer_blocks(model, count, blocks=blocks, importance=hub_importance,
+                                         data=data)
     check_graph_model(model)
     found = find_residual_blocks(model)
     by_name = {block.name: block for block in found}

@@ -48,6 +48,7 @@ class StructuredReport:
     shared: list = dataclasses.field(default_factory=list)  # (layer, why) reused, not copied
     # (layer, class, inner layers): layers without a rule whose own sub-layers keep every channel
     opaque: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)  # what was kept and why
 
     @property
     def params_ratio(self):
@@ -76,6 +77,7 @@ class StructuredReport:
             "shared": [{"layer": name, "reason": reason} for name, reason in self.shared],
             "opaque": [{"layer": name, "class": cls, "inner_layers": inner}
                        for name, cls, inner in self.opaque],
+            "notes": list(self.notes),
         }
 
     def __str__(self):
@@ -105,6 +107,7 @@ class StructuredReport:
                 f"{', ...' if len(inner) > 4 else ''}) keep all their channels "
                 "(keras_prune.structured.register_rule adds one)"
             )
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -372,12 +375,17 @@ def _check_removal(group):
 
 
 def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None, ignore=None,
-                     global_ranking=False, verbose=1):
+                     global_ranking=False, verbose=1, *, heads=None, units=None, hidden=None):
     """Removes whole channels, filters, units and heads; returns (new_model, report).
 
     The new model is a plain Functional/Sequential model with fewer channels and the
     surviving weights; it saves as .keras and converts with keras_prune.tflite. The
     input model is unchanged. `StructuredPruner` offers an interactive mode.
+
+    A keras_hub Backbone or Task (GPT-2, BERT, Gemma, Llama, Mistral, ViT, ...) loses
+    the same number of heads and feed-forward units in every block and stays its
+    class (a Task keeps its preprocessor, so `generate()` works); see
+    `keras_prune.structured.transformers.TransformerPruner`.
 
     Example:
 
@@ -398,6 +406,9 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
         global_ranking: rank channels across groups instead of within each.
         verbose: 1 (default) prints one progress line (stages and their seconds),
             0 prints nothing.
+        heads, units, hidden: keras_hub models only: the fractions of attention heads,
+            feed-forward units and residual channels (`hidden_dim`) to remove from
+            every block. `heads` and `units` default to `ratio`, `hidden` to 0.
 
     Returns:
         `(new_model, StructuredReport)`.
@@ -407,6 +418,18 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
             criterion without `data`, or an unbuilt model.
         TypeError: for a subclassed model (no layer graph) or a non-model.
     """
+    from keras_prune.structured import transformers
+
+    if transformers.is_hub_model(model):
+        return _prune_hub_model(model, ratio, importance, data, round_to, ignore,
+                                global_ranking, verbose, heads, units, hidden)
+    for name, value in (("heads", heads), ("units", units), ("hidden", hidden)):
+        if value is not None:
+            raise ValueError(
+                f"Argument `{name}` applies to keras_hub transformers only; for "
+                f"{type(model).__name__} pass `ratio` (a number, or a dict per layer). "
+                f"Received: {name}={value!r}."
+            )
     progress = Progress("Structured pruning", verbose)
     with progress.stage("dependency graph"):
         pruner = StructuredPruner(model, ratio, importance, data=data, round_to=round_to,
@@ -416,4 +439,34 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
     with progress.stage("rebuild"):
         smaller, report = pruner.apply()
     progress.done(f"{smaller.count_params() / max(model.count_params(), 1):.2f}x params")
+    return smaller, report
+
+
+def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ranking, verbose,
+                     heads, units, hidden):
+    from keras_prune.structured.transformers import TransformerPruner
+
+    if global_ranking:
+        raise ValueError(
+            f"global_ranking=True would give every block of {type(model).__name__} its own "
+            "widths, which its keras_hub config cannot hold. Pass global_ranking=False "
+            "(the same number of heads and units goes from every block)."
+        )
+    if ignore:
+        raise ValueError(
+            f"Argument `ignore` is not supported for keras_hub models. Received: ignore={ignore!r}"
+            ". Pass heads=0, units=0 or hidden=0 to keep a kind of channel."
+        )
+    ratio = check_fraction("ratio", ratio, hint=_RATIO_HINT)
+    progress = Progress("Structured pruning", verbose)
+    with progress.stage("probe config"):
+        pruner = TransformerPruner(
+            model, heads=ratio if heads is None else heads, units=ratio if units is None else units,
+            hidden=0.0 if hidden is None else hidden, importance=importance, data=data,
+            round_to=round_to)
+    with progress.stage("score heads and units"):
+        pruner.plan()
+    with progress.stage("rebuild"):
+        smaller, report = pruner.apply()
+    progress.done(f"{report.params_ratio:.2f}x params")
     return smaller, report

@@ -1,0 +1,129 @@
+"""A keras_hub model seen as config fields, blocks and variables.
+
+keras_hub backbones hold one width per kind for all their blocks (`num_heads`,
+`intermediate_dim`, `hidden_dim`, `num_layers`), so a model pruned by the same
+amount in every block is the same class built from a smaller config. `HubModel`
+finds those fields, the list of blocks, and rebuilds the backbone (and the Task
+around it) from an edited config, with no weights loaded yet.
+"""
+
+import dataclasses
+
+import keras
+
+HEADS_FIELDS = ("num_query_heads", "num_heads")
+KV_FIELD = "num_key_value_heads"
+UNITS_FIELDS = ("intermediate_dim", "mlp_dim", "ffn_dim", "feedforward_dim")
+HIDDEN_FIELD = "hidden_dim"
+HEAD_DIM_FIELD = "head_dim"
+DEPTH_FIELD = "num_layers"
+_BLOCK_LISTS = ("transformer_layers", "encoder_layers", "decoder_layers")
+
+
+def hub_classes():
+    """(Backbone, Task) classes of keras_hub, or (None, None) when it is not installed."""
+    try:
+        import keras_hub
+    except ImportError:
+        return None, None
+    return keras_hub.models.Backbone, keras_hub.models.Task
+
+
+def is_hub_model(model):
+    backbone_cls, task_cls = hub_classes()
+    return backbone_cls is not None and isinstance(model, (backbone_cls, task_cls))
+
+
+@dataclasses.dataclass
+class HubModel:
+    """A keras_hub Backbone, or a Task and its backbone, with its prunable fields."""
+
+    model: object  # what the user passed: a Backbone or a Task
+    backbone: object
+    config: dict  # the backbone's config
+    heads: str | None  # config field of the (query) head count
+    kv_heads: str | None
+    units: str | None
+    blocks: list  # the transformer blocks, in order
+
+    @classmethod
+    def of(cls, model):
+        backbone_cls, task_cls = hub_classes()
+        if isinstance(model, task_cls):
+            backbone = model.backbone
+        elif isinstance(model, backbone_cls):
+            backbone = model
+        else:
+            raise TypeError(f"Expected a keras_hub Backbone or Task. Received: {type(model)}.")
+        config = backbone.get_config()
+        return cls(
+            model=model,
+            backbone=backbone,
+            config=config,
+            heads=next((f for f in HEADS_FIELDS if f in config), None),
+            kv_heads=KV_FIELD if KV_FIELD in config else None,
+            units=next((f for f in UNITS_FIELDS if f in config), None),
+            blocks=find_blocks(backbone),
+        )
+
+    @property
+    def is_task(self):
+        return self.model is not self.backbone
+
+    @property
+    def name(self):
+        return type(self.model).__name__
+
+    @property
+    def num_heads(self):
+        return self.config[self.heads] if self.heads else None
+
+    @property
+    def num_kv_heads(self):
+        return self.config[self.kv_heads] if self.kv_heads else self.num_heads
+
+    @property
+    def head_dim(self):
+        """The head width: the config's own, or hidden_dim // heads where it is derived."""
+        value = self.config.get(HEAD_DIM_FIELD)
+        if value:
+            return value
+        if self.heads and self.config.get(HIDDEN_FIELD):
+            return self.config[HIDDEN_FIELD] // self.num_heads
+        return None
+
+    @property
+    def head_dim_is_free(self):
+        """True when the config can say how wide a head is (Gemma, Mistral)."""
+        return HEAD_DIM_FIELD in self.config
+
+    def build(self, changes, preprocessor=None):
+        """A new model (Backbone, or Task with `preprocessor`) from the edited config."""
+        config = {**self.config, **changes}
+        backbone = type(self.backbone).from_config(config)
+        if not self.is_task:
+            return backbone
+        task_config = self.model.get_config()
+        task_config["backbone"] = backbone
+        task_config["preprocessor"] = preprocessor
+        return type(self.model).from_config(task_config)
+
+    def block_of(self):
+        """{id(variable): block index} for every variable of every block."""
+        owner = {}
+        for index, block in enumerate(self.blocks):
+            for variable in block.weights:
+                owner[id(variable)] = index
+        return owner
+
+
+def find_blocks(backbone):
+    """The backbone's repeated transformer blocks, from keras_hub's own lists."""
+    for holder in [backbone] + list(backbone.layers):
+        for attribute in _BLOCK_LISTS:
+            blocks = getattr(holder, attribute, None)
+            if isinstance(blocks, (list, tuple)) and blocks and all(
+                isinstance(b, keras.layers.Layer) for b in blocks
+            ):
+                return list(blocks)
+    return []

@@ -1,0 +1,248 @@
+"""Structured pruning of keras_hub transformers: heads, feed-forward units, residual width.
+
+The same number of heads and units goes from every block (Minitron-style), so the
+result is the same keras_hub class built from a smaller config (a
+`GPT2Backbone(intermediate_dim=128, ...)`), with the surviving weights; a Task
+stays that Task, with its preprocessor, so `generate()` and string inputs work and
+the `.keras` file reloads as that class.
+"""
+
+import math
+
+import numpy as np
+
+from keras_prune._validation import check_fraction, check_int
+from keras_prune.structured.transformers import axes as A
+from keras_prune.structured.transformers import scores as S
+from keras_prune.structured.transformers.model import HEAD_DIM_FIELD, HIDDEN_FIELD, HubModel
+
+_IMPORTANCE = ("l1", "activation")
+
+
+class TransformerPruner:
+    """Plans which heads, units and channels go from a keras_hub model, then builds it.
+
+    Args:
+        model: a keras_hub Backbone or Task (e.g. `GPT2CausalLM`), built.
+        heads: fraction of attention heads to remove from every block. With grouped
+            key/value heads (GQA, MQA) whole key/value groups go with their query
+            heads; with a single key/value head, query heads go.
+        units: fraction of feed-forward units to remove from every block (the gated
+            pair of Gemma/Llama with the down projection's inputs).
+        hidden: fraction of the residual width (`hidden_dim`) to remove: embeddings,
+            norms, every projection that reads or writes the residual stream.
+        importance: "l1" (weights) or "activation" (calibration `data`).
+        data: calibration inputs: what the model takes (token-id dicts, images), a
+            `tf.data.Dataset` of batches, or strings for a Task with a preprocessor.
+        round_to: keep counts of units and channels multiples of this.
+    """
+
+    def __init__(self, model, heads=0.5, units=0.5, hidden=0.0, importance="l1", *, data=None,
+                 round_to=None):
+        self.hub = HubModel.of(model)
+        self.heads = check_fraction("heads", heads, hint=_HINT)
+        self.units = check_fraction("units", units, hint=_HINT)
+        self.hidden = check_fraction("hidden", hidden, hint=_HINT)
+        if importance not in _IMPORTANCE:
+            raise ValueError(
+                f"Argument `importance` must be one of {_IMPORTANCE} for a keras_hub model. "
+                f"Received: importance={importance!r}."
+            )
+        if importance == "activation" and data is None:
+            raise ValueError(
+                "importance='activation' measures the model on calibration batches, so it "
+                "needs `data` (e.g. token-id dicts, or strings for a Task with a preprocessor)."
+            )
+        self.importance = importance
+        self.data = data
+        self.round_to = None if round_to is None else check_int("round_to", round_to, minimum=1)
+        self.notes = []
+        self.keep = None
+        self._targets = self._plan_widths()
+
+    # -- widths -------------------------------------------------------------------
+
+    def _kept(self, size, ratio, multiple=1):
+        keep = size - int(size * ratio + 1e-9)
+        step = multiple * (self.round_to or 1) if ratio else multiple
+        keep = math.ceil(keep / step) * step if step > 1 else keep
+        return min(size, max(keep, multiple))
+
+    def _plan_widths(self):
+        """{kind: (config changes, kept count)} for each kind that shrinks."""
+        hub, config, targets = self.hub, self.hub.config, {}
+        if self.units:
+            if hub.units is None:
+                self.notes.append(f"units kept: {hub.name}'s config has no feed-forward width")
+            else:
+                targets[A.UNITS] = None  # the count is read off the probe
+        if self.heads:
+            if hub.heads is None:
+                self.notes.append(f"heads kept: {hub.name}'s config has no head count")
+            elif not hub.head_dim_is_free:
+                self.notes.append(
+                    f"heads kept: {type(hub.backbone).__name__} derives each head's width from hidden_dim / "
+                    f"{hub.heads}, so fewer heads cannot be expressed in its config (its class "
+                    "would change); units and hidden width can still shrink"
+                )
+            else:
+                groups = hub.num_kv_heads if hub.num_kv_heads > 1 else hub.num_heads
+                kept_groups = self._kept(groups, self.heads)
+                if kept_groups < groups:
+                    targets[A.HEADS] = kept_groups
+        if self.hidden:
+            multiple = 1 if hub.head_dim_is_free or not hub.heads else hub.num_heads
+            kept = self._kept(config[HIDDEN_FIELD], self.hidden, multiple)
+            if kept < config[HIDDEN_FIELD]:
+                targets[A.HIDDEN] = kept
+        return targets
+
+    def _probes(self):
+        hub, config, probes = self.hub, self.hub.config, {}
+        pinned = {HEAD_DIM_FIELD: hub.head_dim} if hub.head_dim_is_free else {}
+        if A.UNITS in self._targets:
+            value = config[hub.units]
+            probes["units"] = ({hub.units: value - value // 2 if value > 1 else value}, None)
+        if A.HEADS in self._targets:
+            kept = self._targets[A.HEADS]
+            if hub.num_kv_heads > 1:
+                per_group = hub.num_heads // hub.num_kv_heads
+                changes = {hub.heads: kept * per_group, hub.kv_heads: kept}
+                kinds = {hub.num_heads: A.HEADS, hub.num_kv_heads: A.KV_HEADS}
+            else:
+                changes, kinds = {hub.heads: kept}, {hub.num_heads: A.HEADS}
+            probes["heads"] = ({**changes, **pinned}, kinds)
+        if A.HIDDEN in self._targets:
+            kinds = {config[HIDDEN_FIELD]: A.HIDDEN}
+            if hub.heads and not hub.head_dim_is_free:
+                kinds[hub.head_dim] = A.HEAD_DIM  # heads get narrower with the stream
+            probes["hidden"] = ({HIDDEN_FIELD: self._targets[A.HIDDEN], **pinned}, kinds)
+        return probes
+
+    def _label(self):
+        probes = self._probes()
+        if "units" in probes:  # the units axes' size is only known from the probe
+            changes, _ = probes["units"]
+            probes["units"] = (changes, {_units_axis_size(self.hub, changes): A.UNITS})
+        self.labels = A.label_axes(self.hub, probes) if probes else A.Labels({}, [], {})
+        return self.labels
+
+    # -- planning -----------------------------------------------------------------
+
+    def plan(self):
+        """Scores the channels and fixes `self.keep` ({(kind, block): kept indices})."""
+        if self.keep is not None:
+            return self.keep
+        labels = self._label()
+        recorder = None
+        if self.importance == "activation" and labels.axes:
+            recorder = S.ActivationRecorder(self.hub, labels).run(self.data)
+        keep = {}
+
+        def scores(kind, block):
+            measured = recorder.scores(kind, block) if recorder else None
+            if measured is None:
+                measured = S.weight_scores(self.hub, labels, kind, block)
+            return measured
+
+        def top(values, count):
+            return np.sort(np.argsort(-values, kind="stable")[:count])
+
+        blocks = range(len(self.hub.blocks))
+        if A.UNITS in labels.sizes:
+            size = labels.sizes[A.UNITS]
+            count = self._kept(size, self.units)
+            for b in blocks:
+                keep[(A.UNITS, b)] = top(scores(A.UNITS, b), count)
+        if A.HEADS in labels.sizes:
+            self._plan_heads(keep, scores, top)
+        if A.HIDDEN in labels.sizes:
+            keep[(A.HIDDEN, None)] = top(scores(A.HIDDEN, None), self._targets[A.HIDDEN])
+            if A.HEAD_DIM in labels.sizes:
+                head_dim = self._targets[A.HIDDEN] // self.hub.num_heads
+                for b in blocks:
+                    keep[(A.HEAD_DIM, b)] = top(scores(A.HEAD_DIM, b), head_dim)
+        self.keep = keep
+        return keep
+
+    def _plan_heads(self, keep, scores, top):
+        hub, kept = self.hub, self._targets[A.HEADS]
+        per_group = hub.num_heads // hub.num_kv_heads if hub.num_kv_heads > 1 else 1
+        for b in range(len(hub.blocks)):
+            head_scores = scores(A.HEADS, b)
+            if per_group == 1:
+                keep[(A.HEADS, b)] = top(head_scores, kept)
+                continue
+            group_scores = head_scores.reshape(-1, per_group).sum(axis=1)
+            if self.importance == "l1":  # the key/value kernels count too
+                group_scores = group_scores + S.weight_scores(self.hub, self.labels,
+                                                              A.KV_HEADS, b)
+            groups = top(group_scores, kept)
+            keep[(A.KV_HEADS, b)] = groups
+            keep[(A.HEADS, b)] = (groups[:, None] * per_group + np.arange(per_group)).reshape(-1)
+
+    # -- building -----------------------------------------------------------------
+
+    def changes(self):
+        """The config fields of the smaller model."""
+        hub, changes = self.hub, {}
+        for _, (probe_changes, _) in self._probes().items():
+            changes.update(probe_changes)
+        if A.UNITS in self._targets:
+            kept_units = len(self.keep[(A.UNITS, 0)])
+            size = self.labels.sizes[A.UNITS]
+            value = hub.config[hub.units]
+            if (value * kept_units) % size:
+                raise ValueError(
+                    f"{hub.name}'s `{hub.units}`={value} holds {size} units per block; keeping "
+                    f"{kept_units} has no whole-number `{hub.units}`. Use round_to=2."
+                )
+            changes[hub.units] = value * kept_units // size
+        return changes
+
+    def apply(self):
+        """Builds the smaller model. Returns (new_model, report)."""
+        from keras_prune.structured.pruner import LayerWidth, StructuredReport
+
+        self.plan()
+        hub = self.hub
+        preprocessor = getattr(hub.model, "preprocessor", None) if hub.is_task else None
+        new_model = hub.build(self.changes(), preprocessor=preprocessor)
+        A.slice_weights(hub, self.labels, self.keep, new_model)
+        rows = []
+        for (kind, block), kept in sorted(self.keep.items(), key=lambda kv: (kv[0][1] or 0,
+                                                                              kv[0][0])):
+            name = hub.blocks[block].name if block is not None else hub.backbone.name
+            rows.append(LayerWidth(name, kind, self.labels.sizes[kind], len(kept)))
+        report = StructuredReport(
+            layers=rows, params_before=hub.model.count_params(),
+            params_after=new_model.count_params(), flops_before=None, flops_after=None,
+            frozen=[], notes=list(self.notes),
+        )
+        return new_model, report
+
+    def masked_copy(self):
+        """A same-size copy of the model with every removed head, unit and channel zeroed.
+
+        For heads and units it computes what `apply()`'s smaller model computes.
+        """
+        self.plan()
+        copy = self.hub.build({}, preprocessor=None)
+        for source, target in zip(self.hub.model.weights, copy.weights):
+            target.assign(source)
+        A.zero_removed(self.hub, self.labels, self.keep, copy)
+        return copy
+
+
+_HINT = ("A ratio of 0.5 removes half of the heads (or units, or channels) of every block; "
+         "0 keeps them all.")
+
+
+def _units_axis_size(hub, changes):
+    """How many units a block holds: Gemma's `intermediate_dim` counts the gated pair twice."""
+    probe = hub.build(changes)
+    for a, b in zip(hub.model.weights, probe.weights):
+        for before, after in zip(a.shape, b.shape):
+            if before != after:
+                return before
+    raise A.ProbeError(f"Changing `{hub.units}` of {hub.name} resizes no weight.")

@@ -1,0 +1,203 @@
+"""Importance of heads, units and channels of keras_hub models, and of whole blocks.
+
+- "l1": the mean |weight| of every kernel slice that writes or reads the channel,
+  each kernel's scores divided by their mean so that no kernel dominates.
+- "activation": the mean |input| that the channel feeds into the layers that read
+  it (the attention output projection for heads, the down projection for units),
+  over calibration batches, as Minitron (arXiv 2407.14679) scores them.
+- Block Influence (ShortGPT, arXiv 2403.03853): 1 - cos(block input, block output),
+  averaged over tokens; a block that barely changes its input goes first.
+"""
+
+import contextlib
+import re
+
+import keras
+import numpy as np
+
+from keras_prune._models import flatten_layers
+
+_DEFAULT_BATCH = 8
+
+
+def calibration_batches(hub, data, batch_size=_DEFAULT_BATCH):
+    """Batches the model takes, from arrays, dicts of arrays, strings or a dataset."""
+    if data is None:
+        raise ValueError("Calibration `data` is required here. Received: data=None.")
+    if hasattr(data, "as_numpy_iterator") or (
+        hasattr(data, "__iter__") and not isinstance(data, (dict, list, tuple, np.ndarray))
+    ):
+        for batch in data:  # a tf.data.Dataset or a generator of batches
+            yield batch[0] if isinstance(batch, tuple) else batch
+        return
+    if _is_text(data):
+        preprocessor = getattr(hub.model, "preprocessor", None)
+        if preprocessor is None:
+            raise ValueError(
+                f"Argument `data` holds strings, but {hub.name} has no preprocessor to "
+                "tokenize them. Pass token ids (a dict like the backbone's inputs), or a "
+                "Task with its preprocessor."
+            )
+        texts = list(data)
+        for start in range(0, len(texts), batch_size):
+            batch = preprocessor(texts[start:start + batch_size])
+            yield batch[0] if isinstance(batch, tuple) else batch
+        return
+    leaves = keras.tree.flatten(data)
+    count = len(leaves[0])
+    for start in range(0, count, batch_size):
+        yield keras.tree.map_structure(lambda a: np.asarray(a[start:start + batch_size]), data)
+
+
+def _is_text(data):
+    if isinstance(data, np.ndarray):
+        return data.dtype.kind in "US" or (data.dtype == object and len(data)
+                                          and isinstance(data.flat[0], str))
+    return isinstance(data, (list, tuple)) and bool(data) and isinstance(data[0], str)
+
+
+@contextlib.contextmanager
+def _hooked(layers, hook):
+    """Calls `hook(layer, args, output)` after each call of each layer (eager runs only)."""
+    originals = {}
+
+    def wrap(layer, original):
+        def call(*args, **kwargs):
+            output = original(*args, **kwargs)
+            hook(layer, args, kwargs, output)
+            return output
+
+        return call
+
+    try:
+        for layer in layers:
+            originals[id(layer)] = (layer, layer.call)
+            layer.call = wrap(layer, layer.call)
+        yield
+    finally:
+        for layer, original in originals.values():
+            del layer.call
+            if layer.call != original:  # an instance attribute of its own, put it back
+                layer.call = original
+
+
+def _run(hub, data):
+    for batch in calibration_batches(hub, data):
+        hub.model(batch, training=False)
+
+
+def _input_axis(layer, kernel_axis, ndim):
+    """The axis of the layer's input that a kernel axis reads, or None if it writes."""
+    if isinstance(layer, keras.layers.EinsumDense):
+        spec = re.sub(r"\.\.\.", "", layer.equation.replace(" ", ""))
+        inputs, rest = spec.split(",")
+        kernel = rest.split("->")[0]
+        letter = kernel[kernel_axis]
+        if letter not in inputs:
+            return None
+        if "..." in layer.equation.split(",")[0]:
+            return inputs.index(letter) - len(inputs)  # counted from the end
+        return inputs.index(letter)
+    if kernel_axis == 0 and ndim == 2:  # Dense: kernel (in, out)
+        return -1
+    return None
+
+
+def _kernel_layers(model):
+    """{id(kernel variable): layer} for Dense and EinsumDense layers."""
+    found = {}
+    for layer in flatten_layers(model):
+        if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
+            kernel = getattr(layer, "_kernel", None)
+            kernel = kernel if kernel is not None else getattr(layer, "kernel", None)
+            if kernel is not None:
+                found[id(kernel)] = layer
+    return found
+
+
+def weight_scores(hub, labels, kind, block):
+    """Mean |weight| per channel over every kernel slice of `kind` in `block`."""
+    weights = hub.model.weights
+    total = None
+    pairs = [(i, a) for i, a in labels.of_kind(kind, block) if len(weights[i].shape) >= 2]
+    pairs = pairs or labels.of_kind(kind, block)
+    for index, axis in pairs:
+        value = np.abs(np.asarray(keras.ops.convert_to_numpy(weights[index]), np.float64))
+        scores = np.moveaxis(value, axis, 0).reshape(value.shape[axis], -1).mean(axis=1)
+        scores = scores / max(scores.mean(), 1e-12)
+        total = scores if total is None else total + scores
+    return total
+
+
+class ActivationRecorder:
+    """Mean |input| per channel of every layer that reads a labelled kernel axis."""
+
+    def __init__(self, hub, labels):
+        self.hub = hub
+        self.labels = labels
+        by_kernel = _kernel_layers(hub.model)
+        self.readers = {}  # id(layer) -> (layer, [(kind, block, input axis)])
+        for index, axes in labels.axes.items():
+            variable = hub.model.weights[index]
+            layer = by_kernel.get(id(variable))
+            if layer is None:
+                continue
+            for axis, kind in axes.items():
+                input_axis = _input_axis(layer, axis, len(variable.shape))
+                if input_axis is not None:
+                    entry = self.readers.setdefault(id(layer), (layer, []))
+                    entry[1].append((kind, labels.blocks[index], input_axis))
+        self.sums = {}
+        self.counts = {}
+
+    def _record(self, layer, args, kwargs, output):
+        inputs = args[0] if args else next(iter(kwargs.values()))
+        x = np.abs(np.asarray(keras.ops.convert_to_numpy(inputs), np.float64))
+        for kind, block, axis in self.readers[id(layer)][1]:
+            moved = np.moveaxis(x, axis, -1)
+            mean = moved.reshape(-1, moved.shape[-1]).mean(axis=0)
+            key = (kind, block, id(layer))
+            self.sums[key] = self.sums.get(key, 0.0) + mean
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def run(self, data):
+        layers = [layer for layer, _ in self.readers.values()]
+        with _hooked(layers, self._record):
+            _run(self.hub, data)
+        return self
+
+    def scores(self, kind, block):
+        """The summed, per-layer-normalized mean |input| per channel, or None if unread."""
+        total = None
+        for (k, b, _), value in self.sums.items():
+            if k != kind or (block is not None and b != block):
+                continue
+            mean = value / self.counts[(k, b, _)]
+            mean = mean / max(mean.mean(), 1e-12)
+            total = mean if total is None else total + mean
+        return total
+
+
+def block_influence(hub, data):
+    """1 - cos(input, output) of every block, averaged over tokens (ShortGPT)."""
+    sums = np.zeros(len(hub.blocks))
+    counts = np.zeros(len(hub.blocks))
+    position = {id(block): i for i, block in enumerate(hub.blocks)}
+
+    def record(layer, args, kwargs, output):
+        x = args[0] if args else next(iter(kwargs.values()))
+        y = output[0] if isinstance(output, (tuple, list)) else output
+        x = np.asarray(keras.ops.convert_to_numpy(x), np.float64)
+        y = np.asarray(keras.ops.convert_to_numpy(y), np.float64)
+        x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+        cos = (x * y).sum(1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1),
+                                          1e-12)
+        i = position[id(layer)]
+        sums[i] += (1 - cos).sum()
+        counts[i] += len(cos)
+
+    with _hooked(hub.blocks, record):
+        _run(hub, data)
+    if not counts.all():
+        raise ValueError("The calibration data did not reach every transformer block.")
+    return sums / counts
