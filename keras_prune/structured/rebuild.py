@@ -179,10 +179,24 @@ def _layer_flops(step):
             return None
         heads, key_dim = layer.num_heads, layer.key_dim
         value_dim = layer.value_dim or key_dim
+        width = layer._output_shape[-1] if layer._output_shape else query[-1]
         projections = (query[1] * query[-1] * key_dim + key[1] * key[-1] * key_dim
-                       + value[1] * value[-1] * value_dim + query[1] * value_dim * query[-1])
+                       + value[1] * value[-1] * value_dim + query[1] * value_dim * width)
         products = query[1] * value[1] * (key_dim + value_dim)
         return 2 * heads * (projections + products)
+    if isinstance(layer, L.GroupQueryAttention):
+        shapes = [t.shape for t in step.inputs[:3]]
+        query, value = shapes[0], shapes[1]
+        key = shapes[2] if len(shapes) > 2 else value
+        if None in (query[1], value[1]):
+            return None
+        q, kv, head = layer.num_query_heads, layer.num_key_value_heads, layer.head_dim
+        gates = 2 if layer.use_gate else 1
+        projections = (gates * query[1] * query[-1] * q * head
+                       + (key[1] * key[-1] + value[1] * value[-1]) * kv * head
+                       + query[1] * q * head * query[-1])
+        products = 2 * q * query[1] * value[1] * head
+        return 2 * (projections + products)
     return 0
 
 

@@ -76,6 +76,19 @@ def transformer(heads=4):
     return keras.Model(tokens, L.Dense(3, name="out")(x), name="transformer")
 
 
+def grouped_attention():
+    """GroupQueryAttention (2 key/value groups, then multi-query) and MHA with output_shape."""
+    tokens = keras.Input((6,), dtype="int32")
+    x = L.Embedding(20, 16, name="embed")(tokens)
+    attention = L.GroupQueryAttention(4, 4, 2, name="gqa")(x, x)
+    x = L.LayerNormalization(name="ln1")(L.Add(name="res1")([x, attention]))
+    x = L.MultiHeadAttention(2, 4, output_shape=12, name="mha_out")(x, x)
+    x = L.Dense(16, activation="relu", name="ffn")(x)
+    x = L.GroupQueryAttention(4, 4, 1, use_gate=True, name="mqa")(x, x)
+    x = L.GlobalAveragePooling1D(name="pool")(x)
+    return keras.Model(tokens, L.Dense(3, name="out")(x), name="grouped_attention")
+
+
 def sequential_mlp():
     return keras.Sequential(
         [keras.Input((10,)), L.Dense(12, activation="relu", name="h1"),

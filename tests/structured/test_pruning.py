@@ -12,6 +12,8 @@ ARCHITECTURES = {
     "assorted_cnn": (models.assorted_cnn, None),
     "conv1d": (models.conv1d_model, None),
     "transformer": (models.transformer, {"ffn1": 0.5, "mha": 0.5}),
+    "grouped_attention": (models.grouped_attention,
+                          {"gqa": 0.5, "mha_out": 0.5, "ffn": 0.5, "mqa": 0.5}),
     "sequential_mlp": (models.sequential_mlp, None),
     "nested": (models.nested, None),
     "shared_dense": (models.shared_dense, None),
@@ -157,6 +159,16 @@ def test_attention_heads_and_feed_forward_shrink():
     assert new_model.get_layer("ffn1").units == 24
     widths = {(r.layer, r.kind): (r.before, r.after) for r in report.layers}
     assert widths[("mha", "heads")] == (4, 2)
+
+
+def test_grouped_query_attention_loses_whole_key_value_groups():
+    model = models.grouped_attention()
+    new_model, _ = prune_structured(model, ratio=0.5, verbose=0)
+    gqa, mqa = new_model.get_layer("gqa"), new_model.get_layer("mqa")
+    assert (gqa.num_query_heads, gqa.num_key_value_heads) == (2, 1)
+    assert (mqa.num_query_heads, mqa.num_key_value_heads) == (2, 1)  # one shared k/v head
+    assert new_model.get_layer("mha_out").get_config()["output_shape"] == (6,)
+    assert new_model.count_params() < 0.6 * model.count_params()
 
 
 def test_embedding_width_is_pruned_with_the_residual_stream():
