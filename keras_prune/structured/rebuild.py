@@ -171,12 +171,11 @@ def _layer_flops(step):
         return _rnn_flops(layer, x)
     if isinstance(layer, L.Bidirectional):
         return _rnn_flops(layer.forward_layer, x) + _rnn_flops(layer.backward_layer, x)
-    if isinstance(layer, L.MultiHeadAttention):
-        shapes = [t.shape for t in step.inputs[:3]]
-        query, value = shapes[0], shapes[1]
-        key = shapes[2] if len(shapes) > 2 else value
+    if isinstance(layer, (L.MultiHeadAttention, L.GroupQueryAttention)):
+        query, key, value = _attention_shapes(step)
         if None in (query[1], value[1]):
             return None
+    if isinstance(layer, L.MultiHeadAttention):
         heads, key_dim = layer.num_heads, layer.key_dim
         value_dim = layer.value_dim or key_dim
         width = layer._output_shape[-1] if layer._output_shape else query[-1]
@@ -185,11 +184,6 @@ def _layer_flops(step):
         products = query[1] * value[1] * (key_dim + value_dim)
         return 2 * heads * (projections + products)
     if isinstance(layer, L.GroupQueryAttention):
-        shapes = [t.shape for t in step.inputs[:3]]
-        query, value = shapes[0], shapes[1]
-        key = shapes[2] if len(shapes) > 2 else value
-        if None in (query[1], value[1]):
-            return None
         q, kv, head = layer.num_query_heads, layer.num_key_value_heads, layer.head_dim
         gates = 2 if layer.use_gate else 1
         projections = (gates * query[1] * query[-1] * q * head
@@ -198,6 +192,12 @@ def _layer_flops(step):
         products = 2 * q * query[1] * value[1] * head
         return 2 * (projections + products)
     return 0
+
+
+def _attention_shapes(step):
+    """(query, key, value) shapes of an attention call; the key defaults to the value."""
+    shapes = [t.shape for t in step.inputs[:3]]
+    return shapes[0], shapes[2] if len(shapes) > 2 else shapes[1], shapes[1]
 
 
 def copy_weights(pairs, new_weights):
