@@ -43,6 +43,12 @@ def write_json(data, path):
             handle.write("\n")
 
 
+def write_text(text, path):
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
 def load_keras_file(path, argument="model"):
     """The model in a .keras file, or a ValueError/FileNotFoundError saying what is wrong."""
     import keras

@@ -124,6 +124,19 @@ class Latency:
         )
 
 
+def _random_input(detail, rng):
+    """One random sample: normal floats (quantized for int8 inputs); ids and masks of 0/1
+    for integer and boolean inputs (token ids, padding masks), which index embeddings."""
+    shape = [1, *[int(d) for d in detail["shape"][1:]]]
+    dtype = np.dtype(detail["dtype"])
+    scale = detail.get("quantization", (0.0, 0))[0]
+    if dtype == np.bool_:
+        return np.ones(shape, dtype=bool)
+    if dtype.kind in "iu" and not scale:
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    return _runtime.quantize(rng.standard_normal(shape).astype(np.float32), detail)
+
+
 def benchmark(path, *, num_threads=1, runs=200, warmup=20, default_delegates=True, seed=0):
     """Times `invoke()` on random single-sample inputs.
 
@@ -155,9 +168,7 @@ def benchmark(path, *, num_threads=1, runs=200, warmup=20, default_delegates=Tru
     )
     rng = np.random.default_rng(seed)
     for detail in interpreter.get_input_details():
-        shape = [1, *[int(d) for d in detail["shape"][1:]]]
-        values = rng.standard_normal(shape).astype(np.float32)
-        interpreter.set_tensor(detail["index"], _runtime.quantize(values, detail))
+        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
     for _ in range(warmup):
         interpreter.invoke()
     times = np.empty(runs)
