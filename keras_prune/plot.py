@@ -45,7 +45,9 @@ def schedule(schedule, steps, ax=None):
     Args:
         schedule: a `keras_prune.schedules.PruningSchedule` (or tfmot-style object
             with the same call: `schedule(step) -> (should_prune, sparsity)`).
-        steps: the number of training steps to draw (an int > 0).
+        steps: the number of training steps to draw (an int > 0): steps 1..steps,
+            since the first training batch is step 1 (as in tfmot), so a mask update
+            at step 0 never happens and is not drawn.
     """
     if not callable(schedule):
         raise TypeError(
@@ -55,7 +57,7 @@ def schedule(schedule, steps, ax=None):
         )
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"Argument `steps` must be an integer >= 1. Received: steps={steps!r}.")
-    xs = np.arange(int(steps))
+    xs = np.arange(1, int(steps) + 1)
     values, updates = [], []
     for step in xs:
         should, sparsity = schedule(int(step))
@@ -66,7 +68,7 @@ def schedule(schedule, steps, ax=None):
     ax = _axes(ax)
     ax.plot(xs, values, color="tab:blue", label="target sparsity")
     if updates:
-        ax.plot(updates, values[updates], "o", color="tab:orange", markersize=3,
+        ax.plot(updates, values[np.array(updates) - 1], "o", color="tab:orange", markersize=3,
                 label=f"mask updates ({len(updates)})")
     name = type(schedule).__name__ if isinstance(schedule, PruningSchedule) else "schedule"
     ax.set(xlabel="training step", ylabel="sparsity", ylim=(0, 1), title=name)

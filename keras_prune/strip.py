@@ -1,6 +1,7 @@
 """`strip_pruning`: remove the wrappers, keeping the pruned weights exactly zero."""
 
 import contextlib
+import warnings
 
 import keras
 import numpy as np
@@ -48,6 +49,8 @@ def strip_pruning(model):
         A new model (or layer) without pruning wrappers.
     """
     _models.check_keras3(model, "model")
+    _warn_if_never_pruned([model] if isinstance(model, PruneLowMagnitude)
+                          else collect_wrappers(model) if isinstance(model, keras.Model) else [])
     if isinstance(model, PruneLowMagnitude):
         return strip_layer(model)
     if not isinstance(model, keras.Model):
@@ -69,6 +72,33 @@ def strip_pruning(model):
         return _models.restore_class(_models.rewrite_graph_model(model, transform)[0])
     with _unwrapped(model) as masks:
         return _models.copy_model(model, weights=lambda: _masked_weights(model, masks))
+
+
+def _never_pruned(wrapper):
+    """True when the wrapper's schedule wants to prune but its masks were never computed:
+    training (if any) ended before the schedule's first mask update."""
+    if not wrapper.built or not wrapper.masks:
+        return False
+    schedule = wrapper.pruning_schedule
+    first = schedule.first_pruning_step(after=0)
+    if not schedule.sparsity_at(first or max(schedule.end, 1)):
+        return False  # a schedule that never means to prune (FixedMask)
+    step = int(ops.convert_to_numpy(wrapper.pruning_step))
+    before_first = first is None or step < first
+    return before_first and all(bool(np.all(to_numpy(mask))) for mask in wrapper.masks)
+
+
+def _warn_if_never_pruned(wrappers):
+    never = [wrapper.name for wrapper in wrappers if _never_pruned(wrapper)]
+    if never:
+        warnings.warn(
+            f"keras_prune: strip_pruning removes {len(never)} wrapper(s) whose masks were never "
+            f"computed ({', '.join(never[:3])}{', ...' if len(never) > 3 else ''}): their "
+            "schedule's first mask update comes after the last trained step, so these layers "
+            "are not pruned at all. Train with PruneCallback past the first update (tfmot's "
+            "steps start at 1: begin_step=0 with frequency=100 first prunes at step 100).",
+            stacklevel=3,
+        )
 
 
 @contextlib.contextmanager

@@ -21,9 +21,11 @@ def test_schedule_plots_the_target_sparsity_and_update_steps(tmp_path):
     schedule = keras_prune.schedules.PolynomialDecay(0.0, 0.8, 0, 100, frequency=10)
     ax = plot.schedule(schedule, steps=150)
     line = ax.get_lines()[0]
-    np.testing.assert_allclose(line.get_ydata()[[0, 100, 149]], [0.0, 0.8, 0.8], atol=1e-6)
+    assert line.get_xdata()[0] == 1  # the first training batch is step 1, as in tfmot
+    np.testing.assert_allclose(line.get_ydata()[[99, 148]], [0.8, 0.8], atol=1e-6)
     updates = ax.get_lines()[1]
-    assert list(updates.get_xdata()) == list(range(0, 101, 10))
+    assert list(updates.get_xdata()) == list(range(10, 101, 10))  # no update at step 0
+    np.testing.assert_allclose(updates.get_ydata()[-1], 0.8, atol=1e-6)
     width, height = _png_size(plot.save(ax, tmp_path / "schedule.png"))
     assert width > 300 and height > 200
 

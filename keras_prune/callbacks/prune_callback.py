@@ -101,7 +101,11 @@ class PruneCallback(keras.callbacks.Callback):
         self._bind()
         # The step is read at the first batch, after callbacks such as
         # BackupAndRestore have restored the model in their on_train_begin.
-        self._warn_if_schedule_cannot_finish()
+        self._updated = set()
+        self._warned_idle = False
+        self._warn_if_no_update_in_fit()
+        if not self._warned_idle:  # one warning: nothing pruned says more than too short
+            self._warn_if_schedule_cannot_finish()
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._ensure_step():
@@ -149,6 +153,7 @@ class PruneCallback(keras.callbacks.Callback):
         if self._step is not None:
             self._sync_step_variables()
             self._warn_if_target_missed()
+            self._warn_if_never_updated()
         for wrapper in self._all_wrappers:
             wrapper.set_pruning_active(False)
         if self._summaries is not None:
@@ -240,6 +245,7 @@ class PruneCallback(keras.callbacks.Callback):
         for group, pruning_step in due:
             updates = group.compute(group.schedule.sparsity_at(pruning_step))
             apply_masks(updates, optimizer)
+            self._updated.update(id(wrapper) for wrapper in group.wrappers)
         self._sparsity = mask_sparsity(self._wrappers)
         self._sync_step_variables()
         if self.verbose:
@@ -263,6 +269,53 @@ class PruneCallback(keras.callbacks.Callback):
                 f"at step {last}, before the schedule's end_step={max(ends)}: the model will "
                 "not reach the schedule's final sparsity. Train for more epochs, or set "
                 f"end_step <= {last}.",
+                stacklevel=2,
+            )
+
+    def _warn_if_no_update_in_fit(self):
+        """tfmot's step 1 is the first batch, so `begin_step=0` with the default
+        frequency=100 first prunes at batch 100: a shorter fit prunes nothing."""
+        params = self.params or {}
+        epochs, steps = params.get("epochs"), params.get("steps")
+        if not (epochs and steps):
+            return
+        start = self._restore_step() if self._wrappers else 0
+        last = start + epochs * steps
+        idle = {}
+        for wrapper in self._all_wrappers:
+            schedule = wrapper.pruning_schedule
+            ever = schedule.first_pruning_step(after=0)
+            if ever is not None and ever <= start:
+                continue  # masks were computed in an earlier fit; past end_step they stay
+            first = schedule.first_pruning_step(after=start)
+            if (first is None or first > last) and schedule.sparsity_at(max(first or last, 1)):
+                idle.setdefault(repr(schedule), (schedule, first))
+        if not idle:
+            return
+        self._warned_idle = True
+        schedule, first = next(iter(idle.values()))
+        when = (f"first updates masks at step {first}" if first is not None else
+                "never updates masks (no begin_step + k * frequency falls in 1..end_step)")
+        warnings.warn(
+            f"keras_prune: nothing will be pruned in this fit. It runs steps {start + 1}..{last} "
+            f"({epochs} epochs x {steps} steps; the first batch is step 1, as in tfmot), but "
+            f"the schedule {schedule!r} {when}. Fix: a smaller `frequency` (e.g. "
+            f"frequency={steps}, once an epoch) and end_step <= {last}, or train longer.",
+            stacklevel=2,
+        )
+
+    def _warn_if_never_updated(self):
+        if self._warned_idle:
+            return
+        never = [w.name for w in self._wrappers if id(w) not in self._updated
+                 and w.pruning_schedule.first_pruning_step(after=0) is not None
+                 and w.pruning_schedule.first_pruning_step(after=0) > self._step]
+        if never:
+            warnings.warn(
+                f"keras_prune: the masks of {len(never)} pruned layer(s) ({', '.join(never[:3])}"
+                f"{', ...' if len(never) > 3 else ''}) were never updated: training ended at "
+                f"step {self._step}, before their schedule's first mask update, so they are "
+                "not pruned. Use a smaller `frequency` or train longer.",
                 stacklevel=2,
             )
 

@@ -70,6 +70,25 @@ class PruningSchedule(abc.ABC):
             "schedule per layer: layer_sparsity={'dense': MySchedule(...), ...}."
         )
 
+    def first_pruning_step(self, after=0, *, search=10_000):
+        """The first step > `after` at which masks are updated, or None if there is none.
+
+        Steps are numbered from 1 (the first training batch), so with tfmot's rule a
+        `begin_step` of 0 first prunes at `frequency`. Built-in schedules answer
+        exactly; a custom one is asked step by step, up to `search` steps ahead.
+        """
+        begin = getattr(self, "begin_step", None)
+        frequency = getattr(self, "frequency", None)
+        if isinstance(begin, int) and isinstance(frequency, int) and frequency > 0:
+            step = max(after + 1, begin)
+            step = begin + -(-(step - begin) // frequency) * frequency
+            end = self.end
+            return None if end >= 0 and step > end else step
+        for step in range(after + 1, after + 1 + search):
+            if self.is_pruning_step(step):
+                return step
+        return None
+
     @property
     def end(self):
         """The last step at which masks may change, or -1 for never-ending."""

@@ -396,7 +396,7 @@ def test_submodules_are_attributes_without_importing_tensorflow():
 
 def test_fit_warns_when_the_schedule_cannot_reach_its_end_step():
     model = keras_prune.prune_low_magnitude(
-        _dense_model(), PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000)
+        _dense_model(), PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000, frequency=2)
     )
     model.compile("sgd", "mse")
     x, y = _data(8)
@@ -406,6 +406,65 @@ def test_fit_warns_when_the_schedule_cannot_reach_its_end_step():
     messages = [str(w.message) for w in caught if "keras_prune" in str(w.message)]
     assert len(messages) == 1
     assert "stops at step 4, before the schedule's end_step=1000" in messages[0]
+
+
+def _keras_prune_warnings(caught):
+    return [str(w.message) for w in caught if "keras_prune" in str(w.message)]
+
+
+def test_tfmot_tutorial_on_22_steps_warns_once_that_nothing_will_be_pruned():
+    # TensorFlow's "Pruning in Keras" recipe on a small dataset: 2 epochs of 11 batches,
+    # end_step = 22, tfmot's default frequency=100. Step 1 is the first batch, so the
+    # first mask update would be at step 100: nothing is pruned (tfmot's semantics).
+    model = keras_prune.prune_low_magnitude(
+        _dense_model(), PolynomialDecay(0.5, 0.8, begin_step=0, end_step=22))
+    model.compile("sgd", "mse")
+    x, y = _data(44)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0,
+                  callbacks=[keras_prune.callbacks.UpdatePruningStep()])
+    messages = _keras_prune_warnings(caught)
+    assert len(messages) == 1
+    assert "nothing will be pruned" in messages[0]
+    assert "steps 1..22" in messages[0] and "never updates masks" in messages[0]
+    assert "frequency=11" in messages[0]
+    assert _sparsity(model) == 0.0
+    with pytest.warns(UserWarning, match="masks were never computed"):
+        keras_prune.strip_pruning(model)
+
+
+def test_clone_model_with_constant_sparsity_over_90_steps_warns():
+    def clone_function(layer):
+        if isinstance(layer, keras.layers.Dense):
+            return keras_prune.prune_low_magnitude(layer, ConstantSparsity(0.5, 0))
+        return layer.__class__.from_config(layer.get_config())
+
+    model = keras.models.clone_model(_dense_model(), clone_function=clone_function)
+    model.compile("sgd", "mse")
+    x, y = _data(90)
+    with pytest.warns(UserWarning, match="first updates masks at step 100"):
+        model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[PruneCallback()])
+
+
+def test_no_idle_warning_when_an_update_falls_inside_the_fit():
+    model = keras_prune.prune_low_magnitude(
+        _dense_model(), ConstantSparsity(0.5, begin_step=0, frequency=4))
+    model.compile("sgd", "mse")
+    x, y = _data(16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[PruneCallback()])
+        keras_prune.strip_pruning(model)
+    assert _keras_prune_warnings(caught) == []
+    assert _sparsity(model) == pytest.approx(0.5, abs=0.05)
+
+
+def test_first_pruning_step_follows_tfmot_step_numbering():
+    assert ConstantSparsity(0.5, 0).first_pruning_step() == 100
+    assert ConstantSparsity(0.5, 3, frequency=5).first_pruning_step() == 3
+    assert ConstantSparsity(0.5, 3, frequency=5).first_pruning_step(after=3) == 8
+    assert PolynomialDecay(0.1, 0.5, 0, end_step=50).first_pruning_step() is None
 
 
 def test_fit_stopped_early_warns_that_the_target_was_not_reached():
