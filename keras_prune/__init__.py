@@ -12,6 +12,7 @@ from keras_prune import callbacks, errors, layers, masking, schedules, sparsity
 from keras_prune.at_init import prune_at_init
 from keras_prune.layers import PrunableLayer, PruneLowMagnitude, register_prunable_layer
 from keras_prune.masks import get_masks, set_masks
+from keras_prune.oneshot import OneShotReport, prune_one_shot
 from keras_prune.prune import prune_low_magnitude
 from keras_prune.report import PruningReport, SparsityReport, sparsity_report
 from keras_prune.strip import strip_pruning
@@ -47,6 +48,8 @@ __all__ = [
     "masking",
     "prune_at_init",
     "prune_low_magnitude",
+    "prune_one_shot",
+    "OneShotReport",
     "register_prunable_layer",
     "schedules",
     "set_masks",

@@ -9,80 +9,17 @@
   averaged over tokens; a block that barely changes its input goes first.
 """
 
-import contextlib
 import re
 
 import keras
 import numpy as np
 
+from keras_prune._calibration import calibration_batches, hooked
 from keras_prune._models import flatten_layers
-
-_DEFAULT_BATCH = 8
-
-
-def calibration_batches(hub, data, batch_size=_DEFAULT_BATCH):
-    """Batches the model takes, from arrays, dicts of arrays, strings or a dataset."""
-    if data is None:
-        raise ValueError("Calibration `data` is required here. Received: data=None.")
-    if hasattr(data, "as_numpy_iterator") or (
-        hasattr(data, "__iter__") and not isinstance(data, (dict, list, tuple, np.ndarray))
-    ):
-        for batch in data:  # a tf.data.Dataset or a generator of batches
-            yield batch[0] if isinstance(batch, tuple) else batch
-        return
-    if _is_text(data):
-        preprocessor = getattr(hub.model, "preprocessor", None)
-        if preprocessor is None:
-            raise ValueError(
-                f"Argument `data` holds strings, but {hub.name} has no preprocessor to "
-                "tokenize them. Pass token ids (a dict like the backbone's inputs), or a "
-                "Task with its preprocessor."
-            )
-        texts = list(data)
-        for start in range(0, len(texts), batch_size):
-            batch = preprocessor(texts[start:start + batch_size])
-            yield batch[0] if isinstance(batch, tuple) else batch
-        return
-    leaves = keras.tree.flatten(data)
-    count = len(leaves[0])
-    for start in range(0, count, batch_size):
-        yield keras.tree.map_structure(lambda a: np.asarray(a[start:start + batch_size]), data)
-
-
-def _is_text(data):
-    if isinstance(data, np.ndarray):
-        return data.dtype.kind in "US" or (data.dtype == object and len(data)
-                                          and isinstance(data.flat[0], str))
-    return isinstance(data, (list, tuple)) and bool(data) and isinstance(data[0], str)
-
-
-@contextlib.contextmanager
-def _hooked(layers, hook):
-    """Calls `hook(layer, args, output)` after each call of each layer (eager runs only)."""
-    originals = {}
-
-    def wrap(layer, original):
-        def call(*args, **kwargs):
-            output = original(*args, **kwargs)
-            hook(layer, args, kwargs, output)
-            return output
-
-        return call
-
-    try:
-        for layer in layers:
-            originals[id(layer)] = (layer, layer.call)
-            layer.call = wrap(layer, layer.call)
-        yield
-    finally:
-        for layer, original in originals.values():
-            del layer.call
-            if layer.call != original:  # an instance attribute of its own, put it back
-                layer.call = original
 
 
 def _run(hub, data):
-    for batch in calibration_batches(hub, data):
+    for batch in calibration_batches(hub.model, data):
         hub.model(batch, training=False)
 
 
@@ -162,7 +99,7 @@ class ActivationRecorder:
 
     def run(self, data):
         layers = [layer for layer, _ in self.readers.values()]
-        with _hooked(layers, self._record):
+        with hooked(layers, self._record):
             _run(self.hub, data)
         return self
 
@@ -196,7 +133,7 @@ def block_influence(hub, data):
         sums[i] += (1 - cos).sum()
         counts[i] += len(cos)
 
-    with _hooked(hub.blocks, record):
+    with hooked(hub.blocks, record):
         _run(hub, data)
     if not counts.all():
         raise ValueError("The calibration data did not reach every transformer block.")
