@@ -25,6 +25,10 @@ class MatrixView:
     def rows(self, x):
         return x.reshape(-1, x.shape[-1])
 
+    def innermost_inputs(self, shape):
+        """The length of the innermost input axis, along which LiteRT blocks run."""
+        return shape[-2]
+
 
 class _EinsumView(MatrixView):
     def __init__(self, layer):
@@ -48,6 +52,9 @@ class _EinsumView(MatrixView):
         moved_shape = [shape[i] for i in self.kernel_order]
         moved = matrix.T.reshape(moved_shape)
         return np.transpose(moved, np.argsort(self.kernel_order))
+
+    def innermost_inputs(self, shape):
+        return shape[self.kernel_order[self.inputs - 1]]
 
     def rows(self, x):
         moved = np.transpose(x, self.input_order)

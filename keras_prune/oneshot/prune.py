@@ -84,8 +84,10 @@ def prune_one_shot(model, data, sparsity=0.5, *, method="sparsegpt", sparsity_m_
         method: "sparsegpt" (default), "wanda" or "magnitude".
         sparsity_m_by_n: (m, n): m zeros in every n consecutive inputs (2:4 is (2, 4));
             replaces `sparsity`.
-        block_size: k: zero whole runs of k consecutive inputs of an output (LiteRT's
-            sparse kernels: `tflite.BLOCK_FLOAT` (4, 1), `tflite.BLOCK_INT8` (16, 1)).
+        block_size: k: zero whole runs of k consecutive input channels of an output
+            (LiteRT's sparse kernels: `tflite.BLOCK_FLOAT` (4, 1), `tflite.BLOCK_INT8`
+            (16, 1)); a layer whose input channels do not split into such blocks is
+            left dense and listed in the report.
         layer_sparsity: None (every layer at `sparsity`), "owl" (per-block sparsity
             from the share of outlier Wanda scores, OWL arXiv 2310.05175, spread over
             +-0.08 around `sparsity`; helps at >= 60%), or a dict {layer name: sparsity}.
@@ -101,8 +103,8 @@ def prune_one_shot(model, data, sparsity=0.5, *, method="sparsegpt", sparsity_m_
         `(pruned_model, OneShotReport)`.
 
     Raises:
-        ValueError: for no data, a sparsity outside [0, 1), m >= n, an unknown
-            method, or a block size that does not divide a layer's inputs.
+        ValueError: for no data, a sparsity outside [0, 1), m >= n, or an unknown
+            method.
     """
     options = _check_options(data, sparsity, method, sparsity_m_by_n, block_size, scope,
                              batch_size, verbose)
@@ -117,8 +119,11 @@ def prune_one_shot(model, data, sparsity=0.5, *, method="sparsegpt", sparsity_m_
     for index, group in enumerate(groups):
         statistics = _statistics(pruned, group, batches, full=True)  # errors need X^T X
         for target in group:
-            rows.append(_prune_kernel(target, statistics[id(target)], targets[id(target)],
-                                      options))
+            row = _prune_kernel(target, statistics[id(target)], targets[id(target)], options)
+            if row is None:
+                skipped.append((target.layer.name, _block_misfit(target, options["block"])))
+            else:
+                rows.append(row)
         if verbose:
             print(f"\r{method}: {index + 1}/{len(groups)} groups pruned", end="", flush=True)
     if verbose:
@@ -246,10 +251,8 @@ def _prune_kernel(target, statistics, sparsity, options):
     kernel = np.asarray(keras.ops.convert_to_numpy(kernel_variable), np.float64)
     matrix = view.to_matrix(kernel)
     block = options["block"]
-    if block and matrix.shape[1] % block:
-        raise ValueError(
-            f"Argument `block_size`={block} must divide the {matrix.shape[1]} inputs of layer "
-            f"`{layer.name}`. Exclude it with `filters`, or choose another block size.")
+    if block and view.innermost_inputs(kernel.shape) % block:
+        return None
     solver = solvers.METHODS[options["method"]]
     new, mask = solver(matrix, statistics, sparsity, m_by_n=options["m_by_n"], block=block,
                        scope=options["scope"])
@@ -260,6 +263,12 @@ def _prune_kernel(target, statistics, sparsity, options):
     kernel_variable.assign(view.from_matrix(new, kernel.shape) * keep)
     wrapper.masks[target.index].assign(keep.astype(wrapper.masks[target.index].dtype))
     return OneShotLayer(layer.name, tuple(kernel.shape), float(1 - keep.mean()), error)
+
+
+def _block_misfit(target, block):
+    shape = tuple(target.wrapper.prunable_weights[target.index].shape)
+    return (f"its {target.view.innermost_inputs(shape)} input channels do not split into "
+            f"blocks of {block} (LiteRT's blocks run along the input channels); left dense")
 
 
 def _targets(groups, pruned, batches, sparsity, layer_sparsity):

@@ -180,5 +180,6 @@ def test_bad_arguments_name_the_argument():
         keras_prune.prune_one_shot(model, x, sparsity_m_by_n=(4, 4))
     with pytest.raises(ValueError, match="`method`"):
         keras_prune.prune_one_shot(model, x, method="obs")
-    with pytest.raises(ValueError, match="`block_size`=5 must divide"):
-        keras_prune.prune_one_shot(model, x, block_size=5, verbose=0)
+    pruned, report = keras_prune.prune_one_shot(model, x, block_size=5, verbose=0)
+    assert report.layers == [] and "do not split into blocks of 5" in report.skipped[0][1]
+    assert (_kernel(pruned, "dense") != 0).all()
