@@ -1,7 +1,8 @@
 """Magnitude masks: keep the largest |w|, per tensor or across many tensors.
 
-The threshold is the k-th largest magnitude, found with a partial selection
-(`top_k` on the smaller side of the split), never a full sort of the tensor. A
+The threshold is the k-th largest magnitude, found in linear time on the CPU
+(NumPy's introselect) and with a partial selection elsewhere (`top_k` on the smaller
+side of the split), never a full sort of the tensor. A
 kernel sharded over several JAX devices is ranked where it lies, by bisection on
 counts (see `_sharded_kth_largest`): `top_k` would gather the whole kernel onto
 every device first.
@@ -10,6 +11,7 @@ every device first.
 import functools
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -19,12 +21,37 @@ def num_kept(size, sparsity):
 
 
 def kth_largest(values, k):
-    """The k-th largest entry of the 1-D tensor `values` (1 <= k <= len)."""
+    """The k-th largest entry of the 1-D tensor `values` (1 <= k <= len).
+
+    On the CPU, eagerly, a linear-time selection (NumPy's introselect); elsewhere
+    (accelerators, traced functions) a partial `top_k` on the short side.
+    """
     n = int(values.shape[0])
+    host = _host_array(values)
+    if host is not None:
+        return ops.convert_to_tensor(np.partition(host, n - k)[n - k], values.dtype)
     if k <= n // 2 + 1:
         return ops.min(ops.top_k(values, k, sorted=False)[0])
     # The k-th largest is the (n - k + 1)-th smallest: select on the short side.
     return -ops.min(ops.top_k(-values, n - k + 1, sorted=False)[0])
+
+
+def _host_array(values):
+    """`values` as a NumPy array when it is a concrete tensor on the CPU, else None."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            if "CPU" not in values.device.upper():
+                return None
+        elif backend == "jax":
+            if any(device.platform != "cpu" for device in values.devices()):
+                return None
+        elif backend == "torch":
+            if values.device.type != "cpu":
+                return None
+        return np.asarray(ops.convert_to_numpy(values))
+    except (AttributeError, TypeError, ValueError, NotImplementedError):
+        return None  # symbolic (traced) tensors have no device or value: use top_k
 
 
 def threshold_mask(scores, sparsity):

@@ -92,3 +92,16 @@ def test_global_masks_share_one_threshold():
     assert small_mask.mean() < 0.1 < 0.9 < large_mask.mean()
     t = float(_np(threshold))
     assert np.all(np.abs(large)[large_mask == 1] >= t)
+
+
+@pytest.mark.parametrize("host", [True, False])
+def test_kth_largest_is_exact_with_linear_selection_and_with_top_k(host, monkeypatch):
+    from keras_prune.masking import magnitude
+
+    if not host:  # what accelerators and traced functions use
+        monkeypatch.setattr(magnitude, "_host_array", lambda values: None)
+    values = np.random.default_rng(3).normal(size=1001).astype("float32")
+    ordered = np.sort(values)[::-1]
+    for k in (1, 17, 500, 501, 1001):
+        result = magnitude.kth_largest(keras.ops.convert_to_tensor(values), k)
+        assert float(keras.ops.convert_to_numpy(result)) == ordered[k - 1]
