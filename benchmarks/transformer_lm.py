@@ -1,4 +1,4 @@
-"""A small byte-level GPT-2 on real text: prune heads and units, distill, compare.
+"""A small byte-level GPT-2 on real text: prune structurally, distill, prune one-shot.
 
 The corpus is the Python standard library's own source (every `.py` file under
 `sysconfig.get_paths()["stdlib"]`, read as bytes; every 10th file, sorted by path,
@@ -9,11 +9,14 @@ Stages (models go to --folder, default artifacts/lm):
 
     python benchmarks/transformer_lm.py teacher  # trains the dense model, saves teacher.weights.h5
     python benchmarks/transformer_lm.py compare  # prunes it and compares recovery methods
+    python benchmarks/transformer_lm.py depth    # removes 1 of 4 blocks: Block Influence vs each
+    python benchmarks/transformer_lm.py oneshot  # SparseGPT/Wanda/magnitude, no retraining
 
-`compare` prunes half of the heads and half of the feed-forward units of every
-block (`prune_structured(..., heads=0.5, units=0.5)`, same widths in every block, so
-the result is still a `GPT2CausalLM`) and gives every student the same number of
-training steps on the same batches:
+`compare` prunes half of the feed-forward units and a quarter of the residual width
+of every block (`prune_structured(..., units=0.5, hidden=0.25, heads=0)`: GPT-2
+derives the head width from hidden_dim / num_heads, so its heads cannot go while it
+stays a `GPT2CausalLM`) and gives every student the same number of training steps
+on the same batches:
 - activation importance (calibration batches) + distillation from the teacher,
 - L1 weight importance + distillation,
 - activation importance + plain next-byte training (no teacher),
@@ -222,19 +225,77 @@ def write_results(args, rows, dense_bpb, params):
     print("\n".join(lines))
 
 
+def stage_depth(args):
+    """Removing 1 of the 4 blocks: the one Block Influence picks vs each of the others."""
+    from keras_prune.structured import remove_blocks
+
+    train, valid = corpus()
+    valid_x, valid_y = validation_set(valid)
+    teacher = load_teacher(args.folder)
+    calibration, _ = as_inputs(windows(train, 64, np.random.default_rng(999)))
+    by_block = {}
+    for block in range(CONFIG["num_layers"]):
+        shallower, _ = remove_blocks(teacher, blocks=[block])
+        by_block[block] = bits_per_byte(shallower, valid_x, valid_y)
+    _, report = remove_blocks(teacher, count=1, data=calibration)
+    chosen = int(report.blocks[0][0].rsplit("_", 1)[-1])
+    result = {"dense": bits_per_byte(teacher, valid_x, valid_y), "by_block": by_block,
+              "block_influence_choice": chosen, "block_influence": by_block[chosen],
+              "random_mean": float(np.mean(list(by_block.values())))}
+    _write_json("transformer_lm_depth.json", result)
+    print(result)
+
+
+ONE_SHOT = [("50%", {"sparsity": 0.5}), ("60%", {"sparsity": 0.6}), ("70%", {"sparsity": 0.7}),
+            ("80%", {"sparsity": 0.8}), ("2:4", {"sparsity_m_by_n": (2, 4)}),
+            ("4:8", {"sparsity_m_by_n": (4, 8)})]
+ONE_SHOT_METHODS = {"magnitude": {"method": "magnitude"}, "Wanda": {"method": "wanda"},
+                    "SparseGPT": {"method": "sparsegpt"},
+                    "SparseGPT + OWL": {"method": "sparsegpt", "layer_sparsity": "owl"}}
+
+
+def stage_oneshot(args):
+    """One-shot pruning of the trained teacher, no retraining, 3 calibration seeds."""
+    import keras_prune
+
+    train, valid = corpus()
+    valid_x, valid_y = validation_set(valid)
+    teacher = load_teacher(args.folder)
+    rows = {"dense": bits_per_byte(teacher, valid_x, valid_y)}
+    for seed in range(args.seeds):
+        calibration, _ = as_inputs(windows(train, 64, np.random.default_rng(500 + seed)))
+        for label, pattern in ONE_SHOT:
+            for method, options in ONE_SHOT_METHODS.items():
+                if "owl" in str(options) and "sparsity_m_by_n" in pattern:
+                    continue  # OWL spreads a sparsity; m:n has none to spread
+                if method == "magnitude" and seed:
+                    continue  # no data involved: the same for every seed
+                start = time.time()
+                pruned, _ = keras_prune.prune_one_shot(teacher, calibration, verbose=0,
+                                                       batch_size=16, **pattern, **options)
+                bpb = bits_per_byte(pruned, valid_x, valid_y)
+                rows.setdefault(f"{label}|{method}", []).append(bpb)
+                print(f"seed {seed} {label} {method}: {bpb:.3f} bits/byte "
+                      f"({time.time() - start:.0f} s)", flush=True)
+    _write_json("transformer_lm_oneshot.json", rows)
+
+
+def _write_json(name, data):
+    with open(os.path.join(RESULTS, name), "w") as handle:
+        json.dump(data, handle, indent=1)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("stage", choices=("teacher", "compare"))
+    parser.add_argument("stage", choices=("teacher", "compare", "depth", "oneshot"))
     parser.add_argument("--folder", default=os.path.join(HERE, "..", "artifacts", "lm"))
     parser.add_argument("--steps", type=int, default=2000, help="teacher training steps")
     parser.add_argument("--student-steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--student-lr", type=float, default=3e-4)
     args = parser.parse_args(argv)
-    if args.stage == "teacher":
-        stage_teacher(args)
-    else:
-        stage_compare(args)
+    {"teacher": stage_teacher, "compare": stage_compare, "depth": stage_depth,
+     "oneshot": stage_oneshot}[args.stage](args)
 
 
 if __name__ == "__main__":

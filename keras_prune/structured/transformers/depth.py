@@ -2,6 +2,7 @@
 
 import numbers
 
+import keras
 import numpy as np
 
 from keras_prune._validation import check_int
@@ -41,7 +42,7 @@ def remove_transformer_blocks(model, count=1, *, blocks=None, importance="influe
         if tuple(old.shape) != tuple(new.shape):
             raise ValueError(f"Internal error: `{old.path}` {tuple(old.shape)} does not fit "
                              f"`{new.path}` {tuple(new.shape)}.")
-        new.assign(old)
+        new.assign(np.array(keras.ops.convert_to_numpy(old)))  # a copy: JAX may donate
     names = [hub.blocks[i].name for i in sorted(chosen)]
     report = StructuredReport(
         layers=[], params_before=hub.model.count_params(), params_after=new_model.count_params(),

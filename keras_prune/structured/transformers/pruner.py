@@ -9,6 +9,7 @@ the `.keras` file reloads as that class.
 
 import math
 
+import keras
 import numpy as np
 
 from keras_prune._validation import check_fraction, check_int
@@ -229,7 +230,7 @@ class TransformerPruner:
         self.plan()
         copy = self.hub.build({}, preprocessor=None)
         for source, target in zip(self.hub.model.weights, copy.weights):
-            target.assign(source)
+            target.assign(np.array(keras.ops.convert_to_numpy(source)))  # a copy, not shared
         A.zero_removed(self.hub, self.labels, self.keep, copy)
         return copy
 
