@@ -8,9 +8,12 @@ import contextlib
 import importlib
 import io
 import os
+import re
 import sys
 import tempfile
 import warnings
+
+import re
 
 import numpy as np
 
@@ -102,9 +105,18 @@ def load_interpreter(model, *, num_threads=None, default_delegates=True):
         delegates = "with" if default_delegates else "without"
         raise InterpreterLoadError(
             f"The LiteRT interpreter cannot load the model{where} {delegates} its default "
-            f"delegates: {str(error).strip()}"
+            f"delegates: {clean_message(str(error))}"
         ) from None
     return interpreter
+
+
+def clean_message(text):
+    """LiteRT's error text with its glued sentences split: "node #11Node number 16" ->
+    "node #11. Node number 16", "prepare.." -> "prepare.", one line."""
+    text = re.sub(r"(?<=[a-z0-9#)])(?=(?:Node|Failed|Restored|Error|Ignoring) )", ". ",
+                  text.strip())
+    text = re.sub(r"\s*\n\s*", " ", text)
+    return re.sub(r"(?<!\.)\.\.(?!\.)", ".", text)
 
 
 def quantize(values, detail):
@@ -212,7 +224,7 @@ def predict(interpreter, inputs, *, batch_size=32):
             interpreter.invoke()
         except RuntimeError as error:
             raise InterpreterLoadError(
-                f"The LiteRT interpreter failed to run the model: {str(error).strip()}"
+                f"The LiteRT interpreter failed to run the model: {clean_message(str(error))}"
             ) from None
         for i, detail in enumerate(output_details):
             output = _dequantize(interpreter.get_tensor(detail["index"]), detail)

@@ -70,7 +70,10 @@ def convert(
       verify: True loads the file in the LiteRT interpreter with its default
         delegates, runs sample inputs and compares with Keras; raises
         `VerificationError` (and writes nothing) if it fails. "warn" writes the file
-        and warns instead; False skips the check. Inputs are matched by name.
+        and warns when its outputs differ from Keras beyond the tolerance; a file that
+        LiteRT cannot load at all (with its default delegates) is still refused and
+        not written, since it would fail the same way in an app. False skips the check
+        and writes whatever the converter produced. Inputs are matched by name.
       verify_data: inputs for verification; defaults to `representative_data`, else
         random normal inputs of the model's input shape.
       verify_samples: how many samples to verify on.

@@ -286,3 +286,24 @@ def test_evaluate_rejects_labels_that_are_not_classes():
     with pytest.raises(ValueError, match=r"`y` must hold class labels.*0\.5"):
         tflite.evaluate(content, x, np.array([0.5, 1.0, 2.0]))
     assert tflite.evaluate(content, x, np.array([0.0, 1.0, 2.0]))["samples"] == 3
+
+
+def test_litert_messages_are_split_into_sentences():
+    from keras_prune.tflite._runtime import clean_message
+
+    glued = ("failed to delegate FULLY_CONNECTED node #11Node number 16 "
+             "(TfLiteXNNPackDelegate) failed to prepare..\n")
+    assert clean_message(glued) == ("failed to delegate FULLY_CONNECTED node #11. Node number 16 "
+                                    "(TfLiteXNNPackDelegate) failed to prepare.")
+    assert clean_message("kept as is... really") == "kept as is... really"
+
+
+def test_verify_warn_still_refuses_a_file_litert_cannot_load(pruned_model, digits_split, tmp_path):
+    (x_train, _), _ = digits_split
+    path = tmp_path / "int8.tflite"
+    with pytest.raises(tflite.VerificationError, match="Nothing was written") as caught:
+        tflite.convert(pruned_model, path, quantize="int8", representative_data=x_train[:64],
+                       sparse=True, verify="warn")
+    message = str(caught.value)
+    assert "Node number" not in message or ". Node number" in message  # no glued sentences
+    assert not path.exists()
