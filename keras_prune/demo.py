@@ -125,10 +125,17 @@ def write_plots(output, schedule, steps, pruned, rows, dense_accuracy, pruned_ac
     plot.save(plot.schedule(schedule, steps), os.path.join(output, "schedule.png"))
     plot.save(plot.sparsity(pruned), os.path.join(output, "sparsity.png"))
     plot.save(plot.tradeoff(points, accuracy_label="Keras test accuracy",
-                            size_label=".tflite size (float)"),
+                            size_label=".tflite size (pruned: sparse)"),
               os.path.join(output, "tradeoff.png"))
     print(f"Plots: schedule.png, sparsity.png, tradeoff.png in {os.path.abspath(output)}")
     return ["schedule.png", "sparsity.png", "tradeoff.png"]
+
+
+def _weights_only(model):
+    """An uncompiled copy of `model` with its weights: saved without optimizer slots."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=0, verbose=1,
@@ -167,8 +174,9 @@ def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=
 
     print(f"[4/5] Saving artifacts to {os.path.abspath(output)}")
     os.makedirs(output, exist_ok=True)
-    _io.save_model(dense, os.path.join(output, "dense.keras"))
-    _io.save_model(final, os.path.join(output, "pruned.keras"))
+    # Both files hold weights only (no optimizer state), so their sizes compare fairly.
+    _io.save_model(_weights_only(dense), os.path.join(output, "dense.keras"))
+    _io.save_model(_weights_only(final), os.path.join(output, "pruned.keras"))
     summary = {
         "backend": keras.backend.backend(),
         "target_sparsity": sparsity,

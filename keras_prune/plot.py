@@ -148,7 +148,8 @@ def tradeoff(results, ax=None, accuracy_label="accuracy", size_label="file size"
                 1.0 if max(accuracies) <= 1 else None)  # accuracy never shows above 100%
     ax.set_xlim(-0.05, 1.0)
     ax.set(xlabel="sparsity (fraction of weights = 0)", ylabel=accuracy_label,
-           title=f"{accuracy_label} and {size_label} vs sparsity")
+           title="accuracy and size vs sparsity" if all("bytes" in r for r in rows)
+           else "accuracy vs sparsity")
     ax.xaxis.set_major_formatter(_percent())
     ax.grid(alpha=0.3)
     if all("bytes" in r for r in rows):
@@ -159,9 +160,11 @@ def tradeoff(results, ax=None, accuracy_label="accuracy", size_label="file size"
         size_ax.set_ylim(bottom=0)
         lines = ax.get_legend_handles_labels()
         more = size_ax.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left")
+        # Below the axes: inside, it would cover the points at the corners (the dense one).
+        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper center",
+                  bbox_to_anchor=(0.5, -0.2), fontsize=8, ncol=2)
     else:
-        ax.legend(loc="lower left")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8)
     return ax
 
 

@@ -21,6 +21,9 @@ def test_demo_smoke_writes_models_and_summary(tmp_path, capsys):
     kernel = keras.ops.convert_to_numpy(model.get_layer("dense").kernel)
     assert (kernel == 0).mean() == pytest.approx(0.8, abs=0.01)
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
+    # Both models are saved the same way (no optimizer state): same-size files.
+    dense_bytes, pruned_bytes = ((out / f).stat().st_size for f in ("dense.keras", "pruned.keras"))
+    assert abs(dense_bytes - pruned_bytes) < 0.05 * dense_bytes
     printed = capsys.readouterr().out
     assert "Dense accuracy" in printed and "sparsity" in printed
     rows = {row["file"]: row for row in summary["tflite"]}

@@ -57,6 +57,8 @@ def test_tradeoff_plots_accuracy_and_size(tmp_path):
     size_axis = [other for other in ax.figure.axes if other is not ax][0]
     np.testing.assert_allclose(size_axis.get_lines()[0].get_ydata(), [600, 200])
     assert size_axis.get_ylabel() == ".tflite size (kB)"
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().y1 < ax.get_window_extent().y0  # below: covers no point
     plot.save(ax, tmp_path / "t.png")
     assert not list(tmp_path.glob(".*tmp*"))
 
