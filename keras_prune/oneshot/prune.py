@@ -257,8 +257,8 @@ def _prune_kernel(target, statistics, sparsity, options):
     new, mask = solver(matrix, statistics, sparsity, m_by_n=options["m_by_n"], block=block,
                        scope=options["scope"])
     delta = new - matrix
-    denominator = float(np.einsum("ij,jk,ik->", matrix, statistics, matrix)) or 1.0
-    error = float(np.einsum("ij,jk,ik->", delta, statistics, delta)) / denominator
+    denominator = float(np.sum((matrix @ statistics) * matrix)) or 1.0
+    error = float(np.sum((delta @ statistics) * delta)) / denominator
     keep = ~view.from_matrix(mask, kernel.shape)
     kernel_variable.assign(view.from_matrix(new, kernel.shape) * keep)
     wrapper.masks[target.index].assign(keep.astype(wrapper.masks[target.index].dtype))
