@@ -129,6 +129,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.pruning_group = pruning_group
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, **kwargs)
+        if not callable(getattr(layer, "get_prunable_weights", None)):
+            # tfmot's wrapper gives every layer it wraps this method ([] for Dropout & co.);
+            # ported code calls `wrapper.layer.get_prunable_weights()`.
+            object.__setattr__(layer, "get_prunable_weights",
+                               lambda: registry.get_prunable_weights(layer))
         self.supports_masking = layer.supports_masking
         self._inner_takes_training = "training" in inspect.signature(layer.call).parameters
         self._adopt_call_signature(layer)

@@ -47,6 +47,8 @@ class PruningSchedule(abc.ABC):
 
     @classmethod
     def from_config(cls, config):
+        if set(config) == {"class_name", "config"}:  # tfmot's schedules nest their config
+            config = config["config"]
         return cls(**config)
 
     def is_pruning_step(self, step):

@@ -546,3 +546,39 @@ def test_block_size_inside_a_custom_block_falls_back_like_at_model_level():
     assert len(pruned.pruning_report.elementwise) == 1
     assert pruned.pruning_report.elementwise[0].startswith("block/")
     assert sorted(w.block_size for w in collect_wrappers(pruned)) == [(1, 1), (2, 2)]
+
+
+class _TfmotStyleSchedule(keras_prune.schedules.PruningSchedule):
+    """A custom schedule written as tfmot's docs show: get_config nests its arguments."""
+
+    def __init__(self, sparsity):
+        self.sparsity = sparsity
+
+    def __call__(self, step):
+        return (keras.ops.convert_to_tensor(True),
+                keras.ops.convert_to_tensor(self.sparsity, "float32"))
+
+    def get_config(self):
+        return {"class_name": self.__class__.__name__, "config": {"sparsity": self.sparsity}}
+
+
+def test_tfmot_style_schedule_config_round_trips(tmp_path):
+    keras.saving.register_keras_serializable("tests")(_TfmotStyleSchedule)
+    schedule = _TfmotStyleSchedule(0.25)
+    restored = keras.utils.deserialize_keras_object(keras.utils.serialize_keras_object(schedule))
+    assert isinstance(restored, _TfmotStyleSchedule) and restored.sparsity == 0.25
+    model = keras_prune.prune_low_magnitude(_dense_model(), pruning_schedule=schedule)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert collect_wrappers(reloaded)[0].pruning_schedule.sparsity == 0.25
+    for own in (PolynomialDecay(0.1, 0.5, 0, 100), ConstantSparsity(0.5, 10, frequency=5)):
+        again = keras.utils.deserialize_keras_object(keras.utils.serialize_keras_object(own))
+        assert again == own
+
+
+def test_wrapped_layer_without_weights_answers_get_prunable_weights():
+    wrapper = keras_prune.prune_low_magnitude(keras.layers.Dropout(0.5))
+    assert wrapper.layer.get_prunable_weights() == []
+    dense = keras_prune.prune_low_magnitude(keras.layers.Dense(3))
+    dense.build((None, 4))
+    assert [w.path for w in dense.layer.get_prunable_weights()] == [dense.layer.kernel.path]
