@@ -55,14 +55,13 @@ def output_relus(model):
     return names
 
 
-def relu_states(model, data, batch_size=256, argument="data"):
+def relu_states(model, data, batch_size=256):
     """{layer name: fraction of samples (and positions) each channel is on}.
 
     Covers every layer of a Functional or Sequential model (nested ones expanded)
     whose output is a plain ReLU: a Dense or convolution with activation="relu",
     a ReLU layer, or Activation("relu"). Channels are the last axis. `data` is
-    input samples (an array, or one per input; not a dataset); `argument` names
-    it in errors.
+    input samples (an array, or one per input; not a dataset).
     """
     from keras_prune.structured.execution import batches, run_graph
     from keras_prune.structured.graph import check_data, iter_steps
@@ -73,7 +72,7 @@ def relu_states(model, data, batch_size=256, argument="data"):
             f"Argument `model` must be a Functional or Sequential model; ReLU states are read "
             f"from its layer graph. Received: {type(model).__name__}."
         )
-    check_data(model, data, argument)
+    check_data(model, data, "data")
     steps = list(iter_steps(model))
     watched = {id(s.operation): relu_layer(s.operation) for s in steps}
     counts = {}
@@ -100,7 +99,7 @@ def binary_entropy(p):
     return np.nan_to_num(h, nan=0.0)
 
 
-def layer_entropy(model, data, batch_size=256, argument="data"):
+def layer_entropy(model, data, batch_size=256):
     """{layer name: mean binary entropy (bits) of its ReLU units over `data`}.
 
     0 for a layer whose units are each always on or always off; 1 when every
@@ -110,7 +109,6 @@ def layer_entropy(model, data, batch_size=256, argument="data"):
         model: A Functional or Sequential model (plain or wrapped).
         data: Input samples (an array, or one array per input).
         batch_size: Samples per forward pass.
-        argument: The name `data` goes by in error messages.
     """
     return {name: float(np.mean(binary_entropy(p)))
-            for name, p in relu_states(model, data, batch_size, argument).items()}
+            for name, p in relu_states(model, data, batch_size).items()}

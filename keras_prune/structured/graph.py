@@ -132,7 +132,8 @@ def check_data(model, data, argument):
             received = f"shape {shape}" if shape is not None else (
                 f"a {type(array).__name__}, not an array")
             raise ValueError(
-                f"Argument `{argument}` must be an array of samples shaped (n, {expected}) "
+                f"Argument `{argument}` must be an array of samples shaped "
+                f"(n, {', '.join('?' if e is None else str(e) for e in expected)}) "
                 f"for input `{tensor.name}`. Received: {received}. Pass a batch of "
                 "training inputs, e.g. data=x_train[:256]."
             )

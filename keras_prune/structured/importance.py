@@ -12,6 +12,8 @@ channel's pooled activation over the data, Luo & Wu 2017), "taylor"
 (|sum of gradient x weight| per channel, Molchanov et al. 2019) and "random".
 """
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -71,6 +73,17 @@ class BatchNormScale:
     def __init__(self, reduction="mean", fallback=None):
         self.reduction = reduction
         self.fallback = fallback or Magnitude(1)
+
+    def prepare(self, graph, data):
+        if not any(isinstance(layer, keras.layers.BatchNormalization)
+                   for layer in graph.layers.values()):
+            warnings.warn(
+                "importance='bn_scale' ranks channels by BatchNormalization's |gamma|, but "
+                f"this model has no BatchNormalization layer: every channel is ranked by "
+                f"{self.fallback!r} instead. Pass importance='l1' to say so, or use a "
+                "data-based criterion such as 'activation'.",
+                stacklevel=4,
+            )
 
     def __call__(self, group):
         ids, scores = [], []

@@ -66,7 +66,7 @@ def test_unbuilt_wrapped_and_non_model_inputs():
 
 
 def test_data_of_the_wrong_shape_names_the_input():
-    with pytest.raises(ValueError, match=r"`data` must be an array of samples shaped \(n, \(10,\)\)"):
+    with pytest.raises(ValueError, match=r"`data` must be an array of samples shaped \(n, 10\)"):
         prune_structured(models.sequential_mlp(), importance="activation",
                          data=np.zeros((4, 3), "float32"))
 

@@ -71,6 +71,13 @@ def test_bn_scale_uses_gamma():
     assert set(group.remove.tolist()) == {2, 9, 11}
 
 
+def test_bn_scale_on_a_model_without_batchnorm_warns_that_it_ranks_by_l1():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="h"),
+                              keras.layers.Dense(2, name="out")])
+    with pytest.warns(UserWarning, match="no BatchNormalization layer"):
+        StructuredPruner(model, ratio=0.5, importance="bn_scale").plan()
+
+
 def test_taylor_uses_gradients_and_ignores_units_that_do_not_reach_the_loss():
     model = relu_mlp()
     out_kernel, out_bias = model.get_layer("out").get_weights()
