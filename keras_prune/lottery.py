@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -233,6 +234,13 @@ def find_ticket(
 
     # Counts are rounded per mask, so a round may end a few weights short of its goal.
     slack = (len(masks) + 1) / sum(m.size for m in masks)
+    if rounds[-1].sparsity > target + slack:
+        warnings.warn(
+            f"keras_prune: {directory} already holds a ticket at {rounds[-1].sparsity:.1%} "
+            f"sparsity, past target_sparsity={target}: that ticket is returned (rounds never "
+            "un-prune). Use a new directory to find a ticket at the lower sparsity.",
+            stacklevel=2,
+        )
     while rounds[-1].sparsity < target - slack:
         current = rounds[-1].sparsity
         goal = min(1.0 - (1.0 - current) * (1.0 - prune_rate), target)

@@ -98,6 +98,10 @@ def test_ticket_rewinds_to_a_step_and_resumes_with_a_higher_target(flat, tmp_pat
     with pytest.raises(ValueError, match="other settings"):
         lottery.find_ticket(model, (x, y), 0.5, epochs=2, rewind_step=3, verbose=0,
                             directory=tmp_path)
+    with pytest.warns(UserWarning, match="past target_sparsity=0.36"):
+        lower = lottery.find_ticket(model, (x, y), 0.36, epochs=1, rewind_step=3, verbose=0,
+                                    directory=tmp_path)
+    assert lower.rounds == resumed.rounds  # the folder's ticket, said so
     with pytest.raises(ValueError, match="rewind_step"):
         lottery.find_ticket(model, (x[:64], y[:64]), 0.3, epochs=1, rewind_step=10_000, verbose=0)
 
