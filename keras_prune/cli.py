@@ -4,6 +4,7 @@ import argparse
 import importlib.metadata
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def _fraction(text):
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(
-            f"expected a fraction in [0, 1) (0.8 removes 80%%), got {value}")
+            f"expected a fraction in [0, 1) (0.8 removes 80%), got {value}")
     return value
 
 
@@ -45,8 +46,12 @@ def _check_output(path, flag, suffix=None):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{flag}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"{flag}: the folder {folder} is not writable")
+    try:  # os.access says yes to root even where nothing can be written (/proc, /sys)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".keras-prune-check-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"{flag}: cannot write {path}: the folder {folder} is not writable "
+                         f"({error.strerror or error})") from None
 
 
 def _demo(args):

@@ -186,7 +186,10 @@ def test_console_strip_verb_and_version(tmp_path):
         (["report", "{tmp}/garbage.keras"], "is not a .keras file"),
         (["evaluate", "{tmp}/m.tflite", "--data", "{tmp}/d.npz", "--batch-size", "0"],
          "expected a number >= 1"),
-        (["demo", "--sparsity", "1.5", "--output", "{tmp}/demo"], "fraction in [0, 1)"),
+        (["demo", "--sparsity", "1.5", "--output", "{tmp}/demo"], "(0.8 removes 80%), got"),
+        (["export", "{model}", "-o", "/proc/x.tflite"], "cannot write /proc/x.tflite"),
+        (["shrink", "{model}", "-o", "/sys/out.keras"], "cannot write /sys/out.keras"),
+        (["strip", "{model}", "-o", "/sys/out.keras"], "cannot write /sys/out.keras"),
     ],
 )
 def test_cli_errors_name_the_flag_and_leave_no_file(tmp_path, capsys, args, message):

@@ -144,9 +144,13 @@ def convert(
             verification = verify_against_keras(content, model, samples, quantize, on_failure)
     if path is not None:
         path = os.fspath(path)
-        with atomic_path(path) as temporary:
-            with open(temporary, "wb") as handle:
-                handle.write(content)
+        with progress.stage("write"):  # an error ends the progress line first
+            try:
+                with atomic_path(path) as temporary:
+                    with open(temporary, "wb") as handle:
+                        handle.write(content)
+            except OSError as error:
+                raise OSError(f"Cannot write {path}: {error.strerror or error}") from None
     progress.done(f"{len(content):,} bytes")
     return ConversionResult(
         path=path,
