@@ -1,11 +1,12 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   creates .venv, installs keras-prune with its extras, runs the main job
+#   make demo   creates .venv, installs keras-prune with what the demo needs, runs the main job
 #   make test   creates .venv if missing, installs, runs every test (TF, JAX and torch backends)
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 export TF_CPP_MIN_LOG_LEVEL := 2
 
@@ -13,13 +14,19 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 install: $(STAMP)
 
-$(STAMP): setup.py pyproject.toml
+# The demo needs TensorFlow, LiteRT, matplotlib and scikit-learn only; the tests add JAX,
+# torch, keras-hub and the notebook runner (the `dev` extra).
+$(DEMO_STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[tensorflow,litert,plot,tensorboard,dev]"
+	$(PY) -m pip install --quiet -e ".[tensorflow,litert,plot,demo]"
+	touch $(DEMO_STAMP)
+
+$(STAMP): $(DEMO_STAMP)
+	$(PY) -m pip install --quiet -e ".[tensorflow,litert,plot,demo,tensorboard,dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	KERAS_BACKEND=tensorflow $(VENV)/bin/keras-prune demo --output artifacts/demo
 
 # Core tests run under every backend; TensorFlow-only tests (distribution, CLI) once.

@@ -16,6 +16,7 @@ EXTRAS = {
     "litert": ["ai-edge-litert>=1.0"],
     "tfmot": ["tensorflow-model-optimization>=0.8", "tf-keras>=2.16"],
     "plot": ["matplotlib>=3.5"],
+    "demo": ["scikit-learn>=1.2"],  # `keras-prune demo` trains on its bundled digits
     "tensorboard": ["tensorboard>=2.10"],
     "dev": [
         "pytest>=7",
