@@ -4,6 +4,7 @@ import importlib.util
 import os
 
 import keras
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
@@ -97,3 +98,12 @@ def test_beyond_magnitude(capsys):
     assert 0.1 < results["dense"] <= 1.0
     out = capsys.readouterr().out
     assert "Sensitivity scan" in out and "round 0" in out and "EGP round 2/2" in out
+
+
+def test_transformers():
+    keras_hub = pytest.importorskip("keras_hub")
+    results, small, timings = _load("transformers").main(["--smoke"])
+    assert type(small) is keras_hub.models.GPT2CausalLM
+    assert results["pruned"][0] < 0.6 * results["dense"][0]
+    assert all(np.isfinite(bpb) for _, bpb in results.values())
+    assert timings["pruned"] > 0 and timings["dense"] > 0
