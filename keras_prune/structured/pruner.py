@@ -152,8 +152,15 @@ class StructuredPruner:
                 "`data`: a batch of inputs (e.g. data=x_train[:256]), or (x, y) for 'taylor'."
             )
         self.data = data
-        self.graph = DependencyGraph(model, ignore=self.ignore)
+        self._graph = None
         self._planned = False
+
+    @property
+    def graph(self):
+        """The `DependencyGraph` of the model (traced on first use)."""
+        if self._graph is None:
+            self._graph = DependencyGraph(self.model, ignore=self.ignore)
+        return self._graph
 
     @staticmethod
     def _check_ignore(ignore, names):
@@ -431,9 +438,10 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
                 f"Received: {name}={value!r}."
             )
     progress = Progress("Structured pruning", verbose)
+    pruner = StructuredPruner(model, ratio, importance, data=data, round_to=round_to,
+                              ignore=ignore, global_ranking=global_ranking)  # checks arguments
     with progress.stage("dependency graph"):
-        pruner = StructuredPruner(model, ratio, importance, data=data, round_to=round_to,
-                                  ignore=ignore, global_ranking=global_ranking)
+        pruner.graph  # noqa: B018 (traces the graph: the first slow step)
     with progress.stage(f"score {len(pruner.graph.groups)} channel groups"):
         pruner.plan()
     with progress.stage("rebuild"):
@@ -459,11 +467,10 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
         )
     ratio = check_fraction("ratio", ratio, hint=_RATIO_HINT)
     progress = Progress("Structured pruning", verbose)
-    with progress.stage("probe config"):
-        pruner = TransformerPruner(
-            model, heads=ratio if heads is None else heads, units=ratio if units is None else units,
-            hidden=0.0 if hidden is None else hidden, importance=importance, data=data,
-            round_to=round_to)
+    pruner = TransformerPruner(
+        model, heads=ratio if heads is None else heads, units=ratio if units is None else units,
+        hidden=0.0 if hidden is None else hidden, importance=importance, data=data,
+        round_to=round_to)  # checks the arguments before any work
     with progress.stage("score heads and units"):
         pruner.plan()
     with progress.stage("rebuild"):

@@ -71,6 +71,13 @@ def test_data_of_the_wrong_shape_names_the_input():
                          data=np.zeros((4, 3), "float32"))
 
 
+def test_argument_errors_come_before_the_progress_line(capsys):
+    for kwargs in ({"importance": "activation"}, {"ratio": 1.0}):
+        with pytest.raises(ValueError):
+            prune_structured(models.sequential_mlp(), **kwargs)
+        assert capsys.readouterr().out == ""  # no "dependency graph failed" first
+
+
 def test_bad_interactive_edits_are_refused():
     pruner = StructuredPruner(models.sequential_mlp(), ratio=0.5)
     group = next(pruner.interactive())
