@@ -131,7 +131,7 @@ def _load_npz(path, argument, keys):
         for key in keys:
             if key in data.files:
                 arrays[key] = data[key]
-            elif key == "x" and data.files:
+            elif key == "x" and len(data.files) == 1:  # one array: the inputs, whatever its name
                 arrays[key] = data[data.files[0]]
             else:
                 raise ValueError(
@@ -146,6 +146,9 @@ def _export(args):
     if args.quantize == "int8" and not args.calibration:
         raise ValueError("--quantize int8 needs --calibration FILE.npz (about 100 typical "
                          "inputs as array `x`), or use --quantize dynamic")
+    if args.calibration and args.quantize != "int8":
+        raise ValueError("--calibration is only used with --quantize int8 (it calibrates the "
+                         "activation ranges); drop it, or add --quantize int8")
     calibration = _load_npz(args.calibration, "--calibration", ["x"])["x"] if args.calibration else None
     result = tflite.convert(
         args.model,
@@ -163,7 +166,16 @@ def _export(args):
 
 def _inspect(args):
     keras_model = _load_keras(args.keras, "inspect") if args.keras else None
-    print(tflite.inspect(args.model, keras_model=keras_model))
+    model = _load_keras(args.model, "inspect") if args.model.endswith(".keras") else args.model
+    print(tflite.inspect(model, keras_model=keras_model))
+
+
+def _benchmark(args):
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(f"no such file: {args.model}")
+    result = tflite.benchmark(args.model, num_threads=args.threads, runs=args.runs,
+                              warmup=args.warmup)
+    print(f"{args.model}: {result}")
 
 
 def _evaluate(args):
@@ -242,8 +254,9 @@ def build_parser():
     strip.add_argument("model", help="path to a pruned .keras file")
     strip.add_argument("-o", "--output", required=True, help="the .keras file to write")
     strip.set_defaults(func=_strip)
-    inspect = command("inspect", help="weights, sparsity and ops of a .tflite file")
-    inspect.add_argument("model", help="path to a .tflite file")
+    inspect = command("inspect", help="weights, sparsity and ops of a .tflite file "
+                      "(a .keras file is converted in memory first)")
+    inspect.add_argument("model", help="path to a .tflite or .keras file")
     inspect.add_argument("--keras", help="the .keras file it was converted from, to name "
                          "weights by Keras layer")
     inspect.set_defaults(func=_inspect)
@@ -255,6 +268,12 @@ def build_parser():
     evaluate.add_argument("--keras", help="the .keras file it was converted from: prints its "
                           "accuracy next to LiteRT's")
     evaluate.set_defaults(func=_evaluate)
+    benchmark = command("benchmark", help="LiteRT latency of a .tflite file (random inputs)")
+    benchmark.add_argument("model", help="path to a .tflite file")
+    benchmark.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads")
+    benchmark.add_argument("--runs", type=_positive_int, default=200, help="timed invocations")
+    benchmark.add_argument("--warmup", type=_positive_int, default=20, help="untimed first runs")
+    benchmark.set_defaults(func=_benchmark)
     return parser
 
 

@@ -102,6 +102,11 @@ def test_export_inspect_evaluate_commands(saved_model_and_data, capsys):
     assert accuracy >= 0.9  # labels are the float model's own predictions
     keras_accuracy = float(printed.split("Keras accuracy ")[1].split(";")[0])
     assert keras_accuracy == 1.0  # side by side with the model it came from
+    cli.main(["inspect", str(path)])  # a .keras file: converted in memory, named by Keras
+    printed = capsys.readouterr().out
+    assert "FULLY_CONNECTED" in printed and all(name in printed for name in kernels)
+    cli.main(["benchmark", str(out), "--runs", "5", "--warmup", "1"])
+    assert "us" in capsys.readouterr().out
     np.savez(folder / "regression.npz", x=np.zeros((4, 6), "float32"), y=[0.2, 1.5, 0.1, 2.0])
     with pytest.raises(SystemExit, match=r"--data: array `y` must hold class labels.*0\.2"):
         cli.main(["evaluate", str(out), "--data", str(folder / "regression.npz")])
@@ -113,6 +118,13 @@ def test_export_and_inspect_errors_are_one_line_messages(saved_model_and_data):
     with pytest.raises(SystemExit, match=r"keras-prune export: --calibration.*\(5, 7\).*expects \(6,\)"):
         cli.main(["export", str(path), "-o", str(folder / "a.tflite"), "--quantize", "int8",
                   "--calibration", str(folder / "wrong.npz")])
+    np.savez(folder / "named.npz", a=np.zeros((5, 6), "float32"), b=np.zeros((5, 6), "float32"))
+    with pytest.raises(SystemExit, match=r"--calibration: .* has no array 'x' \(it has \['a', 'b'\]"):
+        cli.main(["export", str(path), "-o", str(folder / "a.tflite"), "--quantize", "int8",
+                  "--calibration", str(folder / "named.npz")])
+    with pytest.raises(SystemExit, match="--calibration is only used with --quantize int8"):
+        cli.main(["export", str(path), "-o", str(folder / "a.tflite"),
+                  "--calibration", str(folder / "named.npz")])
     with pytest.raises(SystemExit, match="keras-prune export: --quantize int8 needs --calibration"):
         cli.main(["export", str(path), "-o", str(folder / "a.tflite"), "--quantize", "int8"])
     with pytest.raises(SystemExit, match="--calibration: no such file"):
