@@ -181,6 +181,7 @@ def stage_compare(args):
             start = time.time()
             if teach:
                 distill(student, teacher, x, epochs=1, batch_size=BATCH, verbose=0,
+                        temperature=args.temperature,
                         optimizer=optimizer(learning_rate, steps))
             else:
                 student.compile(optimizer=optimizer(learning_rate, steps),
@@ -208,6 +209,7 @@ def write_results(args, rows, dense_bpb, params):
         "while it stays GPT2CausalLM.)",
         f"Every student: {args.student_steps} steps of batch {BATCH} on the same batches per "
         f"seed; AdamW, cosine decay from {args.student_lr} (pruned) or 1e-3 (scratch); "
+        f"distillation: KL at temperature {args.temperature}; "
         f"{args.seeds} seeds. Backend: {keras.backend.backend()}.",
         "",
         "| model | bits/byte (mean) | vs dense | seeds |",
@@ -217,9 +219,9 @@ def write_results(args, rows, dense_bpb, params):
         mean = float(np.mean(values))
         lines.append(f"| {label} | {mean:.3f} | {mean / dense_bpb - 1:+.1%} | "
                      f"{', '.join(f'{v:.3f}' for v in values)} |")
-    with open(os.path.join(RESULTS, "transformer_lm.md"), "w") as handle:
+    with open(os.path.join(RESULTS, f"transformer_lm{args.tag}.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
-    with open(os.path.join(RESULTS, "transformer_lm.json"), "w") as handle:
+    with open(os.path.join(RESULTS, f"transformer_lm{args.tag}.json"), "w") as handle:
         json.dump({"rows": rows, "dense": dense_bpb, "params": params[:2],
                    "student_steps": args.student_steps, "seeds": args.seeds}, handle, indent=1)
     print("\n".join(lines))
@@ -293,6 +295,8 @@ def main(argv=None):
     parser.add_argument("--student-steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--student-lr", type=float, default=3e-4)
+    parser.add_argument("--temperature", type=float, default=2.0, help="of the distillation")
+    parser.add_argument("--tag", default="", help="suffix of the result files (variants)")
     args = parser.parse_args(argv)
     {"teacher": stage_teacher, "compare": stage_compare, "depth": stage_depth,
      "oneshot": stage_oneshot}[args.stage](args)
