@@ -133,7 +133,7 @@ def write_plots(output, schedule, steps, pruned, rows, dense_accuracy, pruned_ac
 
 def _weights_only(model):
     """An uncompiled copy of `model` with its weights: saved without optimizer slots."""
-    copy = keras.models.clone_model(model)
+    copy = type(model).from_config(model.get_config())  # clone_model keeps the optimizer
     copy.set_weights(model.get_weights())
     return copy
 

@@ -24,6 +24,7 @@ def test_demo_smoke_writes_models_and_summary(tmp_path, capsys):
     # Both models are saved the same way (no optimizer state): same-size files.
     dense_bytes, pruned_bytes = ((out / f).stat().st_size for f in ("dense.keras", "pruned.keras"))
     assert abs(dense_bytes - pruned_bytes) < 0.05 * dense_bytes
+    assert pruned_bytes < 1.2 * 4 * model.count_params()  # float32 weights, no Adam slots
     printed = capsys.readouterr().out
     assert "Dense accuracy" in printed and "sparsity" in printed
     rows = {row["file"]: row for row in summary["tflite"]}
