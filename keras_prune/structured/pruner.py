@@ -382,7 +382,8 @@ def _check_removal(group):
 
 
 def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None, ignore=None,
-                     global_ranking=False, verbose=1, *, heads=None, units=None, hidden=None):
+                     global_ranking=False, verbose=1, *, heads=None, units=None, hidden=None,
+                     reconstruct=None):
     """Removes whole channels, filters, units and heads; returns (new_model, report).
 
     The new model is a plain Functional/Sequential model with fewer channels and the
@@ -416,6 +417,8 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
         heads, units, hidden: keras_hub models only: the fractions of attention heads,
             feed-forward units and residual channels (`hidden_dim`) to remove from
             every block. `heads` and `units` default to `ratio`, `hidden` to 0.
+        reconstruct: keras_hub models only: calibration data on which the layers that
+            read removed heads and units are re-fitted by least squares (no training).
 
     Returns:
         `(new_model, StructuredReport)`.
@@ -429,8 +432,9 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
 
     if transformers.is_hub_model(model):
         return _prune_hub_model(model, ratio, importance, data, round_to, ignore,
-                                global_ranking, verbose, heads, units, hidden)
-    for name, value in (("heads", heads), ("units", units), ("hidden", hidden)):
+                                global_ranking, verbose, heads, units, hidden, reconstruct)
+    for name, value in (("heads", heads), ("units", units), ("hidden", hidden),
+                        ("reconstruct", reconstruct)):
         if value is not None:
             raise ValueError(
                 f"Argument `{name}` applies to keras_hub transformers only; for "
@@ -451,7 +455,7 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
 
 
 def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ranking, verbose,
-                     heads, units, hidden):
+                     heads, units, hidden, reconstruct):
     from keras_prune.structured.transformers import TransformerPruner
 
     if global_ranking:
@@ -470,7 +474,7 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
     pruner = TransformerPruner(
         model, heads=ratio if heads is None else heads, units=ratio if units is None else units,
         hidden=0.0 if hidden is None else hidden, importance=importance, data=data,
-        round_to=round_to)  # checks the arguments before any work
+        round_to=round_to, reconstruct=reconstruct)  # checks the arguments before any work
     with progress.stage("score heads and units"):
         pruner.plan()
     with progress.stage("rebuild"):

@@ -112,6 +112,23 @@ def test_activation_importance_drops_units_that_never_fire():
     assert not set(dead) & set(by_data[("units", 0)].tolist())
 
 
+@pytest.mark.parametrize("family", ["GPT2", "Gemma"])
+def test_reconstruction_refits_readers_closer_to_the_original(family):
+    model = FAMILIES[family][0]()
+    x = inputs_for(model, batch=32, seed=3)
+    reference = outputs(model, x)
+
+    def error(smaller):
+        return float(((outputs(smaller, x) - reference) ** 2).sum() / (reference ** 2).sum())
+
+    plain, _ = prune_structured(model, ratio=0.5, verbose=0)
+    refitted, report = prune_structured(model, ratio=0.5, reconstruct=x, verbose=0)
+    assert error(refitted) < 0.8 * error(plain)
+    assert any("re-fitted" in note for note in report.notes)
+    widened, _ = prune_structured(model, ratio=0.5, hidden=0.5, reconstruct=x, verbose=0)
+    assert np.isfinite(outputs(widened, x)).all()  # readers whose outputs shrink too
+
+
 def test_residual_width_pruning_keeps_class_saves_and_reloads(tmp_path):
     model = FAMILIES["GPT2"][0]()
     smaller, report = prune_structured(model, ratio=0.5, hidden=0.5, verbose=0)

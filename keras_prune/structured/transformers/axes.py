@@ -91,16 +91,21 @@ def slice_weights(hub, labels, keep, new_model):
     if len(old) != len(new):
         raise ValueError(f"The smaller {hub.name} has {len(new)} weights, not {len(old)}.")
     for index, (a, b) in enumerate(zip(old, new)):
-        value = np.asarray(keras.ops.convert_to_numpy(a))
-        for axis, kind in labels.axes.get(index, {}).items():
-            block = labels.blocks[index] if kind in PER_BLOCK else None
-            value = np.take(value, keep[(kind, block)], axis=axis)
+        value = surviving(labels, keep, index, np.asarray(keras.ops.convert_to_numpy(a)))
         if tuple(value.shape) != tuple(b.shape):
             raise ValueError(
                 f"Internal error: the surviving slice of `{a.path}` has shape {value.shape}, "
                 f"but the smaller model's weight has {tuple(b.shape)}."
             )
         b.assign(value)
+
+
+def surviving(labels, keep, index, value):
+    """The part of `value` (the model's weight number `index`) that the smaller model keeps."""
+    for axis, kind in labels.axes.get(index, {}).items():
+        block = labels.blocks[index] if kind in PER_BLOCK else None
+        value = np.take(value, keep[(kind, block)], axis=axis)
+    return value
 
 
 def zero_removed(hub, labels, keep, target):

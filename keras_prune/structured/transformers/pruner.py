@@ -36,10 +36,14 @@ class TransformerPruner:
         data: calibration inputs: what the model takes (token-id dicts, images), a
             `tf.data.Dataset` of batches, or strings for a Task with a preprocessor.
         round_to: keep counts of units and channels multiples of this.
+        reconstruct: calibration data (as `data`) to re-fit, by least squares, the
+            layers that read the removed heads and units (the attention output and
+            down projections, biases included), so the smaller model computes what the
+            original computed as closely as the kept channels allow; no training.
     """
 
     def __init__(self, model, heads=0.5, units=0.5, hidden=0.0, importance="l1", *, data=None,
-                 round_to=None):
+                 round_to=None, reconstruct=None):
         self.hub = HubModel.of(model)
         self.heads = check_fraction("heads", heads, hint=_HINT)
         self.units = check_fraction("units", units, hint=_HINT)
@@ -57,6 +61,7 @@ class TransformerPruner:
         self.importance = importance
         self.data = data
         self.round_to = None if round_to is None else check_int("round_to", round_to, minimum=1)
+        self.reconstruct = reconstruct
         self.notes = []
         self.keep = None
         self._targets = self._plan_widths()
@@ -210,6 +215,14 @@ class TransformerPruner:
         preprocessor = getattr(hub.model, "preprocessor", None) if hub.is_task else None
         new_model = hub.build(self.changes(), preprocessor=preprocessor)
         A.slice_weights(hub, self.labels, self.keep, new_model)
+        if self.reconstruct is not None:
+            from keras_prune.structured.transformers import reconstruct as R
+
+            readers = R.find_readers(hub, self.labels, self.keep)
+            R.measure(hub, readers, self.reconstruct)
+            R.refit(hub, self.labels, self.keep, readers, new_model)
+            self.notes.append(f"re-fitted {len(readers)} layer(s) that read removed heads or "
+                              "units, by least squares on the calibration data")
         rows = []
         for (kind, block), kept in sorted(self.keep.items(), key=lambda kv: (kv[0][1] or 0,
                                                                               kv[0][0])):
