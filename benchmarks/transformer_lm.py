@@ -11,6 +11,7 @@ Stages (models go to --folder, default artifacts/lm):
     python benchmarks/transformer_lm.py compare  # prunes it and compares recovery methods
     python benchmarks/transformer_lm.py depth    # removes 1 of 4 blocks: Block Influence vs each
     python benchmarks/transformer_lm.py oneshot  # SparseGPT/Wanda/magnitude, no retraining
+    python benchmarks/transformer_lm.py reconstruct  # width pruning: plain vs least-squares re-fit
 
 `compare` prunes half of the feed-forward units and a quarter of the residual width
 of every block (`prune_structured(..., units=0.5, hidden=0.25, heads=0)`: GPT-2
@@ -248,6 +249,28 @@ def stage_depth(args):
     print(result)
 
 
+def stage_reconstruct(args):
+    """Structured pruning without training: plain removal vs least-squares re-fit."""
+    from keras_prune.structured import prune_structured
+
+    train, valid = corpus()
+    valid_x, valid_y = validation_set(valid)
+    teacher = load_teacher(args.folder)
+    calibration, _ = as_inputs(windows(train, 64, np.random.default_rng(999)))
+    rows = {"dense": bits_per_byte(teacher, valid_x, valid_y)}
+    for label, widths in (("units 0.5", {"units": 0.5, "hidden": 0.0}),
+                          ("units 0.5 + hidden 0.25", {"units": UNITS, "hidden": HIDDEN})):
+        for importance in ("activation", "l1"):
+            for reconstruct in (None, calibration):
+                small, _ = prune_structured(teacher, importance=importance, data=calibration,
+                                            heads=0.0, reconstruct=reconstruct, verbose=0,
+                                            **widths)
+                key = f"{label}|{importance}|{'re-fit' if reconstruct is not None else 'plain'}"
+                rows[key] = bits_per_byte(small, valid_x, valid_y)
+                print(key, f"{rows[key]:.3f}", flush=True)
+    _write_json("transformer_lm_reconstruct.json", rows)
+
+
 ONE_SHOT = [("50%", {"sparsity": 0.5}), ("60%", {"sparsity": 0.6}), ("70%", {"sparsity": 0.7}),
             ("80%", {"sparsity": 0.8}), ("2:4", {"sparsity_m_by_n": (2, 4)}),
             ("4:8", {"sparsity_m_by_n": (4, 8)})]
@@ -289,7 +312,8 @@ def _write_json(name, data):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("stage", choices=("teacher", "compare", "depth", "oneshot"))
+    parser.add_argument("stage", choices=("teacher", "compare", "depth", "oneshot",
+                                          "reconstruct"))
     parser.add_argument("--folder", default=os.path.join(HERE, "..", "artifacts", "lm"))
     parser.add_argument("--steps", type=int, default=2000, help="teacher training steps")
     parser.add_argument("--student-steps", type=int, default=400)
@@ -299,7 +323,7 @@ def main(argv=None):
     parser.add_argument("--tag", default="", help="suffix of the result files (variants)")
     args = parser.parse_args(argv)
     {"teacher": stage_teacher, "compare": stage_compare, "depth": stage_depth,
-     "oneshot": stage_oneshot}[args.stage](args)
+     "oneshot": stage_oneshot, "reconstruct": stage_reconstruct}[args.stage](args)
 
 
 if __name__ == "__main__":
