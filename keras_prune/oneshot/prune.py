@@ -221,6 +221,20 @@ def _groups(pruned, targets):
     return groups
 
 
+class _GroupMeasured(Exception):
+    """Raised by the hooks once every layer of a group has seen the batch."""
+
+
+def _runner(model, group):
+    """The smallest part of `model` that runs the group: a keras_hub Task's backbone
+    (its head, e.g. a 50k-word output projection, needs no calibration) or the model."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        return model
+    inside = {id(layer) for layer in backbone._flatten_layers(include_self=True, recursive=True)}
+    return backbone if all(id(t.layer) in inside for t in group) else model
+
+
 def _statistics(model, group, batches, full):
     """{id(target): X^T X (full) or the per-input sum of squares} over the batches."""
     sums = {id(t): 0.0 for t in group}
@@ -236,9 +250,22 @@ def _statistics(model, group, batches, full):
             sums[id(target)] = sums[id(target)] + (rows.T @ rows if full else (rows ** 2).sum(0))
 
     layers = list({id(t.layer): t.layer for t in group}.values())
-    with hooked(layers, record):
+    seen = set()
+
+    def record_then_stop(layer, args, kwargs, output):
+        record(layer, args, kwargs, output)
+        seen.add(id(layer))
+        if len(seen) == len(layers):  # the rest of the model cannot change the statistics
+            raise _GroupMeasured()
+
+    runner = _runner(model, group)
+    with hooked(layers, record_then_stop):
         for batch in batches:
-            model(batch, training=False)
+            seen.clear()
+            try:
+                runner(batch, training=False)
+            except _GroupMeasured:
+                pass
     for target in group:
         if isinstance(sums[id(target)], float):
             raise ValueError(f"The calibration data never reached layer `{target.layer.name}`.")
