@@ -129,6 +129,22 @@ def test_reconstruction_refits_readers_closer_to_the_original(family):
     assert np.isfinite(outputs(widened, x)).all()  # readers whose outputs shrink too
 
 
+@pytest.mark.parametrize("family", ["GPT2", "Llama"])
+def test_tied_head_width_families_lose_whole_heads_with_their_share_of_the_width(family):
+    model = FAMILIES[family][0]()
+    config = model.get_config()
+    field = "num_query_heads" if "num_query_heads" in config else "num_heads"
+    smaller, report = prune_structured(model, ratio=0.5, hidden=0.5, verbose=0)
+    new = smaller.get_config()
+    assert new[field] == config[field] // 2 and new["hidden_dim"] == config["hidden_dim"] // 2
+    if "num_key_value_heads" in config:  # whole key/value groups went
+        assert new["num_key_value_heads"] == config["num_key_value_heads"] // 2
+    head_width = config["hidden_dim"] // config[field]
+    assert new["hidden_dim"] // new[field] == head_width  # heads went, not their width
+    assert not any("heads kept" in note for note in report.notes)
+    assert np.isfinite(outputs(smaller, inputs_for(model))).all()
+
+
 def test_residual_width_pruning_keeps_class_saves_and_reloads(tmp_path):
     model = FAMILIES["GPT2"][0]()
     smaller, report = prune_structured(model, ratio=0.5, hidden=0.5, verbose=0)

@@ -82,21 +82,27 @@ class TransformerPruner:
                 self.notes.append(f"units kept: {hub.name}'s config has no feed-forward width")
             else:
                 targets[A.UNITS] = None  # the count is read off the probe
+        self._joint = False  # heads and residual width cut together (tied head width)
         if self.heads:
+            groups = hub.num_kv_heads if hub.num_kv_heads and hub.num_kv_heads > 1 else hub.num_heads
             if hub.heads is None:
                 self.notes.append(f"heads kept: {hub.name}'s config has no head count")
-            elif not hub.head_dim_is_free:
+            elif not hub.head_dim_is_free and not math.isclose(self.heads, self.hidden):
                 self.notes.append(
-                    f"heads kept: {type(hub.backbone).__name__} derives each head's width from hidden_dim / "
-                    f"{hub.heads}, so fewer heads cannot be expressed in its config (its class "
-                    "would change); units and hidden width can still shrink"
+                    f"heads kept: {type(hub.backbone).__name__} derives each head's width from "
+                    f"hidden_dim / {hub.heads}, so fewer heads of the same width need a "
+                    "narrower residual stream too: pass hidden equal to heads (e.g. heads=0.5, "
+                    "hidden=0.5) to remove whole heads with their share of the width"
                 )
             else:
-                groups = hub.num_kv_heads if hub.num_kv_heads > 1 else hub.num_heads
                 kept_groups = self._kept(groups, self.heads)
                 if kept_groups < groups:
                     targets[A.HEADS] = kept_groups
-        if self.hidden:
+                    if not hub.head_dim_is_free:
+                        self._joint = True
+                        per_group = hub.num_heads // groups
+                        targets[A.HIDDEN] = kept_groups * per_group * hub.head_dim
+        if self.hidden and not self._joint:
             multiple = 1 if hub.head_dim_is_free or not hub.heads else hub.num_heads
             kept = self._kept(config[HIDDEN_FIELD], self.hidden, multiple)
             if kept < config[HIDDEN_FIELD]:
@@ -111,14 +117,17 @@ class TransformerPruner:
             probes["units"] = ({hub.units: value - value // 2 if value > 1 else value}, None)
         if A.HEADS in self._targets:
             kept = self._targets[A.HEADS]
-            if hub.num_kv_heads > 1:
+            if hub.kv_heads and hub.num_kv_heads > 1:
                 per_group = hub.num_heads // hub.num_kv_heads
                 changes = {hub.heads: kept * per_group, hub.kv_heads: kept}
                 kinds = {hub.num_heads: A.HEADS, hub.num_kv_heads: A.KV_HEADS}
             else:
                 changes, kinds = {hub.heads: kept}, {hub.num_heads: A.HEADS}
+            if self._joint:  # the head width stays: the stream narrows with the heads
+                changes[HIDDEN_FIELD] = self._targets[A.HIDDEN]
+                kinds[config[HIDDEN_FIELD]] = A.HIDDEN
             probes["heads"] = ({**changes, **pinned}, kinds)
-        if A.HIDDEN in self._targets:
+        if A.HIDDEN in self._targets and not self._joint:
             kinds = {config[HIDDEN_FIELD]: A.HIDDEN}
             if hub.heads and not hub.head_dim_is_free:
                 kinds[hub.head_dim] = A.HEAD_DIM  # heads get narrower with the stream
