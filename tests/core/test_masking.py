@@ -100,8 +100,11 @@ def test_kth_largest_is_exact_with_linear_selection_and_with_top_k(host, monkeyp
 
     if not host:  # what accelerators and traced functions use
         monkeypatch.setattr(magnitude, "_host_array", lambda values: None)
-    values = np.random.default_rng(3).normal(size=1001).astype("float32")
-    ordered = np.sort(values)[::-1]
-    for k in (1, 17, 500, 501, 1001):
-        result = magnitude.kth_largest(keras.ops.convert_to_tensor(values), k)
-        assert float(keras.ops.convert_to_numpy(result)) == ordered[k - 1]
+    rng = np.random.default_rng(3)
+    magnitudes = np.abs(rng.normal(size=1001)).astype("float32")
+    magnitudes[rng.permutation(1001)[:600]] = 0.0  # after a mask update: many exact zeros
+    for values in (rng.normal(size=1001).astype("float32"), magnitudes):
+        ordered = np.sort(values)[::-1]
+        for k in (1, 17, 401, 402, 500, 501, 1001):
+            result = magnitude.kth_largest(keras.ops.convert_to_tensor(values), k)
+            assert float(keras.ops.convert_to_numpy(result)) == ordered[k - 1]
