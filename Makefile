@@ -58,6 +58,14 @@ benchmark: $(STAMP) $(TFMOT_VENV)/.installed
 	$(PY) benchmarks/egp.py
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/mask_update.py
+	$(PY) benchmarks/structured_transformers.py
+	$(PY) benchmarks/oneshot.py
+	$(PY) benchmarks/oneshot_scale.py
+	KERAS_BACKEND=jax $(PY) benchmarks/transformer_lm.py teacher
+	KERAS_BACKEND=jax $(PY) benchmarks/transformer_lm.py compare
+	KERAS_BACKEND=jax $(PY) benchmarks/transformer_lm.py depth
+	KERAS_BACKEND=jax $(PY) benchmarks/transformer_lm.py reconstruct
+	KERAS_BACKEND=jax $(PY) benchmarks/transformer_lm.py oneshot
 	$(PY) benchmarks/train_overhead.py --speed-only --models cnn_digits,mobilenet_v2 --tfmot-python $(TFMOT_VENV)/bin/python
 
 clean:
