@@ -29,7 +29,14 @@ FAMILIES = {
                                     max_sequence_length=8), False),
     "GPT2": (lambda: M.GPT2Backbone(**TEXT, num_heads=2, intermediate_dim=32,
                                     max_sequence_length=8), False),
+    "RoBERTa": (lambda: M.RobertaBackbone(**TEXT, num_heads=2, intermediate_dim=32,
+                                          max_sequence_length=8), False),
+    "DistilBert": (lambda: M.DistilBertBackbone(**TEXT, num_heads=2, intermediate_dim=32,
+                                                max_sequence_length=8), False),
+    "OPT": (lambda: M.OPTBackbone(**TEXT, num_heads=2, intermediate_dim=32,
+                                  max_sequence_length=8), False),
     "Llama": (lambda: M.LlamaBackbone(**TEXT, **GQA, intermediate_dim=32), False),
+    "Llama3": (lambda: M.Llama3Backbone(**TEXT, **GQA, intermediate_dim=32), False),
     "Qwen": (lambda: M.QwenBackbone(**TEXT, **GQA, intermediate_dim=32), False),
     "Phi3": (lambda: M.Phi3Backbone(**TEXT, **GQA, intermediate_dim=32), False),
     "ViT": (lambda: M.ViTBackbone(image_shape=(8, 8, 3), patch_size=4, num_layers=2,
@@ -62,7 +69,7 @@ def weights_of(model):
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_pruned_family_keeps_its_class_and_equals_original_with_removed_zeroed(family):
+def test_pruned_family_keeps_its_class_and_equals_original_with_removed_zeroed(family, tmp_path):
     build, heads = FAMILIES[family]
     model = build()
     before = weights_of(model)
@@ -84,6 +91,11 @@ def test_pruned_family_keeps_its_class_and_equals_original_with_removed_zeroed(f
                                atol=1e-5, rtol=1e-4)
     for old, now in zip(before, model.weights):  # the input model is unchanged
         np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(now))
+    path = os.path.join(tmp_path, f"{family}.keras")
+    smaller.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert type(reloaded) is type(model)
+    np.testing.assert_allclose(outputs(reloaded, x), outputs(smaller, x), atol=1e-5)
 
 
 def test_removed_heads_and_units_change_the_output():
