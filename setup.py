@@ -41,9 +41,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["keras_prune", "keras_prune.*"]),
+    py_modules=["keras_prune_cli"],  # the command's front door: parses before Keras loads
     install_requires=["keras>=3.0", "numpy>=1.23"],
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["keras-prune=keras_prune.cli:main"]},
+    entry_points={"console_scripts": ["keras-prune=keras_prune_cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Framework :: Keras",

@@ -176,6 +176,23 @@ def _console(*args, cwd=None):
     return done.returncode, done.stdout, done.stderr
 
 
+def test_help_version_and_argument_errors_do_not_load_keras():
+    import subprocess
+    import sys
+
+    code = ("import sys, keras_prune_cli\n"
+            "for argv in (['--help'], ['--version'], ['demo', '--sparsity', '1.5']):\n"
+            "    try:\n"
+            "        keras_prune_cli.main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print('loaded:', 'keras' in sys.modules, 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip().endswith("loaded: False False"), done.stdout + done.stderr
+    assert "0.8 removes 80%), got 1.5" in done.stderr
+
+
 def test_console_strip_verb_and_version(tmp_path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
     pruned = keras_prune.prune_low_magnitude(model)
