@@ -45,6 +45,11 @@ FAMILIES = {
     "Gemma3": (lambda: M.Gemma3Backbone(**TEXT, **GQA, intermediate_dim=32, head_dim=8,
                                         image_size=8, vision_encoder=None), True),
     "Mistral": (lambda: M.MistralBackbone(**TEXT, **GQA, intermediate_dim=32), True),
+    # as many key/value heads as query heads, and a single shared one (MQA)
+    "MistralKV=Q": (lambda: M.MistralBackbone(**TEXT, num_query_heads=2, num_key_value_heads=2,
+                                              intermediate_dim=32), True),
+    "GemmaMQA": (lambda: M.GemmaBackbone(**TEXT, num_query_heads=4, num_key_value_heads=1,
+                                         intermediate_dim=64, head_dim=8), True),
 }
 
 
@@ -83,8 +88,8 @@ def test_pruned_family_keeps_its_class_and_equals_original_with_removed_zeroed(f
     assert new_config[units_field] == config[units_field] // 2
     head_field = "num_query_heads" if "num_query_heads" in config else "num_heads"
     assert new_config[head_field] == (config[head_field] // 2 if heads else config[head_field])
-    if heads and "num_key_value_heads" in config:  # whole key/value groups went
-        assert new_config["num_key_value_heads"] == config["num_key_value_heads"] // 2
+    if heads and "num_key_value_heads" in config:  # whole key/value groups went (MQA keeps 1)
+        assert new_config["num_key_value_heads"] == max(config["num_key_value_heads"] // 2, 1)
     assert report.params_after < report.params_before
     assert any("heads kept" in note for note in report.notes) == (not heads)
     np.testing.assert_allclose(outputs(smaller, x), outputs(pruner.masked_copy(), x),

@@ -83,6 +83,22 @@ class HubModel:
         return self.config[self.kv_heads] if self.kv_heads else self.num_heads
 
     @property
+    def key_values_go(self):
+        """True when key/value heads are removed with their query heads (GQA, or a config
+        with as many key/value heads as query heads); False for MHA configs without a
+        key/value count and for MQA's single shared key/value head."""
+        return bool(self.kv_heads) and self.num_kv_heads > 1
+
+    @property
+    def head_groups(self):
+        """How many units heads go in: key/value groups when they go, else the heads."""
+        return self.num_kv_heads if self.key_values_go else self.num_heads
+
+    @property
+    def heads_per_group(self):
+        return self.num_heads // self.head_groups
+
+    @property
     def head_dim(self):
         """The head width: the config's own, or hidden_dim // heads where it is derived."""
         value = self.config.get(HEAD_DIM_FIELD)

@@ -84,7 +84,6 @@ class TransformerPruner:
                 targets[A.UNITS] = None  # the count is read off the probe
         self._joint = False  # heads and residual width cut together (tied head width)
         if self.heads:
-            groups = hub.num_kv_heads if hub.num_kv_heads and hub.num_kv_heads > 1 else hub.num_heads
             if hub.heads is None:
                 self.notes.append(f"heads kept: {hub.name}'s config has no head count")
             elif not hub.head_dim_is_free and not math.isclose(self.heads, self.hidden):
@@ -95,13 +94,12 @@ class TransformerPruner:
                     "hidden=0.5) to remove whole heads with their share of the width"
                 )
             else:
-                kept_groups = self._kept(groups, self.heads)
-                if kept_groups < groups:
+                kept_groups = self._kept(hub.head_groups, self.heads)
+                if kept_groups < hub.head_groups:
                     targets[A.HEADS] = kept_groups
                     if not hub.head_dim_is_free:
                         self._joint = True
-                        per_group = hub.num_heads // groups
-                        targets[A.HIDDEN] = kept_groups * per_group * hub.head_dim
+                        targets[A.HIDDEN] = kept_groups * hub.heads_per_group * hub.head_dim
         if self.hidden and not self._joint:
             multiple = 1 if hub.head_dim_is_free or not hub.heads else hub.num_heads
             kept = self._kept(config[HIDDEN_FIELD], self.hidden, multiple)
@@ -117,10 +115,11 @@ class TransformerPruner:
             probes["units"] = ({hub.units: value - value // 2 if value > 1 else value}, None)
         if A.HEADS in self._targets:
             kept = self._targets[A.HEADS]
-            if hub.kv_heads and hub.num_kv_heads > 1:
-                per_group = hub.num_heads // hub.num_kv_heads
-                changes = {hub.heads: kept * per_group, hub.kv_heads: kept}
-                kinds = {hub.num_heads: A.HEADS, hub.num_kv_heads: A.KV_HEADS}
+            if hub.key_values_go:
+                changes = {hub.heads: kept * hub.heads_per_group, hub.kv_heads: kept}
+                kinds = {hub.num_heads: A.HEADS}
+                if hub.heads_per_group > 1:  # as many as the queries: they share one choice
+                    kinds[hub.num_kv_heads] = A.KV_HEADS
             else:
                 changes, kinds = {hub.heads: kept}, {hub.num_heads: A.HEADS}
             if self._joint:  # the head width stays: the stream narrows with the heads
@@ -182,7 +181,7 @@ class TransformerPruner:
 
     def _plan_heads(self, keep, scores, top):
         hub, kept = self.hub, self._targets[A.HEADS]
-        per_group = hub.num_heads // hub.num_kv_heads if hub.num_kv_heads > 1 else 1
+        per_group = hub.heads_per_group
         for b in range(len(hub.blocks)):
             head_scores = scores(A.HEADS, b)
             if per_group == 1:
