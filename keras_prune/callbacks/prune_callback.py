@@ -308,8 +308,7 @@ class PruneCallback(keras.callbacks.Callback):
         if self._warned_idle:
             return
         never = [w.name for w in self._wrappers if id(w) not in self._updated
-                 and w.pruning_schedule.first_pruning_step(after=0) is not None
-                 and w.pruning_schedule.first_pruning_step(after=0) > self._step]
+                 and (w.pruning_schedule.first_pruning_step(after=0) or 0) > self._step]
         if never:
             warnings.warn(
                 f"keras_prune: the masks of {len(never)} pruned layer(s) ({', '.join(never[:3])}"

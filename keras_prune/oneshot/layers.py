@@ -95,6 +95,20 @@ def _pad(x, kernel, strides, padding):
     return np.pad(x, widths)
 
 
+def kernel_owners(root):
+    """{id(kernel variable): layer} for `root` and every layer inside it with a kernel.
+
+    Quantized Dense/EinsumDense layers keep theirs as `_kernel`.
+    """
+    owners = {}
+    for layer in root._flatten_layers(include_self=True, recursive=True):
+        kernel = getattr(layer, "_kernel", None)
+        kernel = kernel if kernel is not None else getattr(layer, "kernel", None)
+        if kernel is not None:
+            owners[id(kernel)] = layer
+    return owners
+
+
 def view_of(layer):
     """(MatrixView, None) for a supported layer, or (None, why it is not supported)."""
     if isinstance(layer, keras.layers.EinsumDense):

@@ -12,7 +12,7 @@ from keras_prune._validation import check_fraction, check_int
 from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.masking.m_by_n import check_m_by_n
 from keras_prune.oneshot import solvers
-from keras_prune.oneshot.layers import view_of
+from keras_prune.oneshot.layers import kernel_owners, view_of
 from keras_prune.prune import prune_low_magnitude
 from keras_prune.schedules import FixedMask
 
@@ -181,12 +181,7 @@ def _supported(pruned):
     """
     targets, skipped = [], []
     for wrapper in collect_wrappers(pruned):
-        owners = {}
-        for layer in wrapper.layer._flatten_layers(include_self=True, recursive=True):
-            kernel = getattr(layer, "_kernel", None)
-            kernel = kernel if kernel is not None else getattr(layer, "kernel", None)
-            if kernel is not None:
-                owners[id(kernel)] = layer
+        owners = kernel_owners(wrapper.layer)
         for index, weight in enumerate(wrapper.prunable_weights):
             layer = owners.get(id(weight))
             view, why = view_of(layer) if layer is not None else (None, "not a kernel")

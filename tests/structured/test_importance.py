@@ -75,7 +75,11 @@ def test_bn_scale_on_a_model_without_batchnorm_warns_that_it_ranks_by_l1():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="h"),
                               keras.layers.Dense(2, name="out")])
     with pytest.warns(UserWarning, match="no BatchNormalization layer"):
-        StructuredPruner(model, ratio=0.5, importance="bn_scale").plan()
+        by_bn_scale = StructuredPruner(model, ratio=0.5, importance="bn_scale")
+        by_bn_scale.plan()
+    by_l1 = StructuredPruner(model, ratio=0.5, importance="l1")
+    assert [g.remove.tolist() for g in by_bn_scale.groups] == [
+        g.remove.tolist() for g in by_l1.groups]  # the ranking it warned about
 
 
 def test_taylor_uses_gradients_and_ignores_units_that_do_not_reach_the_loss():

@@ -43,10 +43,10 @@ def label_axes(hub, probes):
 
     Args:
         hub: the `HubModel`.
-        probes: {name: (config changes, {old size: kind})}: each probe is built,
-            and every axis whose size changes is labelled with the kind its old
-            size maps to; an axis of another old size raises `ProbeError` naming
-            the probe.
+        probes: {name: (config changes, {old size: kind} or a kind)}: each probe is
+            built, and every axis whose size changes is labelled with the kind its
+            old size maps to (or with the one kind given); an axis of another old
+            size raises `ProbeError` naming the probe.
     """
     old = hub.model.weights
     owner = hub.block_of()
@@ -65,6 +65,8 @@ def label_axes(hub, probes):
             for axis, (before, after) in enumerate(zip(a.shape, b.shape)):
                 if before == after:
                     continue
+                if isinstance(kinds, str):
+                    kinds = {before: kinds}  # one kind: its size is read off the probe
                 if before not in kinds:
                     raise ProbeError(
                         f"Changing {name} ({changes}) also resizes axis {axis} of weight "
@@ -100,11 +102,17 @@ def slice_weights(hub, labels, keep, new_model):
         b.assign(value)
 
 
-def surviving(labels, keep, index, value):
-    """The part of `value` (the model's weight number `index`) that the smaller model keeps."""
+def _kept_per_axis(labels, keep, index):
+    """(axis, kept indices) for every labelled axis of the model's weight number `index`."""
     for axis, kind in labels.axes.get(index, {}).items():
         block = labels.blocks[index] if kind in PER_BLOCK else None
-        value = np.take(value, keep[(kind, block)], axis=axis)
+        yield axis, keep[(kind, block)]
+
+
+def surviving(labels, keep, index, value):
+    """The part of `value` (the model's weight number `index`) that the smaller model keeps."""
+    for axis, kept in _kept_per_axis(labels, keep, index):
+        value = np.take(value, kept, axis=axis)
     return value
 
 
@@ -115,9 +123,8 @@ def zero_removed(hub, labels, keep, target):
         if not axes:
             continue
         value = np.array(keras.ops.convert_to_numpy(variable))
-        for axis, kind in axes.items():
-            block = labels.blocks[index] if kind in PER_BLOCK else None
-            removed = np.setdiff1d(np.arange(value.shape[axis]), keep[(kind, block)])
+        for axis, kept in _kept_per_axis(labels, keep, index):
+            removed = np.setdiff1d(np.arange(value.shape[axis]), kept)
             index_tuple = [slice(None)] * value.ndim
             index_tuple[axis] = removed
             value[tuple(index_tuple)] = 0

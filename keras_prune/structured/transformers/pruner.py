@@ -112,7 +112,7 @@ class TransformerPruner:
         pinned = {HEAD_DIM_FIELD: hub.head_dim} if hub.head_dim_is_free else {}
         if A.UNITS in self._targets:
             value = config[hub.units]
-            probes["units"] = ({hub.units: value - value // 2 if value > 1 else value}, None)
+            probes["units"] = ({hub.units: value - value // 2 if value > 1 else value}, A.UNITS)
         if A.HEADS in self._targets:
             kept = self._targets[A.HEADS]
             if hub.key_values_go:
@@ -135,9 +135,6 @@ class TransformerPruner:
 
     def _label(self):
         probes = self._probes()
-        if "units" in probes:  # the units axes' size is only known from the probe
-            changes, _ = probes["units"]
-            probes["units"] = (changes, {_units_axis_size(self.hub, changes): A.UNITS})
         self.labels = A.label_axes(self.hub, probes) if probes else A.Labels({}, [], {})
         return self.labels
 
@@ -258,13 +255,3 @@ class TransformerPruner:
 
 _HINT = ("A ratio of 0.5 removes half of the heads (or units, or channels) of every block; "
          "0 keeps them all.")
-
-
-def _units_axis_size(hub, changes):
-    """How many units a block holds: Gemma's `intermediate_dim` counts the gated pair twice."""
-    probe = hub.build(changes)
-    for a, b in zip(hub.model.weights, probe.weights):
-        for before, after in zip(a.shape, b.shape):
-            if before != after:
-                return before
-    raise A.ProbeError(f"Changing `{hub.units}` of {hub.name} resizes no weight.")

@@ -12,9 +12,9 @@ import keras
 import numpy as np
 
 from keras_prune._calibration import calibration_batches, hooked
-from keras_prune.oneshot.layers import view_of
+from keras_prune.oneshot.layers import kernel_owners, view_of
 from keras_prune.structured.transformers import axes as A
-from keras_prune.structured.transformers.scores import _input_axis, _kernel_layers
+from keras_prune.structured.transformers.scores import _input_axis
 
 _RIDGE = 1e-4  # relative to the mean of diag(X_K^T X_K): keeps the solve well posed
 
@@ -34,7 +34,7 @@ class Reader:
 def find_readers(hub, labels, keep):
     """Readers of per-block heads and units, with the flat indices of their kept inputs."""
     weights = hub.model.weights
-    by_kernel = _kernel_layers(hub.model)
+    by_kernel = kernel_owners(hub.model)
     position = {id(v): i for i, v in enumerate(weights)}
     readers = []
     for index, axes in labels.axes.items():

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from keras_prune._calibration import calibration_batches, hooked
-from keras_prune._models import flatten_layers
+from keras_prune.oneshot.layers import kernel_owners
 
 
 def _run(hub, data):
@@ -40,18 +40,6 @@ def _input_axis(layer, kernel_axis, ndim):
     return None
 
 
-def _kernel_layers(model):
-    """{id(kernel variable): layer} for Dense and EinsumDense layers."""
-    found = {}
-    for layer in flatten_layers(model):
-        if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
-            kernel = getattr(layer, "_kernel", None)
-            kernel = kernel if kernel is not None else getattr(layer, "kernel", None)
-            if kernel is not None:
-                found[id(kernel)] = layer
-    return found
-
-
 def weight_scores(hub, labels, kind, block):
     """Mean |weight| per channel over every kernel slice of `kind` in `block`."""
     weights = hub.model.weights
@@ -72,7 +60,7 @@ class ActivationRecorder:
     def __init__(self, hub, labels):
         self.hub = hub
         self.labels = labels
-        by_kernel = _kernel_layers(hub.model)
+        by_kernel = kernel_owners(hub.model)
         self.readers = {}  # id(layer) -> (layer, [(kind, block, input axis)])
         for index, axes in labels.axes.items():
             variable = hub.model.weights[index]
@@ -106,10 +94,11 @@ class ActivationRecorder:
     def scores(self, kind, block):
         """The summed, per-layer-normalized mean |input| per channel, or None if unread."""
         total = None
-        for (k, b, _), value in self.sums.items():
+        for key, value in self.sums.items():
+            k, b, _ = key
             if k != kind or (block is not None and b != block):
                 continue
-            mean = value / self.counts[(k, b, _)]
+            mean = value / self.counts[key]
             mean = mean / max(mean.mean(), 1e-12)
             total = mean if total is None else total + mean
         return total
