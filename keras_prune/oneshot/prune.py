@@ -108,6 +108,11 @@ def prune_one_shot(model, data, sparsity=0.5, *, method="sparsegpt", sparsity_m_
     """
     options = _check_options(data, sparsity, method, sparsity_m_by_n, block_size, scope,
                              batch_size, verbose)
+    options["blocksize"] = check_int("blocksize", blocksize, minimum=1)
+    if not 0 <= percdamp:
+        raise ValueError(f"Argument `percdamp` must be >= 0 (SparseGPT's dampening, a fraction "
+                         f"of the Hessian's mean diagonal). Received: percdamp={percdamp}.")
+    options["percdamp"] = float(percdamp)
     pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=filters)
     batches = list(calibration_batches(model, data, batch_size))
     if not batches:
@@ -237,24 +242,21 @@ def _statistics(model, group, batches, full):
     for target in group:
         by_layer.setdefault(id(target.layer), []).append(target)
 
+    layers = list({id(t.layer): t.layer for t in group}.values())
+    seen = set()
+
     def record(layer, args, kwargs, output):
         x = args[0] if args else next(iter(kwargs.values()))
         x = np.asarray(keras.ops.convert_to_numpy(x), np.float64)
         for target in by_layer[id(layer)]:
             rows = target.view.rows(x)
             sums[id(target)] = sums[id(target)] + (rows.T @ rows if full else (rows ** 2).sum(0))
-
-    layers = list({id(t.layer): t.layer for t in group}.values())
-    seen = set()
-
-    def record_then_stop(layer, args, kwargs, output):
-        record(layer, args, kwargs, output)
         seen.add(id(layer))
         if len(seen) == len(layers):  # the rest of the model cannot change the statistics
             raise _GroupMeasured()
 
     runner = _runner(model, group)
-    with hooked(layers, record_then_stop):
+    with hooked(layers, record):
         for batch in batches:
             seen.clear()
             try:
@@ -277,7 +279,8 @@ def _prune_kernel(target, statistics, sparsity, options):
         return None
     solver = solvers.METHODS[options["method"]]
     new, mask = solver(matrix, statistics, sparsity, m_by_n=options["m_by_n"], block=block,
-                       scope=options["scope"])
+                       scope=options["scope"], blocksize=options["blocksize"],
+                       percdamp=options["percdamp"])
     delta = new - matrix
     denominator = float(np.sum((matrix @ statistics) * matrix)) or 1.0
     error = float(np.sum((delta @ statistics) * delta)) / denominator

@@ -93,6 +93,20 @@ def test_layers_are_pruned_in_sequence_from_the_pruned_layers_before_them():
     assert np.abs(_kernel(pruned, "d2") - solve(hidden_dense)).max() > 1e-3
 
 
+def test_sparsegpt_options_reach_the_solver():
+    model, x = one_layer(), unequal_scales()
+    kernel = _numpy(model.get_layer("dense").kernel).T.astype(np.float64)
+    rows = x.astype(np.float64)
+    for options in ({"blocksize": 8}, {"percdamp": 0.5}):
+        pruned, _ = keras_prune.prune_one_shot(model, x, 0.5, verbose=0, **options)
+        expected = solvers.sparsegpt(kernel, rows.T @ rows, 0.5, **options)[0].T
+        np.testing.assert_allclose(_kernel(pruned, "dense"), expected, atol=1e-5)
+        default = solvers.sparsegpt(kernel, rows.T @ rows, 0.5)[0].T
+        assert np.abs(expected - default).max() > 1e-4  # the option changes the result
+    with pytest.raises(ValueError, match="`percdamp`"):
+        keras_prune.prune_one_shot(model, x, percdamp=-1.0)
+
+
 def test_result_keeps_fixed_masks_through_fine_tuning():
     model, x = mlp(), unequal_scales(256)
     pruned, _ = keras_prune.prune_one_shot(model, x, 0.7, verbose=0)
