@@ -29,6 +29,10 @@ class MatrixView:
         """The length of the innermost input axis, along which LiteRT blocks run."""
         return shape[-2]
 
+    def input_axes(self, ndim):
+        """The kernel axes that read the input, in the order `rows` flattens them."""
+        return list(range(ndim - 1))  # Dense (in, out); Conv (k..., in, out)
+
 
 class _EinsumView(MatrixView):
     def __init__(self, layer):
@@ -55,6 +59,9 @@ class _EinsumView(MatrixView):
 
     def innermost_inputs(self, shape):
         return shape[self.kernel_order[self.inputs - 1]]
+
+    def input_axes(self, ndim):
+        return self.kernel_order[:self.inputs]
 
     def rows(self, x):
         moved = np.transpose(x, self.input_order)

@@ -31,8 +31,7 @@ def remove_transformer_blocks(model, count=1, *, blocks=None, importance="influe
             "depth cannot be changed by config."
         )
     chosen = _choose(hub, count, blocks, importance, data, seed)
-    preprocessor = getattr(hub.model, "preprocessor", None) if hub.is_task else None
-    new_model = hub.build({DEPTH_FIELD: total - len(chosen)}, preprocessor=preprocessor)
+    new_model = hub.build({DEPTH_FIELD: total - len(chosen)}, keep_preprocessor=True)
     owner = hub.block_of()
     survivors = [v for v in hub.model.weights if owner.get(id(v)) not in chosen]
     if len(survivors) != len(new_model.weights):

@@ -113,9 +113,11 @@ class HubModel:
         """True when the config can say how wide a head is (Gemma, Mistral)."""
         return HEAD_DIM_FIELD in self.config
 
-    def build(self, changes, preprocessor=None):
-        """A new model (Backbone, or Task with `preprocessor`) from the edited config."""
+    def build(self, changes, keep_preprocessor=False):
+        """A new model from the edited config: a Backbone, or a Task with no preprocessor
+        (probes, copies) or, with `keep_preprocessor`, the Task's own (the result)."""
         config = {**self.config, **changes}
+        preprocessor = getattr(self.model, "preprocessor", None) if keep_preprocessor else None
         backbone = type(self.backbone).from_config(config)
         if not self.is_task:
             return backbone

@@ -217,8 +217,7 @@ class TransformerPruner:
 
         self.plan()
         hub = self.hub
-        preprocessor = getattr(hub.model, "preprocessor", None) if hub.is_task else None
-        new_model = hub.build(self.changes(), preprocessor=preprocessor)
+        new_model = hub.build(self.changes(), keep_preprocessor=True)
         A.slice_weights(hub, self.labels, self.keep, new_model)
         if self.reconstruct is not None:
             from keras_prune.structured.transformers import reconstruct as R
@@ -246,7 +245,7 @@ class TransformerPruner:
         For heads and units it computes what `apply()`'s smaller model computes.
         """
         self.plan()
-        copy = self.hub.build({}, preprocessor=None)
+        copy = self.hub.build({})
         for source, target in zip(self.hub.model.weights, copy.weights):
             target.assign(np.array(keras.ops.convert_to_numpy(source)))  # a copy, not shared
         A.zero_removed(self.hub, self.labels, self.keep, copy)

@@ -48,8 +48,7 @@ def find_readers(hub, labels, keep):
                    and _input_axis(layer, axis, len(shape)) is not None}
         if view is None or not reading:
             continue
-        # Input axes of the kernel, in the order the view flattens them.
-        order = getattr(view, "kernel_order", [0])[:getattr(view, "inputs", 1)]
+        order = view.input_axes(len(shape))
         mask = np.ones([shape[a] for a in order], dtype=bool)
         for position_in_order, axis in enumerate(order):
             kind = reading.get(axis)
