@@ -13,8 +13,6 @@ import sys
 import tempfile
 import warnings
 
-import re
-
 import numpy as np
 
 _CANDIDATES = (
