@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 # on first attribute access: `keras_prune.tflite.convert(...)` works after a plain
 # `import keras_prune`, which itself never imports TensorFlow.
 _LAZY_SUBMODULES = (
-    "cli", "demo", "entropy", "lottery", "plot", "sensitivity", "structured", "tflite",
+    "cli", "demo", "entropy", "lottery", "plot", "quantization", "sensitivity", "structured",
+    "tflite",
 )
 
 

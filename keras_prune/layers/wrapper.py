@@ -136,34 +136,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                                lambda: registry.get_prunable_weights(layer))
         self.supports_masking = layer.supports_masking
         self._inner_takes_training = "training" in inspect.signature(layer.call).parameters
-        self._adopt_call_signature(layer)
+        adopt_call_signature(self, layer)
         # Set by PruneCallback for the duration of a fit (or a custom loop). Once a
         # run has ended, training-mode calls (BatchNorm re-estimation) are allowed.
         self.pruning_active = False
         self._trained = False
-
-    def _adopt_call_signature(self, layer):
-        """Makes Keras bind call arguments to the wrapped layer's signature.
-
-        The wrapper's own `call(*args, training=None, **kwargs)` forwards anything,
-        but Keras binds arguments to the signature it records in `Layer.__init__`:
-        with the inner layer's signature (plus `training`), keyword calls such as
-        `MultiHeadAttention(query=x, value=x)` work through the wrapper.
-        """
-        signature = inspect.signature(layer.call)
-        parameters = list(signature.parameters.values())
-        if "training" not in signature.parameters:
-            training = inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=None)
-            variadic = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
-            parameters = [p for p in parameters if p not in variadic] + [training] + variadic
-        self._call_signature = signature.replace(parameters=parameters)
-        self.call_signature_parameters = [p.name for p in parameters]
-        self._call_has_training_arg = True
-        self._call_has_mask_arg = "mask" in self.call_signature_parameters
-        if hasattr(self, "_call_has_context_arg"):
-            self._call_has_context_arg = {
-                arg: arg in self.call_signature_parameters for arg in self._call_context_args
-            }
 
     def set_pruning_active(self, active):
         """Marks a PruneCallback run (fit or custom loop) as started or ended.
@@ -331,6 +308,30 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 schedule, custom_objects=custom_objects
             )
         return cls(layer, pruning_schedule=schedule, **config)
+
+
+def adopt_call_signature(wrapper, layer):
+    """Makes Keras bind a wrapper's call arguments to the wrapped layer's signature.
+
+    The wrapper's own `call(*args, training=None, **kwargs)` forwards anything,
+    but Keras binds arguments to the signature it records in `Layer.__init__`:
+    with the inner layer's signature (plus `training`), keyword calls such as
+    `MultiHeadAttention(query=x, value=x)` work through the wrapper.
+    """
+    signature = inspect.signature(layer.call)
+    parameters = list(signature.parameters.values())
+    if "training" not in signature.parameters:
+        training = inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=None)
+        variadic = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
+        parameters = [p for p in parameters if p not in variadic] + [training] + variadic
+    wrapper._call_signature = signature.replace(parameters=parameters)
+    wrapper.call_signature_parameters = [p.name for p in parameters]
+    wrapper._call_has_training_arg = True
+    wrapper._call_has_mask_arg = "mask" in wrapper.call_signature_parameters
+    if hasattr(wrapper, "_call_has_context_arg"):
+        wrapper._call_has_context_arg = {
+            arg: arg in wrapper.call_signature_parameters for arg in wrapper._call_context_args
+        }
 
 
 def collect_wrappers(model):

@@ -7,6 +7,7 @@ The steps live in their own modules: `inputs` (model and samples),
 
 import gzip
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from keras_prune._io import atomic_path
 from keras_prune._progress import Progress
 from keras_prune._validation import check_int
+from keras_prune.quantization import ranges
 from keras_prune.tflite.inputs import (
     collect_samples,
     input_specs,
@@ -55,11 +57,14 @@ def convert(
         keeps the bytes in memory only (`result.content`).
       quantize: None (float32), "dynamic" (int8 weights, float activations),
         "float16" (float16 weights) or "int8" (full integer, calibrated on
-        `representative_data`; per-channel weights).
+        `representative_data`; per-channel weights). A quantization-aware model
+        (from `keras_prune.quantization.quantize_model`) converts with "int8" only,
+        using the ranges it learned in training: no representative data needed.
       representative_data: calibration inputs for "int8" (also used as verification
         inputs): a numpy array of samples, a list of arrays for several inputs, a
         `tf.data.Dataset` or a generator. Batched or single samples; `(x, y)` pairs
-        are fine (y is ignored).
+        are fine (y is ignored). For a quantization-aware model they are only
+        verification inputs (its ranges are not re-calibrated).
       num_calibration_samples: how many samples of `representative_data` to use.
       int8_io: with "int8", make the input and output tensors int8 too (for
         integer-only accelerators); the interpreter helpers quantize for you.
@@ -103,11 +108,15 @@ def convert(
       ConversionError: when TensorFlow's converter refuses the model (with the
         layers and ops it names).
       VerificationError: when the file does not load with default delegates or does
-        not match Keras (nothing is written; see `verify`).
+        not match Keras (nothing is written; see `verify`). A quantization-aware
+        model's file must match its Keras model within 2 output quantization steps
+        (a tensor the training did not fake-quantize shows up as a larger error).
       ImportError: when TensorFlow or a LiteRT runtime is missing.
     """
     model = load_model(model)
-    _check_options(quantize, sparse, int8_io, representative_data, verify)
+    quantization_aware = _quantization_aware(model, quantize)
+    _check_options(quantize, sparse, int8_io, representative_data, verify,
+                   quantization_aware)
     progress = Progress(f"TFLite ({quantize or 'float32'})", verbose)
     num_calibration_samples = check_int("num_calibration_samples", num_calibration_samples, minimum=1)
     verify_samples = check_int("verify_samples", verify_samples, minimum=1)
@@ -120,14 +129,16 @@ def convert(
         calibration = collect_samples(
             representative_data, specs, num_calibration_samples, "representative_data"
         )
+    # A QAT model carries its ranges: the converter must not re-calibrate them.
+    converter_calibration = None if quantization_aware else calibration
     with progress.stage("convert"):
         if keras.backend.backend() == "tensorflow":
             content, sparse_tensors, kept_dense = convert_tensorflow(
-                model, quantize, calibration, int8_io, sparse
+                model, quantize, converter_calibration, int8_io, sparse
             )
         else:
             content, sparse_tensors, kept_dense = convert_in_subprocess(
-                model, quantize, calibration, int8_io, sparse
+                model, quantize, converter_calibration, int8_io, sparse
             )
     verification = None
     if verify:
@@ -141,7 +152,9 @@ def convert(
                 samples = [[random_input(rng, shape, dtype) for shape, dtype in specs]
                            for _ in range(verify_samples)]
             on_failure = "warn" if verify == "warn" else "raise"
-            verification = verify_against_keras(content, model, samples, quantize, on_failure)
+            steps = ranges.output_steps(model) if quantization_aware else None
+            verification = verify_against_keras(content, model, samples, quantize, on_failure,
+                                                output_steps=steps)
     if path is not None:
         path = os.fspath(path)
         with progress.stage("write"):  # an error ends the progress line first
@@ -164,7 +177,29 @@ def convert(
     )
 
 
-def _check_options(quantize, sparse, int8_io, representative_data, verify=True):
+def _quantization_aware(model, quantize):
+    """True for a QAT model; refuses other modes for it, warns when it never trained."""
+    if not ranges.is_quantization_aware(model):
+        return False
+    if quantize != "int8":
+        raise ValueError(
+            f"Model `{model.name}` is quantization-aware (it fake-quantizes its layers), so "
+            f"it converts with quantize='int8'. Received: quantize={quantize!r}. For a float "
+            "file, convert the model you passed to quantize_model instead."
+        )
+    untrained = ranges.untrained_ranges(model)
+    if untrained:
+        warnings.warn(
+            f"The activation ranges of {len(untrained)} quantized layer(s) ({untrained[0]}, ...) "
+            "never saw a training batch, so the int8 file uses the initial range [-6, 6]. "
+            "Train the quantization-aware model with fit() before converting it.",
+            stacklevel=3,
+        )
+    return True
+
+
+def _check_options(quantize, sparse, int8_io, representative_data, verify=True,
+                   quantization_aware=False):
     if quantize not in QUANTIZE_MODES:
         raise ValueError(
             f"Argument `quantize` must be one of {list(QUANTIZE_MODES)}. Received: "
@@ -175,11 +210,12 @@ def _check_options(quantize, sparse, int8_io, representative_data, verify=True):
         raise ValueError(
             f"Argument `sparse` must be 'auto', True or False. Received: sparse={sparse!r}."
         )
-    if quantize == "int8" and representative_data is None:
+    if quantize == "int8" and representative_data is None and not quantization_aware:
         raise ValueError(
             "Argument `representative_data` is required with quantize='int8': the converter "
             "calibrates activation ranges on it. Pass ~100 training samples (a numpy array, "
-            "a tf.data.Dataset or a generator), or use quantize='dynamic'."
+            "a tf.data.Dataset or a generator), or use quantize='dynamic', or train the model "
+            "quantization-aware (keras_prune.quantization.quantize_model) first."
         )
     if verify not in (True, False, "warn"):
         raise ValueError(

@@ -60,8 +60,9 @@ def _configured(converter, tf, quantize, calibration, int8_io, sparsity):
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
-        converter.representative_dataset = lambda: iter(calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if calibration is not None:  # else a QAT model: its FakeQuant ranges are used
+            converter.representative_dataset = lambda: iter(calibration)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8

@@ -36,13 +36,31 @@ def _decisive_agreement(expected, got, error):
 MIN_SNR_DB = 12.0  # int8 / dynamic-range files: output noise power <= 1/16 of the signal
 
 
-def verify_against_keras(content, model, samples, quantize, on_failure="raise"):
+def _tolerance(quantize, quantization_aware):
+    if quantization_aware:
+        return f"max |diff| <= {QAT_STEPS} output quantization steps (quantization-aware model)"
+    if quantize is None:
+        return "max |diff| <= 1e-3 x max(1, |output|)"
+    if quantize == "float16":
+        return "max |diff| <= 2e-2 x max(1, |output|)"
+    return (f"output SNR >= {MIN_SNR_DB:.0f} dB and top-1 agreement >= 90% where the top-1 "
+            "margin exceeds twice the quantization error")
+
+
+QAT_STEPS = 2  # a QAT file's outputs: within this many output quantization steps
+
+
+def verify_against_keras(content, model, samples, quantize, on_failure="raise",
+                         output_steps=None):
     """Runs `samples` through the file (default delegates) and through `model`.
 
     Float files must match Keras to ~1e-3 (float16 to ~2e-2) of the output scale.
     Quantized files must keep an output signal-to-noise ratio of at least
     `MIN_SNR_DB` and, for class scores, the same top-1 class on every sample whose
-    top-1 margin exceeds twice the quantization error (>= 90% of them).
+    top-1 margin exceeds twice the quantization error (>= 90% of them). A
+    quantization-aware model's file (`output_steps`: each output's int8 step, None
+    where unknown) must match within `QAT_STEPS` steps, since Keras already
+    computes what the int8 file computes.
     """
     try:
         interpreter = _runtime.load_interpreter(content)
@@ -61,11 +79,21 @@ def verify_against_keras(content, model, samples, quantize, on_failure="raise"):
     lite_outputs = lite if isinstance(lite, list) else [lite]
     keras_outputs = [np.asarray(k, np.float32) for k in reference]
     max_diff, agreements, snrs, failures = 0.0, [], [], []
-    for got, expected in zip(lite_outputs, keras_outputs):
+    steps = output_steps or [None] * len(keras_outputs)
+    for got, expected, step in zip(lite_outputs, keras_outputs, steps):
         got = got.reshape(expected.shape)
         diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
         max_diff = max(max_diff, diff)
         scale = float(np.max(np.abs(expected))) if expected.size else 1.0
+        if step is not None:
+            if diff > QAT_STEPS * step * (1 + 1e-3):
+                failures.append(
+                    f"max |diff| {diff:.3g} is {diff / step:.1f} output quantization steps "
+                    f"(> {QAT_STEPS}; step {step:.3g}): a tensor the Keras model does not "
+                    "fake-quantize was quantized by the converter (see the model's "
+                    "quantization_report)"
+                )
+            continue
         if quantize in (None, "float16"):
             atol = (1e-3 if quantize is None else 2e-2) * max(1.0, scale)
             if diff > atol:
@@ -81,14 +109,7 @@ def verify_against_keras(content, model, samples, quantize, on_failure="raise"):
             agreements.append(agreement)
             if agreement < 0.9:
                 failures.append(f"top-1 agreement {agreement:.1%} < 90% on decisive samples")
-    tolerance = {
-        None: "max |diff| <= 1e-3 x max(1, |output|)",
-        "float16": "max |diff| <= 2e-2 x max(1, |output|)",
-    }.get(
-        quantize,
-        f"output SNR >= {MIN_SNR_DB:.0f} dB and top-1 agreement >= 90% where the top-1 "
-        "margin exceeds twice the quantization error",
-    )
+    tolerance = _tolerance(quantize, any(step is not None for step in steps))
     verification = Verification(
         runtime=_runtime.runtime_name(),
         default_delegates=True,

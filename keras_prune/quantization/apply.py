@@ -1,0 +1,407 @@
+"""`quantize_model`, `quantize_annotate_*`, `quantize_apply`: a model -> its QAT twin.
+
+The plan comes from the graph, before any layer is copied: which layers TFLite
+stores in int8 and how (`configs`), which outputs get a range of their own (not
+those fused into the next op: conv -> BatchNorm -> ReLU, Add -> ReLU), and which
+layers must quantize their inputs (model inputs, and tensors coming from layers
+left in float). Then the model is rebuilt with each planned layer wrapped.
+"""
+
+import contextlib
+import dataclasses
+
+import keras
+
+from keras_prune import _models
+from keras_prune._text import table
+from keras_prune.layers.wrapper import PruneLowMagnitude
+from keras_prune.quantization import configs
+from keras_prune.quantization.wrapper import QuantizeAnnotate, QuantizeWrapper
+
+
+@dataclasses.dataclass
+class QuantizationReport:
+    """What `quantize_apply` did.
+
+    `quantized`: (layer, what is fake-quantized); `float_layers`: (layer, why it
+    stays float: TFLite then runs it in float between dequantize and quantize ops,
+    or the converter refuses it); `float_ops`: keras.ops operations in the graph
+    (never quantized; the next quantized layer re-quantizes their output).
+    """
+
+    quantized: list = dataclasses.field(default_factory=list)
+    float_layers: list = dataclasses.field(default_factory=list)
+    float_ops: list = dataclasses.field(default_factory=list)
+
+    def __str__(self):
+        lines = [f"Quantized {len(self.quantized)} layer(s)."]
+        if self.quantized:
+            lines += table(["layer", "fake-quantized"], self.quantized)
+        if self.float_layers:
+            lines.append("Left in float:")
+            lines += table(["layer", "why"], self.float_layers)
+        if self.float_ops:
+            lines.append(f"keras.ops operations left in float: {', '.join(self.float_ops)}")
+        return "\n".join(lines)
+
+
+_SCHEMES = ("default_8bit", "default_8bit_prune_preserve")
+
+
+class Default8BitQuantizeScheme:
+    """tfmot's default scheme name: QAT without preserving sparsity."""
+
+    preserve_sparsity = False
+
+
+class Default8BitPrunePreserveQuantizeScheme:
+    """tfmot's PQAT scheme name: QAT that keeps a pruned model's zeros."""
+
+    preserve_sparsity = True
+
+
+def quantize_annotate_layer(to_annotate, quantize_config=None):
+    """Marks a layer to be quantized by `quantize_apply` (tfmot's function).
+
+    Args:
+      to_annotate: a Keras 3 layer (not a model).
+      quantize_config: None for the default 8-bit scheme, or a `QuantizeConfig`
+        for a layer the scheme does not know.
+
+    Returns:
+      A `QuantizeAnnotate` wrapper, used in place of the layer when building a model.
+    """
+    _models.check_keras3(to_annotate, "to_annotate")
+    if isinstance(to_annotate, keras.Model) or not isinstance(to_annotate, keras.layers.Layer):
+        raise TypeError(
+            "Argument `to_annotate` must be a Keras layer (use quantize_annotate_model for "
+            f"a model). Received: {type(to_annotate).__name__}."
+        )
+    if isinstance(to_annotate, QuantizeAnnotate):
+        return to_annotate
+    return QuantizeAnnotate(to_annotate, quantize_config)
+
+
+def quantize_annotate_model(to_annotate):
+    """Marks every layer of a Sequential or Functional model for `quantize_apply`.
+
+    Layers already annotated keep their `QuantizeConfig`. Returns a new model.
+    """
+    model = _check_graph_model(to_annotate, "to_annotate")
+
+    def transform(layer, copier):
+        if isinstance(layer, (QuantizeAnnotate, keras.layers.InputLayer, keras.Model)):
+            return None
+        new = copier.copy(layer)
+        return QuantizeAnnotate(new)
+
+    new, _ = _models.rewrite_graph_model(model, transform)
+    return new
+
+
+def quantize_model(to_quantize, *, preserve_sparsity=True, verbose=False):
+    """A new model that trains with int8 fake quantization (QAT), for int8 LiteRT.
+
+    Every layer TFLite runs in int8 is wrapped: kernels are fake-quantized as the
+    file stores them (convolution and depthwise kernels per output channel, Dense
+    per tensor; symmetric, -127..127), and every tensor TFLite stores in int8 (the
+    input, the outputs of conv/BatchNorm/ReLU chains, adds, concatenations,
+    pooling) gets a range learned during training (moving min/max). No fake-quant
+    sits between a convolution, its BatchNormalization and its ReLU: the converter
+    folds them into one op. Train the result with plain `fit`, then convert it with
+    `keras_prune.tflite.convert(model, path, quantize="int8")`: no representative
+    data is needed, the learned ranges are used.
+
+    Example:
+
+    ```python
+    stripped = keras_prune.strip_pruning(pruned)
+    qat = keras_prune.quantization.quantize_model(stripped)  # zeros are kept
+    qat.compile(optimizer=keras.optimizers.Adam(1e-4), loss=..., metrics=[...])
+    qat.fit(x, y, epochs=2)
+    keras_prune.tflite.convert(qat, "model.tflite", quantize="int8")
+    ```
+
+    Args:
+      to_quantize: a built Sequential or Functional Keras 3 model, without pruning
+        wrappers (call `keras_prune.strip_pruning` first).
+      preserve_sparsity: keep the zeros of the weights exactly zero through
+        training (tfmot's PQAT; here also for depthwise kernels).
+      verbose: print the report.
+
+    Returns:
+      A new model, uncompiled, with `.quantization_report` (what was quantized and
+      what stays float, with the reason). The input model is unchanged.
+
+    Raises:
+      TypeError: for a tf_keras model or a non-model.
+      ValueError: for a subclassed or unbuilt model, or one with pruning wrappers.
+    """
+    annotated = quantize_annotate_model(to_quantize)
+    return quantize_apply(annotated, preserve_sparsity=preserve_sparsity, verbose=verbose)
+
+
+def quantize_apply(model, scheme=None, *, preserve_sparsity=None, verbose=False):
+    """Quantizes the layers annotated in `model` (tfmot's function); returns a new model.
+
+    Args:
+      model: a Sequential or Functional model with `quantize_annotate_layer`
+        annotations (or from `quantize_annotate_model`).
+      scheme: None, "default_8bit", "default_8bit_prune_preserve", or tfmot's
+        scheme names `Default8BitQuantizeScheme()` /
+        `Default8BitPrunePreserveQuantizeScheme()` from this module.
+      preserve_sparsity: overrides the scheme; None keeps the zeros unless the
+        scheme is "default_8bit" (tfmot's plain QAT, which lets zeros move).
+      verbose: print the report.
+    """
+    model = _check_graph_model(model, "model")
+    preserve = _preserve_sparsity(scheme, preserve_sparsity)
+    plan = _plan(model)
+    report = QuantizationReport()
+    report.float_ops = plan.float_ops
+    report.float_layers = list(plan.float_layers)
+
+    def transform(original, copier):
+        if isinstance(original, (keras.layers.InputLayer, keras.Model)):
+            return None
+        layer = original.layer if isinstance(original, QuantizeAnnotate) else original
+        entry = plan.layers.get(id(original))
+        if entry is None:
+            return copier.copy(layer)
+        config, inputs = entry
+        wrapper_box = []
+        inner = copier.copy(layer, then=lambda _: _set_masks(wrapper_box, preserve))
+        if inner is layer:
+            report.float_layers.append((original.name, "could not be copied"))
+            return layer
+        wrapper = QuantizeWrapper(inner, config, num_input_quantizers=inputs,
+                                  preserve_sparsity=preserve, name=f"quant_{layer.name}")
+        wrapper_box.append(wrapper)
+        if inner.built:
+            wrapper.build(None)
+        report.quantized.append((layer.name, _describe(config, inner, inputs)))
+        return wrapper
+
+    new, _ = _models.rewrite_graph_model(model, transform)
+    for wrapper in _models.flatten_layers(new):
+        if isinstance(wrapper, QuantizeWrapper) and preserve:
+            wrapper.set_masks_from_weights()
+    new.quantization_report = report
+    if verbose:
+        print(report)
+    return new
+
+
+def _set_masks(box, preserve):
+    if box and preserve and box[0].built:
+        box[0].set_masks_from_weights()
+
+
+def _describe(config, layer, inputs):
+    parts = []
+    if isinstance(config, configs.Default8BitQuantizeConfig):
+        for name in config.weight_attributes:
+            parts.append(f"{name} ({config.kernel.replace('_', ' ')})")
+        if config.quantize_output:
+            parts.append("output")
+        elif config.weight_attributes or isinstance(layer, keras.layers.BatchNormalization):
+            parts.append("output fused into the next op")
+    else:
+        parts.append(f"custom {type(config).__name__}")
+    if inputs:
+        parts.append("input" if inputs == 1 else f"{inputs} inputs")
+    return ", ".join(parts) or "nothing (shares its input's range)"
+
+
+def quantize_scope(*args):
+    """tfmot's `quantize_scope`: a custom-object scope. keras_prune's classes are
+    registered, so `.keras` files load without it; it is kept for ported code and
+    adds any dicts of custom objects you pass."""
+    objects = {}
+    for arg in args:
+        objects.update(arg)
+    return keras.saving.custom_object_scope(objects) if objects else contextlib.nullcontext()
+
+
+# Planning -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Plan:
+    layers: dict  # id(layer) -> (QuantizeConfig, number of input quantizers)
+    float_layers: list
+    float_ops: list
+
+
+def _preserve_sparsity(scheme, preserve_sparsity):
+    if preserve_sparsity is not None:
+        if not isinstance(preserve_sparsity, bool):
+            raise TypeError(
+                "Argument `preserve_sparsity` must be True, False or None. "
+                f"Received: preserve_sparsity={preserve_sparsity!r}."
+            )
+        return preserve_sparsity
+    if scheme is None:
+        return True
+    if isinstance(scheme, str):
+        if scheme not in _SCHEMES:
+            raise ValueError(
+                f"Argument `scheme` must be one of {list(_SCHEMES)} or a scheme object. "
+                f"Received: scheme={scheme!r}."
+            )
+        return scheme == "default_8bit_prune_preserve"
+    if isinstance(scheme, type):
+        scheme = scheme()
+    if not hasattr(scheme, "preserve_sparsity"):
+        raise TypeError(
+            "Argument `scheme` must be 'default_8bit', 'default_8bit_prune_preserve' or "
+            "Default8BitQuantizeScheme() / Default8BitPrunePreserveQuantizeScheme(). "
+            f"Received: scheme={scheme!r}."
+        )
+    return bool(scheme.preserve_sparsity)
+
+
+def _check_graph_model(model, argument):
+    _models.check_keras3(model, argument)
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"Argument `{argument}` must be a Keras 3 Sequential or Functional model. "
+            f"Received: {argument}={model!r} of type {type(model).__name__}."
+        )
+    if not (_models.is_graph_model(model) or isinstance(model, keras.Sequential)):
+        raise ValueError(
+            f"Argument `{argument}` must be a Sequential or Functional model: quantization "
+            f"follows the graph to place the int8 tensors. Model `{model.name}` is a subclassed "
+            f"{type(model).__name__}. Rebuild it functionally (keras.Input -> layers -> "
+            "keras.Model), or annotate its layers and use a Functional model."
+        )
+    if isinstance(model, keras.Sequential) and not model.built:
+        raise ValueError(
+            f"Argument `{argument}`: Sequential model `{model.name}` is not built. Build it "
+            "first (pass `keras.Input(shape)` as its first layer, or call it on data)."
+        )
+    wrapped = [layer.name for layer in _models.flatten_layers(model)
+               if isinstance(layer, PruneLowMagnitude)]
+    if wrapped:
+        raise ValueError(
+            f"Argument `{argument}` still has pruning wrappers ({', '.join(wrapped[:3])}"
+            f"{'...' if len(wrapped) > 3 else ''}). Call keras_prune.strip_pruning(model) first: "
+            "quantization keeps the zeros the pruning left (preserve_sparsity=True)."
+        )
+    return model
+
+
+def _consumers(layer, members):
+    return [node.operation for node in layer._outbound_nodes if id(node.operation) in members]
+
+
+def _producers(layer):
+    found = []
+    for node in layer._inbound_nodes:
+        for tensor in node.input_tensors:
+            history = getattr(tensor, "_keras_history", None)
+            found.append(None if history is None else history.operation)
+    return found
+
+
+def _plan(model):
+    """Decides, from the graph of `model`, what each layer quantizes (see module doc)."""
+    operations = _graph_operations(model)
+    members = {id(op) for op in operations}
+    annotated_mode = any(isinstance(op, QuantizeAnnotate) for op in operations)
+    bare = {id(op): (op.layer if isinstance(op, QuantizeAnnotate) else op) for op in operations}
+    outputs = {id(t._keras_history.operation) for t in _all_outputs(model)}
+    float_layers, float_ops = [], []
+
+    def selected(op):
+        if isinstance(op, keras.layers.InputLayer) or isinstance(op, keras.Model):
+            return False
+        if annotated_mode and not isinstance(op, QuantizeAnnotate):
+            return False
+        return True
+
+    def custom_config(op):
+        return op.quantize_config if isinstance(op, QuantizeAnnotate) else None
+
+    def fuses_into_next(op):
+        layer = bare[id(op)]
+        if id(op) in outputs or custom_config(op) is not None:
+            return False
+        after = _consumers(op, members)
+        if len(after) != 1 or not selected(after[0]) or custom_config(after[0]) is not None:
+            return False
+        following = bare[id(after[0])]
+        if configs.kernel_kind(layer) is not None and configs.linear_activation(layer):
+            if isinstance(following, keras.layers.BatchNormalization):
+                return configs.is_convolution(layer)
+            return configs.is_fusable_relu(following)
+        if isinstance(layer, keras.layers.BatchNormalization) and is_fused.get(id(layer)):
+            return configs.is_fusable_relu(following)
+        if isinstance(layer, keras.layers.Add):
+            return configs.is_fusable_relu(following)
+        return False
+
+    is_fused = {}
+    planned, quantized_output = {}, {}
+    for op in operations:  # flatten_layers keeps the graph's topological order
+        layer = bare[id(op)]
+        if not isinstance(op, keras.layers.Layer):
+            float_ops.append(getattr(op, "name", type(op).__name__))
+            quantized_output[id(op)] = False
+            continue
+        if isinstance(op, keras.layers.InputLayer) or isinstance(op, keras.Model):
+            quantized_output[id(op)] = False
+            continue
+        producers = _producers(op)
+        if not selected(op):
+            quantized_output[id(op)] = False
+            continue
+        config = custom_config(op)
+        if config is None and not configs.supported(layer):
+            float_layers.append((op.name, _why_float(layer)))
+            quantized_output[id(op)] = False
+            continue
+        unquantized_inputs = [p for p in producers if not quantized_output.get(id(p), False)]
+        inputs = len(producers) if unquantized_inputs else 0
+        if config is None and isinstance(layer, configs.PASS_THROUGH):
+            quantized_output[id(op)] = bool(producers) and not unquantized_inputs or bool(inputs)
+            if inputs:
+                planned[id(op)] = (configs.Default8BitQuantizeConfig([], "per_tensor", False),
+                                   inputs)
+            continue
+        if config is None:
+            fused = fuses_into_next(op)
+            if fused:
+                is_fused[id(bare[id(_consumers(op, members)[0])])] = True
+            config = configs.Default8BitQuantizeConfig.for_layer(layer, not fused)
+        planned[id(op)] = (config, inputs)
+        quantized_output[id(op)] = True
+    return _Plan(planned, float_layers, float_ops)
+
+
+def _why_float(layer):
+    if isinstance(layer, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D):
+        return ("the default scheme has no rule for the tensor between its depthwise and "
+                "pointwise parts: build it as DepthwiseConv2D + Conv2D(1x1)")
+    if layer.weights:
+        return (f"{type(layer).__name__} has no default int8 rule: annotate it with a "
+                "QuantizeConfig (quantize_annotate_layer) to quantize it")
+    return f"{type(layer).__name__} is not a known int8 op"
+
+
+def _graph_operations(model):
+    """The operations of `model`'s graph in topological order, nested graph models
+    inlined (their own inputs included)."""
+    graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
+    found = []
+    for op in getattr(graph, "_operations", None) or model.layers:
+        if isinstance(op, keras.Model) and (_models.is_graph_model(op)
+                                            or isinstance(op, keras.Sequential)):
+            found += _graph_operations(op)
+        else:
+            found.append(op)
+    return found
+
+
+def _all_outputs(model):
+    return [t for t in keras.tree.flatten(model.outputs) if hasattr(t, "_keras_history")]

@@ -1,0 +1,229 @@
+"""`QuantizeWrapper`: runs a layer with fake-quantized weights, inputs and output.
+
+The layer itself is unchanged: its float weights are what the optimizer trains
+(tfmot's scheme). On every call the wrapper substitutes the quantized values for
+the weights its `QuantizeConfig` names (through a Keras 3 StatelessScope, as the
+pruning wrapper substitutes masked weights), so the same code trains on every
+backend and traces into TensorFlow FakeQuant ops for the TFLite converter.
+"""
+
+import inspect
+
+import keras
+from keras import ops
+
+from keras_prune.layers.wrapper import adopt_call_signature
+from keras_prune.quantization.configs import QuantizeConfig
+from keras_prune.quantization.quantizers import activation_quantizer
+
+
+def _output_shape(layer, input_shape):
+    try:
+        return layer.compute_output_shape(input_shape)
+    except Exception:  # noqa: BLE001 (custom layers may not implement it)
+        return None
+
+
+@keras.saving.register_keras_serializable(package="keras_prune")
+class QuantizeWrapper(keras.layers.Wrapper):
+    """Fake-quantizes a layer as int8 TFLite runs it (tfmot's `QuantizeWrapper`).
+
+    Usually made by `quantize_model` / `quantize_apply`, which decide from the
+    graph which outputs need their own range.
+
+    Args:
+      layer: the Keras layer to quantize.
+      quantize_config: a `QuantizeConfig` (which weights and outputs, with which
+        quantizers).
+      num_input_quantizers: how many of the layer's inputs to fake-quantize
+        (model inputs, and tensors coming from layers left in float).
+      preserve_sparsity: keep weights that are zero when the wrapper is built
+        exactly zero through training (a constant mask applied before quantizing;
+        see `set_masks_from_weights`).
+      **kwargs: base layer arguments (e.g. `name`).
+    """
+
+    def __init__(self, layer, quantize_config, num_input_quantizers=0,
+                 preserve_sparsity=True, **kwargs):
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(
+                f"Argument `layer` must be a Keras 3 layer. Received: layer={layer!r}."
+            )
+        if not isinstance(quantize_config, QuantizeConfig):
+            raise TypeError(
+                "Argument `quantize_config` must be a keras_prune.quantization.QuantizeConfig. "
+                f"Received: quantize_config={quantize_config!r}."
+            )
+        kwargs.setdefault("name", f"quant_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.quantize_config = quantize_config
+        self.num_input_quantizers = int(num_input_quantizers)
+        self.preserve_sparsity = bool(preserve_sparsity)
+        self.supports_masking = layer.supports_masking
+        self._inner_takes_training = "training" in inspect.signature(layer.call).parameters
+        adopt_call_signature(self, layer)
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        config = self.quantize_config
+        pairs = list(config.get_weights_and_quantizers(self.layer))
+        object.__setattr__(self, "_weight_pairs", pairs)  # not tracked: the layer owns them
+        self._weight_quantizer_vars = []
+        self.masks = []
+        for weight, quantizer in pairs:
+            short = weight.path.split("/")[-1]
+            self._weight_quantizer_vars.append(quantizer.build(weight.shape, short, self))
+            if self.preserve_sparsity:
+                self.masks.append(self.add_weight(
+                    name=f"{short}_mask", shape=weight.shape, dtype="bool",
+                    initializer="ones", trainable=False,
+                ))
+        outputs = list(config.get_output_quantizers(self.layer))
+        activations = list(config.get_activations_and_quantizers(self.layer))
+        if not outputs and activations:  # a tfmot config quantizing layer.activation
+            outputs = [activations[0][1]]
+        output_shape = _output_shape(self.layer, input_shape)
+        self._output_quantizers = [
+            (quantizer, quantizer.build(output_shape, f"output_{i}", self))
+            for i, quantizer in enumerate(outputs[:1])
+        ]
+        self._input_quantizers = []
+        for i in range(self.num_input_quantizers):
+            quantizer = activation_quantizer()
+            self._input_quantizers.append((quantizer, quantizer.build((), f"input_{i}", self)))
+        self.built = True
+
+    def set_masks_from_weights(self):
+        """Sets each mask to `weight != 0` (the zeros then stay zero through training)."""
+        for (weight, _), mask in zip(self._weight_pairs, self.masks):
+            mask.assign(ops.not_equal(weight, 0))
+
+    def quantized_weights(self):
+        """{weight path: the values an int8 file stores (dequantized)}."""
+        return {weight.path: value for weight, value in
+                zip([w for w, _ in self._weight_pairs], self._quantized_values(False))}
+
+    def _quantized_values(self, training):
+        values = []
+        for index, ((weight, quantizer), variables) in enumerate(
+                zip(self._weight_pairs, self._weight_quantizer_vars)):
+            value = weight.value
+            if self.preserve_sparsity:
+                value = value * ops.cast(self.masks[index].value, value.dtype)
+            values.append(quantizer(value, training, variables))
+        return values
+
+    def _quantize_inputs(self, args, training):
+        if not self._input_quantizers:
+            return args
+        first, rest = args[0], args[1:]
+        tensors = first if isinstance(first, (list, tuple)) else [first]
+        quantized = []
+        for index, tensor in enumerate(tensors):
+            if index < len(self._input_quantizers) and _is_float(tensor):
+                quantizer, variables = self._input_quantizers[index]
+                tensor = quantizer(tensor, training, variables)
+            quantized.append(tensor)
+        first = type(first)(quantized) if isinstance(first, (list, tuple)) else quantized[0]
+        return (first,) + tuple(rest)
+
+    def call(self, *args, training=None, **kwargs):
+        training = bool(training)
+        args = self._quantize_inputs(args, training)
+        if self._inner_takes_training:
+            kwargs["training"] = training
+        if self._weight_pairs:
+            substitutes = dict(zip([id(w) for w, _ in self._weight_pairs],
+                                   self._quantized_values(training)))
+            mapping = [(v, substitutes.get(id(v), v.value)) for v in self.layer.variables]
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                before = [scope.get_current_value(v) for v, _ in mapping]
+                outputs = self.layer(*args, **kwargs)
+            for (variable, _), old in zip(mapping, before):  # e.g. BatchNorm statistics
+                new = scope.get_current_value(variable)
+                if new is not old:
+                    variable.assign(new)
+        else:
+            outputs = self.layer(*args, **kwargs)
+        for quantizer, variables in self._output_quantizers:
+            outputs = quantizer(outputs, training, variables)
+        return outputs
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "quantize_config": keras.saving.serialize_keras_object(self.quantize_config),
+            "num_input_quantizers": self.num_input_quantizers,
+            "preserve_sparsity": self.preserve_sparsity,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(config.pop("layer"),
+                                                      custom_objects=custom_objects)
+        quantize_config = keras.saving.deserialize_keras_object(
+            config.pop("quantize_config"), custom_objects=custom_objects)
+        return cls(layer, quantize_config, **config)
+
+
+def _is_float(tensor):
+    dtype = getattr(tensor, "dtype", None)
+    return dtype is not None and "float" in keras.backend.standardize_dtype(dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_prune")
+class QuantizeAnnotate(keras.layers.Wrapper):
+    """Marks a layer for `quantize_apply` (tfmot's annotation); runs it unchanged.
+
+    Args:
+      layer: the layer to quantize.
+      quantize_config: None for the default scheme, or a `QuantizeConfig` (needed for
+        layers the default scheme does not know).
+    """
+
+    def __init__(self, layer, quantize_config=None, **kwargs):
+        if quantize_config is not None and not isinstance(quantize_config, QuantizeConfig):
+            raise TypeError(
+                "Argument `quantize_config` must be None or a QuantizeConfig. "
+                f"Received: quantize_config={quantize_config!r}."
+            )
+        kwargs.setdefault("name", f"quant_annotate_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.quantize_config = quantize_config
+        self.supports_masking = layer.supports_masking
+        self._inner_takes_training = "training" in inspect.signature(layer.call).parameters
+        adopt_call_signature(self, layer)
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        self.built = True
+
+    def call(self, *args, training=None, **kwargs):
+        if self._inner_takes_training:
+            kwargs["training"] = training
+        return self.layer(*args, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config["quantize_config"] = (
+            None if self.quantize_config is None
+            else keras.saving.serialize_keras_object(self.quantize_config))
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(config.pop("layer"),
+                                                      custom_objects=custom_objects)
+        quantize_config = config.pop("quantize_config", None)
+        if quantize_config is not None:
+            quantize_config = keras.saving.deserialize_keras_object(
+                quantize_config, custom_objects=custom_objects)
+        return cls(layer, quantize_config, **config)
