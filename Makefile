@@ -36,10 +36,10 @@ test-tensorflow: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
 
 test-jax: $(STAMP)
-	KERAS_BACKEND=jax $(PYTEST) tests/core tests/methods tests/structured tests/tflite/test_other_backends.py
+	KERAS_BACKEND=jax $(PYTEST) tests/core tests/methods tests/structured tests/quantization tests/tflite/test_other_backends.py
 
 test-torch: $(STAMP)
-	KERAS_BACKEND=torch $(PYTEST) tests/core tests/methods tests/structured tests/tflite/test_other_backends.py
+	KERAS_BACKEND=torch $(PYTEST) tests/core tests/methods tests/structured tests/quantization tests/tflite/test_other_backends.py
 
 # tfmot needs tf_keras (Keras 2), which replaces tensorflow-cpu: it gets its own venv.
 TFMOT_VENV := .venv-tfmot

@@ -137,6 +137,7 @@ def quantize_model(to_quantize, *, preserve_sparsity=True, verbose=False):
       TypeError: for a tf_keras model or a non-model.
       ValueError: for a subclassed or unbuilt model, or one with pruning wrappers.
     """
+    _check_graph_model(to_quantize, "to_quantize")
     annotated = quantize_annotate_model(to_quantize)
     return quantize_apply(annotated, preserve_sparsity=preserve_sparsity, verbose=verbose)
 
@@ -358,7 +359,7 @@ def _plan(model):
             continue
         config = custom_config(op)
         if config is None and not configs.supported(layer):
-            float_layers.append((op.name, _why_float(layer)))
+            float_layers.append((layer.name, _why_float(layer)))
             quantized_output[id(op)] = False
             continue
         unquantized_inputs = [p for p in producers if not quantized_output.get(id(p), False)]

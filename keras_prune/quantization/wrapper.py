@@ -108,7 +108,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
         values = []
         for index, ((weight, quantizer), variables) in enumerate(
                 zip(self._weight_pairs, self._weight_quantizer_vars)):
-            value = weight.value
+            value = ops.copy(weight.value)  # a tensor (a TF variable has no .ndim)
             if self.preserve_sparsity:
                 value = value * ops.cast(self.masks[index].value, value.dtype)
             values.append(quantizer(value, training, variables))

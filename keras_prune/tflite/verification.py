@@ -129,7 +129,7 @@ def verify_against_keras(content, model, samples, quantize, on_failure="raise",
                 "Check that the calibration data looks like real inputs (same scaling), "
                 "and that the model is trained: an untrained model's outputs are mostly noise "
                 "that int8 cannot resolve. "
-                if quantize == "int8"
+                if quantize == "int8" and not any(step is not None for step in steps)
                 else ""
             )
             + "Pass verify='warn' to keep the file with a warning, or verify=False."

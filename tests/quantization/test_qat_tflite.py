@@ -1,0 +1,95 @@
+"""QAT models to int8 LiteRT: no representative data, int8 I/O, zeros kept, tight check."""
+
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_prune
+from keras_prune import quantization
+from keras_prune.quantization import ranges
+from keras_prune.tflite import VerificationError
+from keras_prune.tflite.verification import verify_against_keras
+from tests.quantization.test_qat import cnn, fit, wrapper, zero_out
+
+pytest.importorskip("tensorflow")
+
+
+@pytest.fixture
+def trained_qat(digits):
+    x, y = digits
+    model = fit(cnn(), x, y, steps=16, optimizer=keras.optimizers.Adam(0.01))
+    qat = quantization.quantize_model(zero_out(model))
+    return fit(qat, x, y, steps=8), x
+
+
+def test_qat_model_converts_to_full_int8_without_representative_data(tmp_path, trained_qat):
+    qat, x = trained_qat
+    path = os.path.join(tmp_path, "qat.tflite")
+    result = keras_prune.tflite.convert(qat, path, quantize="int8", verify_data=x[:64],
+                                        verbose=0)
+    assert result.verification.passed
+    assert "output quantization steps" in result.verification.tolerance
+    info = keras_prune.tflite.inspect(path)
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(info.ops)
+    kernels = [t for t in info.tensors if t.op in ("CONV_2D", "DEPTHWISE_CONV_2D",
+                                                    "FULLY_CONNECTED") and len(t.shape) > 1]
+    assert kernels and all(t.dtype == "int8" for t in kernels)
+    # Zeros preserved exactly: every int8 kernel is at least as sparse as in Keras.
+    for kernel in kernels:
+        assert kernel.zero_fraction >= 0.75 - 1e-6, kernel
+    # Keras and LiteRT agree on the classes of real inputs.
+    lite = keras_prune.tflite.evaluate(path, x[:128])["predictions"]
+    keras_classes = np.argmax(qat.predict(x[:128], verbose=0), -1)
+    assert np.mean(np.argmax(lite, -1) == keras_classes) >= 0.97
+
+
+def test_int8_inputs_and_outputs(trained_qat):
+    qat, x = trained_qat
+    result = keras_prune.tflite.convert(qat, None, quantize="int8", int8_io=True,
+                                        verify_data=x[:32], verbose=0)
+    from keras_prune.tflite import _runtime
+
+    interpreter = _runtime.load_interpreter(result.content)
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    scale, _ = interpreter.get_input_details()[0]["quantization"]
+    inputs = wrapper(qat, "conv")._input_quantizers[0][1]
+    learned = (float(inputs["max"]) - float(inputs["min"])) / 255
+    np.testing.assert_allclose(scale, learned, rtol=1e-2)  # the learned input range
+    assert result.verification.passed
+
+
+def test_tight_check_fails_a_file_off_by_more_than_two_output_steps(trained_qat):
+    """What a tensor the Keras model did not fake-quantize looks like: the file's
+    outputs move by whole quantization steps. Here the Keras model moves instead."""
+    qat, x = trained_qat
+    result = keras_prune.tflite.convert(qat, None, quantize="int8", verify_data=x[:64],
+                                        verbose=0)
+    (step,) = ranges.output_steps(qat)
+    samples = [[x[i : i + 1]] for i in range(32)]
+    bias = wrapper(qat, "logits").layer.bias
+    original = keras.ops.convert_to_numpy(bias)
+    for shift, passes in [(0.4, True), (3.0, False)]:
+        bias.assign(original + shift * step)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "warn" mode reports the failure as a warning
+            check = verify_against_keras(result.content, qat, samples, "int8", "warn",
+                                         output_steps=[step])
+        assert check.passed is passes, (shift, check.max_abs_diff / step)
+    bias.assign(original)
+    with pytest.raises(VerificationError, match="output quantization steps"):
+        bias.assign(original + 3.0 * step)
+        verify_against_keras(result.content, qat, samples, "int8", output_steps=[step])
+
+
+def test_qat_model_needs_int8_and_training():
+    qat = quantization.quantize_model(cnn())
+    with pytest.raises(ValueError, match="quantize='int8'"):
+        keras_prune.tflite.convert(qat, None, quantize="dynamic", verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keras_prune.tflite.convert(qat, None, quantize="int8", verify=False, verbose=0)
+    assert any("never saw a training batch" in str(w.message) for w in caught)
