@@ -107,3 +107,12 @@ def test_transformers():
     assert results["pruned"][0] < 0.6 * results["dense"][0]
     assert all(np.isfinite(bpb) for _, bpb in results.values())
     assert timings["pruned"] > 0 and timings["dense"] > 0
+
+
+def test_qat_int8(tmp_path):
+    output = tmp_path / "qat.tflite"
+    accuracy, result, kernels = _load("qat_int8").main(["--smoke", "--output", str(output)])
+    assert output.is_file() and result.verification.passed
+    assert "output quantization steps" in result.verification.tolerance
+    assert abs(accuracy["QAT int8 (LiteRT)"] - accuracy["QAT (Keras)"]) <= 0.01
+    assert kernels and min(t.zero_fraction for t in kernels) >= 0.74  # pruned 75%

@@ -109,7 +109,11 @@ class QuantizeWrapper(keras.layers.Wrapper):
         for index, ((weight, quantizer), variables) in enumerate(
                 zip(self._weight_pairs, self._weight_quantizer_vars)):
             value = ops.copy(weight.value)  # a tensor (a TF variable has no .ndim)
-            if self.preserve_sparsity:
+            if self.preserve_sparsity and training:
+                # The mask zeroes the gradient of the weights that were zero, so they stay
+                # exactly zero (standard optimizers move nothing whose gradient was always
+                # zero). Inference, and so the graph the converter folds, reads the weight
+                # itself: the converter does not fold a product with a large kernel.
                 value = value * ops.cast(self.masks[index].value, value.dtype)
             values.append(quantizer(value, training, variables))
         return values

@@ -93,3 +93,23 @@ def test_qat_model_needs_int8_and_training():
         warnings.simplefilter("always")
         keras_prune.tflite.convert(qat, None, quantize="int8", verify=False, verbose=0)
     assert any("never saw a training batch" in str(w.message) for w in caught)
+
+
+def test_large_sparse_dense_kernels_convert_with_their_zeros():
+    """A 40x256 kernel: the converter does not fold a mask product that large, so the
+    graph it sees must read the kernel itself (whose zeros training kept)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 40)).astype("float32")
+    y = rng.integers(0, 10, 256)
+    inputs = keras.Input((40,))
+    h = keras.layers.Dense(256, activation="relu", name="wide")(inputs)
+    model = zero_out(keras.Model(inputs, keras.layers.Dense(10, name="logits")(h)))
+    qat = fit(quantization.quantize_model(model), x, y, steps=4,
+              optimizer=keras.optimizers.SGD(0.1))
+    result = keras_prune.tflite.convert(qat, None, quantize="int8", verify_data=x[:32],
+                                        verbose=0)
+    assert result.verification.passed
+    kernels = [t for t in keras_prune.tflite.inspect(result.content).tensors
+               if t.op == "FULLY_CONNECTED" and len(t.shape) == 2]
+    assert sorted(t.shape for t in kernels) == [(10, 256), (256, 40)]
+    assert all(t.dtype == "int8" and t.zero_fraction >= 0.75 - 1e-6 for t in kernels)
