@@ -342,6 +342,15 @@ def _plan(model):
             return configs.is_fusable_relu(following)
         return False
 
+    aliases = _nested_aliases(operations)
+
+    def resolve(op):
+        """The operation whose output `op`'s output is: through nested models' inputs
+        and outputs (a nested model is inlined, not a quantization boundary)."""
+        while id(op) in aliases:
+            op = aliases[id(op)]
+        return op
+
     is_fused = {}
     planned, quantized_output = {}, {}
     for op in operations:  # flatten_layers keeps the graph's topological order
@@ -362,7 +371,8 @@ def _plan(model):
             float_layers.append((layer.name, _why_float(layer)))
             quantized_output[id(op)] = False
             continue
-        unquantized_inputs = [p for p in producers if not quantized_output.get(id(p), False)]
+        unquantized_inputs = [p for p in producers
+                              if not quantized_output.get(id(resolve(p)), False)]
         inputs = len(producers) if unquantized_inputs else 0
         if config is None and isinstance(layer, configs.PASS_THROUGH):
             quantized_output[id(op)] = bool(producers) and not unquantized_inputs or bool(inputs)
@@ -378,6 +388,24 @@ def _plan(model):
         planned[id(op)] = (config, inputs)
         quantized_output[id(op)] = True
     return _Plan(planned, float_layers, float_ops)
+
+
+def _nested_aliases(operations):
+    """{id(op): op it stands for}: a nested graph model's InputLayer stands for the
+    outer tensor's producer, the nested model itself for its (single) output's."""
+    aliases = {}
+    for op in operations:
+        if not (isinstance(op, keras.Model) and op._inbound_nodes):
+            continue
+        outer = [getattr(t, "_keras_history", None) for t in op._inbound_nodes[0].input_tensors]
+        inner = [t._keras_history.operation for t in keras.tree.flatten(op.inputs)]
+        for layer, history in zip(inner, outer):
+            if history is not None:
+                aliases[id(layer)] = history.operation
+        outputs = keras.tree.flatten(op.outputs)
+        if len(outputs) == 1:
+            aliases[id(op)] = outputs[0]._keras_history.operation
+    return aliases
 
 
 def _why_float(layer):
@@ -398,7 +426,7 @@ def _graph_operations(model):
     for op in getattr(graph, "_operations", None) or model.layers:
         if isinstance(op, keras.Model) and (_models.is_graph_model(op)
                                             or isinstance(op, keras.Sequential)):
-            found += _graph_operations(op)
+            found += [op] + _graph_operations(op)  # the model: see _nested_aliases
         else:
             found.append(op)
     return found

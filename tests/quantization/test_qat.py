@@ -243,3 +243,34 @@ def test_bad_input_gets_a_clear_error():
         quantization.quantize_annotate_layer(cnn())
     with pytest.raises(ValueError, match="ema_decay"):
         quantization.MovingAverageQuantizer(ema_decay=1.5)
+
+
+def nested_model():
+    inner = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16, activation="relu",
+                                                                     name="inner_a"),
+                              keras.layers.Dense(16, name="inner_b")], name="inner")
+    inputs = keras.Input((16,))
+    h = inner(keras.layers.Dense(16, name="before")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(4, name="after")(h))
+
+
+def test_nested_models_are_inlined_not_quantized_twice():
+    qat = quantization.quantize_model(nested_model())
+    described = dict(qat.quantization_report.quantized)
+    assert described["before"].endswith("output, input")  # the model input
+    # A nested model is no boundary: the tensors crossing it are quantized once.
+    assert described["inner_a"] == "kernel (per tensor), output"
+    assert described["after"] == "kernel (per tensor), output"
+
+
+def test_sequential_model_stays_sequential(digits):
+    x, y = digits
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.ReLU(name="relu"), keras.layers.Flatten(),
+                              keras.layers.Dense(10, name="logits")])
+    qat = quantization.quantize_model(model)
+    assert isinstance(qat, keras.Sequential)
+    assert dict(qat.quantization_report.quantized)["conv"] == (
+        "kernel (per channel), output fused into the next op, input")
+    fit(qat, x, y, steps=2)
+    assert float(wrapper(qat, "relu")._output_quantizers[0][1]["batches"]) == 2.0

@@ -113,3 +113,17 @@ def test_large_sparse_dense_kernels_convert_with_their_zeros():
                if t.op == "FULLY_CONNECTED" and len(t.shape) == 2]
     assert sorted(t.shape for t in kernels) == [(10, 256), (256, 40)]
     assert all(t.dtype == "int8" and t.zero_fraction >= 0.75 - 1e-6 for t in kernels)
+
+
+def test_nested_model_file_matches_keras_within_two_steps():
+    from tests.quantization.test_qat import nested_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 16)).astype("float32")
+    qat = quantization.quantize_model(nested_model())
+    qat.compile("adam", "mse")
+    qat.fit(x, rng.normal(size=(128, 4)), batch_size=32, verbose=0)
+    result = keras_prune.tflite.convert(qat, None, quantize="int8", verify_data=x[:32],
+                                        verbose=0)
+    assert result.verification.passed
+    assert result.verification.max_abs_diff <= 2 * ranges.output_steps(qat)[0]
