@@ -122,7 +122,21 @@ def prunable(layer):
     return isinstance(layer, keras.layers.Dense)
 
 
-def run_one(name, sparsity, seed, epochs, prune_epochs, extra_epochs):
+def per_tensor_ptq(model, calibration):
+    """int8 PTQ with one scale per kernel (TensorFlow's converter, its private switch for
+    per-tensor weights): what an int8 target without per-channel weights gets."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([calibration[i : i + 1]]
+                                                for i in range(len(calibration)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter._experimental_disable_per_channel = True
+    return converter.convert()
+
+
+def run_one(name, sparsity, seed, epochs, prune_epochs, extra_epochs, per_channel=True):
     load, build, batch = MODELS[name]
     x, y, x_test, y_test = load()
     keras.utils.set_random_seed(seed)
@@ -141,18 +155,23 @@ def run_one(name, sparsity, seed, epochs, prune_epochs, extra_epochs):
     pruned.fit(x, y, batch_size=batch, epochs=extra_epochs, verbose=0,
                callbacks=[keras_prune.callbacks.PruneCallback()])
     float_model = compiled(keras_prune.strip_pruning(pruned), 1e-4)
-    ptq = keras_prune.tflite.convert(float_model, None, quantize="int8",
-                                     representative_data=x[:200], verify="warn", verbose=0)
+    if per_channel:
+        ptq = keras_prune.tflite.convert(float_model, None, quantize="int8",
+                                         representative_data=x[:200], verify="warn",
+                                         verbose=0).content
+    else:
+        ptq = per_tensor_ptq(float_model, x[:200])
 
     # PQAT branch: the stripped model, fake-quantized, zeros kept.
-    qat = compiled(quantization.quantize_model(stripped), 1e-4)
+    qat = compiled(quantization.quantize_model(stripped, per_channel=per_channel), 1e-4)
     qat.fit(x, y, batch_size=batch, epochs=extra_epochs, verbose=0)
     pqat = keras_prune.tflite.convert(qat, None, quantize="int8", verify="warn",
                                       verify_data=x[:64], verbose=0)
     return {
-        "model": name, "sparsity": sparsity, "seed": seed,
+        "model": name if per_channel else f"{name}, per-tensor weights",
+        "sparsity": sparsity, "seed": seed,
         "float": keras_accuracy(float_model, x_test, y_test),
-        "ptq_int8": keras_prune.tflite.evaluate(ptq.content, x_test, y_test)["accuracy"],
+        "ptq_int8": keras_prune.tflite.evaluate(ptq, x_test, y_test)["accuracy"],
         "qat_keras": keras_accuracy(qat, x_test, y_test),
         "pqat_int8": keras_prune.tflite.evaluate(pqat.content, x_test, y_test)["accuracy"],
         "keras_sparsity": kernel_sparsity(qat),
@@ -161,12 +180,17 @@ def run_one(name, sparsity, seed, epochs, prune_epochs, extra_epochs):
     }
 
 
-def step_times(repeats=3):
-    """Seconds per training epoch, float vs QAT, for the two main models (TF backend)."""
+def step_times(repeats=5):
+    """Seconds per training epoch, float vs QAT, for the two main models (TF backend).
+
+    The training set is repeated 8 times so that an epoch is long enough (hundreds of
+    steps) for the per-epoch overhead of `fit` not to decide the ratio; the median of
+    `repeats` interleaved epochs is kept."""
     rows = []
     for name in ("DS-CNN digits (16/32 ch)", "MLP MNIST-1D (256-256)"):
         load, build, batch = MODELS[name]
         x, y, _, _ = load()
+        x, y = np.concatenate([x] * 8), np.concatenate([y] * 8)
         keras.utils.set_random_seed(0)
         float_model = compiled(build(), 1e-3)
         qat = compiled(quantization.quantize_model(float_model), 1e-3)
@@ -178,14 +202,15 @@ def step_times(repeats=3):
                 start = time.perf_counter()
                 model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
                 times[key].append(time.perf_counter() - start)
-        rows.append({"model": name, "float_s": min(times["float"]), "qat_s": min(times["qat"]),
-                     "ratio": min(times["qat"]) / min(times["float"])})
+        float_s, qat_s = float(np.median(times["float"])), float(np.median(times["qat"]))
+        rows.append({"model": name, "float_s": float_s, "qat_s": qat_s, "ratio": qat_s / float_s,
+                     "steps": int(np.ceil(len(x) / batch))})
     return rows
 
 
-def write(rows, timing, settings):
+def write(rows, timing, settings, name="qat"):
     _io.write_json({"settings": settings, "rows": rows, "timing": timing},
-                   os.path.join(RESULTS, "qat.json"))
+                   os.path.join(RESULTS, f"{name}.json"))
     lines = [
         "# PQAT vs PTQ int8 (benchmarks/qat.py)", "",
         f"Settings: {settings}. Accuracy on the test split (%), mean over seeds, with the "
@@ -197,7 +222,7 @@ def write(rows, timing, settings):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(r["model"], r["sparsity"]) for r in rows},
-                  key=lambda k: (list(MODELS).index(k[0]), k[1]))
+                  key=lambda k: (list(MODELS).index(k[0].split(", per-tensor")[0]), k))
     for model, sparsity in keys:
         group = [r for r in rows if r["model"] == model and r["sparsity"] == sparsity]
 
@@ -212,12 +237,14 @@ def write(rows, timing, settings):
             f"| {model} | {sparsity:.0%} | {mean('float'):.2f} | {mean('ptq_int8'):.2f} | "
             f"{mean('qat_keras'):.2f} | {mean('pqat_int8'):.2f} | {gap:+.2f} | {match:.2f} | "
             f"{zeros} |")
-    lines += ["", "Training step time, TF backend, best of 3 epochs (interleaved):", "",
-              "| model | float s/epoch | QAT s/epoch | QAT / float |", "|---|---|---|---|"]
+    lines += ["", "Training time, TF backend, median of 5 interleaved epochs over the training "
+              "set repeated 8 times:", "",
+              "| model | steps/epoch | float s/epoch | QAT s/epoch | QAT / float |",
+              "|---|---|---|---|---|"]
     for row in timing:
-        lines.append(f"| {row['model']} | {row['float_s']:.3f} | {row['qat_s']:.3f} | "
-                     f"{row['ratio']:.2f}x |")
-    _io.write_text("\n".join(lines) + "\n", os.path.join(RESULTS, "qat.md"))
+        lines.append(f"| {row['model']} | {row['steps']} | {row['float_s']:.3f} | "
+                     f"{row['qat_s']:.3f} | {row['ratio']:.2f}x |")
+    _io.write_text("\n".join(lines) + "\n", os.path.join(RESULTS, f"{name}.md"))
     print("\n".join(lines))
 
 
@@ -225,20 +252,27 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, few epochs (a smoke run)")
     parser.add_argument("--timing-only", action="store_true")
+    parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--models", default="", help="only models whose name contains this")
+    parser.add_argument("--sparsities", default="0.75,0.9")
+    parser.add_argument("--name", default="qat", help="results file name (without .md)")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="one scale per kernel, in PTQ and QAT alike")
     args = parser.parse_args(argv)
     seeds = [0] if args.quick else [0, 1, 2]
     epochs, prune_epochs, extra = (3, 2, 1) if args.quick else (30, 10, 5)
     settings = {"seeds": seeds, "dense_epochs": epochs, "prune_epochs": prune_epochs,
                 "extra_epochs": extra, "backend": keras.backend.backend()}
-    timing = step_times(1 if args.quick else 3)
+    timing = [] if args.no_timing else step_times(1 if args.quick else 5)
     rows = []
     if not args.timing_only:
-        for name in MODELS:
-            for sparsity in (0.75, 0.9):
+        for name in [m for m in MODELS if args.models in m]:
+            for sparsity in [float(v) for v in args.sparsities.split(",")]:
                 for seed in seeds:
-                    rows.append(run_one(name, sparsity, seed, epochs, prune_epochs, extra))
+                    rows.append(run_one(name, sparsity, seed, epochs, prune_epochs, extra,
+                                        per_channel=not args.per_tensor))
                     print(rows[-1], flush=True)
-    write(rows, timing, settings)
+    write(rows, timing, settings, args.name)
 
 
 if __name__ == "__main__":

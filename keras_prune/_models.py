@@ -86,6 +86,10 @@ class LayerCopier:
 
     def __init__(self, model):
         self.custom_objects = _custom_objects(model)
+        self._model = model
+        self._whole = None  # a copy of the whole model, made when a layer fails alone
+        self.from_whole = set()  # id(layer) whose copy came from the whole copy
+        self.whole_failed = set()  # ... and did not take the layer's weights either
         self.shared = []  # (layer name, reason)
         self.reuse = {}  # id(layer) -> reason: layers to share instead of copying
         self._pending = []  # (original, copy, then, weights)
@@ -97,6 +101,10 @@ class LayerCopier:
         values to load, when they are not `layer.get_weights()`.
         """
         if id(layer) in self.reuse:
+            new = None if id(layer) in self.whole_failed else self._from_whole_copy(layer)
+            if new is not None:  # built as the whole model builds it
+                self._pending.append((layer, new, then, weights))
+                return new
             self.shared.append((layer.name, self.reuse[id(layer)]))
             return layer
         try:
@@ -112,11 +120,48 @@ class LayerCopier:
                 if build_config:
                     new.build_from_config(build_config)
         except Exception as error:  # noqa: BLE001 (user layer code can raise anything)
-            reason = f"could not be copied ({type(error).__name__}: {error}"[:200] + ")"
-            self.reuse[id(layer)] = reason
-            self.shared.append((layer.name, reason))
-            return layer
+            new = self._from_whole_copy(layer)
+            if new is None:
+                reason = f"could not be copied ({type(error).__name__}: {error}"[:200] + ")"
+                self.reuse[id(layer)] = reason
+                self.shared.append((layer.name, reason))
+                return layer
         self._pending.append((layer, new, then, weights))
+        return new
+
+    def forget_whole_copy(self):
+        self._whole = None
+
+    def _from_whole_copy(self, layer):
+        """`layer`'s counterpart in a copy of the whole model, or None.
+
+        Some layers do not survive a config round trip on their own (keras_hub's Llama
+        decoder blocks: their get_config() reads attributes they never set), while the
+        model that builds them does: its config holds the constructor's arguments.
+        """
+        if self._whole is None:
+            record = getattr(self._model, "_keras_prune_class", None)  # e.g. a pruned Llama
+            try:
+                config = (record.config if record is not None
+                          else keras.saving.serialize_keras_object(self._model))
+                self._whole = keras.saving.deserialize_keras_object(
+                    config, custom_objects=self.custom_objects, safe_mode=False)
+            except Exception:  # noqa: BLE001
+                self._whole = False
+        if self._whole is False:
+            return None
+        path = _layer_path(self._model, layer)
+        if path is None:
+            return None
+        try:
+            new = resolve_path(self._whole, path)
+        except (AttributeError, IndexError, TypeError):
+            return None
+        same = type(new) is type(layer) and [tuple(w.shape) for w in new.weights] == [
+            tuple(w.shape) for w in layer.weights]
+        if not same:
+            return None
+        self.from_whole.add(id(layer))
         return new
 
     def load_weights(self):
@@ -134,6 +179,18 @@ class LayerCopier:
                 then(new)
         self._pending = []
         return failed
+
+
+def _layer_path(model, layer):
+    """How to reach `layer` from `model` by layer lists: ("layers", i, "layers", j...)."""
+    for index, child in enumerate(getattr(model, "layers", [])):
+        if child is layer:
+            return ("layers", index)
+        if isinstance(child, keras.Model):
+            inner = _layer_path(child, layer)
+            if inner is not None:
+                return ("layers", index) + inner
+    return None
 
 
 def load_copied_weights(copier):
@@ -250,7 +307,7 @@ def restore_class(model):
     return model if restored is None else restored
 
 
-def rewrite_graph_model(model, transform):
+def rewrite_graph_model(model, transform, restart=None):
     """Rebuilds a Sequential/Functional model, passing each layer through `transform`.
 
     `transform(layer, copier)` returns the layer to use in the new model, or None
@@ -260,8 +317,10 @@ def rewrite_graph_model(model, transform):
     are kept; the new model is not compiled. Returns (new model, copier).
     """
     copier = LayerCopier(model)
-    for _ in range(2):
+    for _ in range(3):
         cache = {}
+        if restart is not None:
+            restart()  # e.g. a report filled by `transform`
 
         def clone(operation):
             if id(operation) in cache:
@@ -286,9 +345,12 @@ def rewrite_graph_model(model, transform):
         failed = copier.load_weights()
         if not failed:
             return new, copier
-        for layer in failed:  # rebuilt differently when copied: share it instead
+        for layer in failed:  # rebuilt differently when copied: try another way, or share it
             copier.reuse[id(layer)] = "its copy builds different weights"
+            if id(layer) in copier.from_whole:
+                copier.whole_failed.add(id(layer))
         copier.shared.clear()
+        copier.forget_whole_copy()  # its layers may have been changed in place
     raise ValueError(f"Could not copy model `{model.name}`: layers {failed} keep changing.")
 
 

@@ -233,7 +233,13 @@ def prune_low_magnitude(
         )
 
     if _models.is_graph_model(model) or isinstance(model, keras.Sequential):
-        new, copier = _models.rewrite_graph_model(model, transform)
+        def restart():  # a layer that failed to copy makes the rewrite start over
+            for entries in (report.pruned, report.skipped, report.kept_wrapped,
+                            report.elementwise):
+                entries.clear()
+            used.clear()
+
+        new, copier = _models.rewrite_graph_model(model, transform, restart)
         report.shared = list(copier.shared)
     else:
         new = _models.rewrite_subclassed_model(model, transform)

@@ -178,3 +178,59 @@ def test_collapse_removes_an_emptied_resnet_block_exactly(tmp_path):
     np.testing.assert_allclose(_first(smaller(other)), _first(model(other)), rtol=1e-5,
                                atol=1e-6)
     _reloads(smaller, x, tmp_path)
+
+
+def _hub_families():
+    """keras_hub backbones whose blocks did not survive a copy on their own (config
+    round-trip bugs in keras_hub, e.g. Llama's decoder get_config), or that broke when
+    a wrapper sat inside a block (Moonshine). Tiny configs, random weights."""
+    import keras_hub
+
+    models = keras_hub.models
+    decoder = dict(vocabulary_size=50, num_layers=2, hidden_dim=16, intermediate_dim=32)
+    return {
+        "LlamaBackbone": lambda: models.LlamaBackbone(
+            num_query_heads=2, num_key_value_heads=1, **decoder),
+        "Llama3Backbone": lambda: models.Llama3Backbone(
+            num_query_heads=2, num_key_value_heads=1, **decoder),
+        "Qwen3Backbone": lambda: models.Qwen3Backbone(
+            num_query_heads=2, num_key_value_heads=1, head_dim=8, **decoder),
+        "GPTNeoXBackbone": lambda: models.GPTNeoXBackbone(
+            num_heads=2, max_sequence_length=16, **decoder),
+        "DeiTBackbone": lambda: models.DeiTBackbone(
+            image_shape=(16, 16, 3), patch_size=4, num_layers=2, num_heads=2, hidden_dim=16,
+            intermediate_dim=32),
+        "SwinTransformerBackbone": lambda: models.SwinTransformerBackbone(
+            image_shape=(32, 32, 3), embed_dim=16, depths=[2, 2], num_heads=[2, 2],
+            window_size=4, patch_size=4),
+        "MoonshineBackbone": lambda: models.MoonshineBackbone(
+            vocabulary_size=50, filter_dim=16, encoder_num_layers=1, decoder_num_layers=1,
+            hidden_dim=16, intermediate_dim=32, encoder_num_heads=2, decoder_num_heads=2),
+    }
+
+
+def _family_sample(name, model):
+    if name != "MoonshineBackbone":
+        return _sample(model)
+    rng = np.random.default_rng(0)
+    return {"encoder_input_values": rng.random((2, 1600, 1), dtype="float32"),
+            "encoder_padding_mask": np.ones((2, 1600), "int32"),
+            "decoder_token_ids": rng.integers(0, 40, (2, 8)).astype("int32"),
+            "decoder_padding_mask": np.ones((2, 8), "int32")}
+
+
+@pytest.mark.parametrize("name", [
+    "DeiTBackbone", "GPTNeoXBackbone", "Llama3Backbone", "LlamaBackbone", "MoonshineBackbone",
+    "Qwen3Backbone", "SwinTransformerBackbone"])
+def test_keras_hub_family_blocks_are_pruned_not_shared(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = _hub_families()[name]()
+    x = _family_sample(name, model)
+    pruned = keras_prune.prune_low_magnitude(model)
+    assert pruned.pruning_report.shared == []  # every block was copied, none shared
+    blocks = {entry.split("/")[0] for entry in pruned.pruning_report.pruned if "/" in entry}
+    assert len(blocks) >= 2, pruned.pruning_report  # layers inside the blocks are wrapped
+    stripped = _unstructured(model, x, tmp_path)
+    _reloads(stripped, x, tmp_path)
+    # The input model was not touched.
+    assert not collect_wrappers(model)

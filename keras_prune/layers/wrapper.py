@@ -142,6 +142,22 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.pruning_active = False
         self._trained = False
 
+    def __getattr__(self, name):
+        """Public attributes the wrapper lacks are read from the wrapped layer: a custom
+        block that reads e.g. `self.attention.use_causal_mask` keeps working."""
+        parent = getattr(super(), "__getattr__", None)  # torch.nn.Module's, under torch
+        if parent is not None:
+            try:
+                return parent(name)
+            except AttributeError:
+                pass
+        if name.startswith("_"):
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        inner = self.__dict__.get("layer") or (self.__dict__.get("_modules") or {}).get("layer")
+        if inner is None:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        return getattr(inner, name)
+
     def set_pruning_active(self, active):
         """Marks a PruneCallback run (fit or custom loop) as started or ended.
 

@@ -99,7 +99,7 @@ def quantize_annotate_model(to_annotate):
     return new
 
 
-def quantize_model(to_quantize, *, preserve_sparsity=True, verbose=False):
+def quantize_model(to_quantize, *, preserve_sparsity=True, per_channel=True, verbose=False):
     """A new model that trains with int8 fake quantization (QAT), for int8 LiteRT.
 
     Every layer TFLite runs in int8 is wrapped: kernels are fake-quantized as the
@@ -127,6 +127,9 @@ def quantize_model(to_quantize, *, preserve_sparsity=True, verbose=False):
         wrappers (call `keras_prune.strip_pruning` first).
       preserve_sparsity: keep the zeros of the weights exactly zero through
         training (tfmot's PQAT; here also for depthwise kernels).
+      per_channel: one scale per output channel for convolution and depthwise
+        kernels (TFLite's default). False quantizes every kernel per tensor, for
+        int8 targets that only take per-tensor weights; the converter keeps it.
       verbose: print the report.
 
     Returns:
@@ -139,10 +142,12 @@ def quantize_model(to_quantize, *, preserve_sparsity=True, verbose=False):
     """
     _check_graph_model(to_quantize, "to_quantize")
     annotated = quantize_annotate_model(to_quantize)
-    return quantize_apply(annotated, preserve_sparsity=preserve_sparsity, verbose=verbose)
+    return quantize_apply(annotated, preserve_sparsity=preserve_sparsity,
+                          per_channel=per_channel, verbose=verbose)
 
 
-def quantize_apply(model, scheme=None, *, preserve_sparsity=None, verbose=False):
+def quantize_apply(model, scheme=None, *, preserve_sparsity=None, per_channel=True,
+                   verbose=False):
     """Quantizes the layers annotated in `model` (tfmot's function); returns a new model.
 
     Args:
@@ -153,11 +158,16 @@ def quantize_apply(model, scheme=None, *, preserve_sparsity=None, verbose=False)
         `Default8BitPrunePreserveQuantizeScheme()` from this module.
       preserve_sparsity: overrides the scheme; None keeps the zeros unless the
         scheme is "default_8bit" (tfmot's plain QAT, which lets zeros move).
+      per_channel: False quantizes convolution kernels per tensor (see
+        `quantize_model`).
       verbose: print the report.
     """
     model = _check_graph_model(model, "model")
     preserve = _preserve_sparsity(scheme, preserve_sparsity)
-    plan = _plan(model)
+    if not isinstance(per_channel, bool):
+        raise TypeError(f"Argument `per_channel` must be True or False. Received: "
+                        f"per_channel={per_channel!r}.")
+    plan = _plan(model, per_channel)
     report = QuantizationReport()
     report.float_ops = plan.float_ops
     report.float_layers = list(plan.float_layers)
@@ -305,7 +315,7 @@ def _producers(layer):
     return found
 
 
-def _plan(model):
+def _plan(model, per_channel=True):
     """Decides, from the graph of `model`, what each layer quantizes (see module doc)."""
     operations = _graph_operations(model)
     members = {id(op) for op in operations}
@@ -384,7 +394,7 @@ def _plan(model):
             fused = fuses_into_next(op)
             if fused:
                 is_fused[id(bare[id(_consumers(op, members)[0])])] = True
-            config = configs.Default8BitQuantizeConfig.for_layer(layer, not fused)
+            config = configs.Default8BitQuantizeConfig.for_layer(layer, not fused, per_channel)
         planned[id(op)] = (config, inputs)
         quantized_output[id(op)] = True
     return _Plan(planned, float_layers, float_ops)

@@ -174,8 +174,10 @@ class Default8BitQuantizeConfig(QuantizeConfig):
         self.quantize_output = bool(quantize_output)
 
     @classmethod
-    def for_layer(cls, layer, quantize_output):
+    def for_layer(cls, layer, quantize_output, per_channel=True):
         kind = kernel_kind(layer)
+        if kind is not None and not per_channel:
+            kind = "per_tensor"
         if kind is not None:
             return cls(["kernel"], kind, quantize_output)
         return cls([], "per_tensor", quantize_output)

@@ -127,3 +127,19 @@ def test_nested_model_file_matches_keras_within_two_steps():
                                         verbose=0)
     assert result.verification.passed
     assert result.verification.max_abs_diff <= 2 * ranges.output_steps(qat)[0]
+
+
+def test_per_tensor_kernels_for_targets_without_per_channel_weights(digits):
+    x, y = digits
+    qat = fit(quantization.quantize_model(cnn(), per_channel=False), x, y, steps=4)
+    assert dict(qat.quantization_report.quantized)["depthwise"].startswith("kernel (per tensor)")
+    result = keras_prune.tflite.convert(qat, None, quantize="int8", verify_data=x[:32],
+                                        verbose=0)
+    assert result.verification.passed
+    from keras_prune.tflite import _runtime
+
+    interpreter = _runtime.load_interpreter(result.content)
+    scales = [detail["quantization_parameters"]["scales"] for detail
+              in interpreter.get_tensor_details() if len(detail["shape"]) == 4
+              and detail["dtype"] == np.int8 and "FakeQuantWithMinMaxVars" in detail["name"]]
+    assert scales and all(len(s) == 1 for s in scales)  # one scale per kernel
