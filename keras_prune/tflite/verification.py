@@ -36,6 +36,26 @@ def _decisive_agreement(expected, got, error):
 MIN_SNR_DB = 12.0  # int8 / dynamic-range files: output noise power <= 1/16 of the signal
 
 
+def _paired(lite_outputs, keras_outputs):
+    """The file's outputs in the Keras model's order.
+
+    `_runtime.io_details` orders them by the `output_<i>` signature names Keras'
+    converter writes; a model exported another way (dict outputs of a keras_hub
+    feature-map backbone) keeps the interpreter's order, so outputs are matched by
+    shape, then by size, each Keras output taking the first free file output."""
+    if len(lite_outputs) != len(keras_outputs):
+        return lite_outputs
+    free = list(range(len(lite_outputs)))
+    paired = []
+    for expected in keras_outputs:
+        same_shape = [i for i in free if lite_outputs[i].shape == expected.shape]
+        same_size = [i for i in free if lite_outputs[i].size == expected.size]
+        choice = (same_shape or same_size or free)[0]
+        free.remove(choice)
+        paired.append(lite_outputs[choice])
+    return paired
+
+
 def _tolerance(quantize, quantization_aware):
     if quantization_aware:
         return f"max |diff| <= {QAT_STEPS} output quantization steps (quantization-aware model)"
@@ -76,8 +96,8 @@ def verify_against_keras(content, model, samples, quantize, on_failure="raise",
     lite = _runtime.predict(interpreter, by_name if set(names) == set(by_name) else inputs)
     feed = keras.tree.map_structure(lambda t: by_name[t.name], input_structure(model))
     reference = keras.tree.flatten(model.predict(feed, verbose=0))
-    lite_outputs = lite if isinstance(lite, list) else [lite]
     keras_outputs = [np.asarray(k, np.float32) for k in reference]
+    lite_outputs = _paired(lite if isinstance(lite, list) else [lite], keras_outputs)
     max_diff, agreements, snrs, failures = 0.0, [], [], []
     steps = output_steps or [None] * len(keras_outputs)
     for got, expected, step in zip(lite_outputs, keras_outputs, steps):
