@@ -234,3 +234,10 @@ def test_keras_hub_family_blocks_are_pruned_not_shared(name, tmp_path):
     _reloads(stripped, x, tmp_path)
     # The input model was not touched.
     assert not collect_wrappers(model)
+
+
+@pytest.mark.parametrize("name", ["MoonshineBackbone", "SwinTransformerBackbone"])
+def test_structured_pruning_refuses_hub_models_whose_blocks_it_cannot_see(name):
+    model = _hub_families()[name]()
+    with pytest.raises(NotImplementedError, match="prune_low_magnitude"):
+        keras_prune.structured.prune_structured(model, 0.3)

@@ -135,6 +135,17 @@ class HubModel:
         return owner
 
 
+def block_stacks(backbone):
+    """Names of the backbone's lists of blocks (two for an encoder-decoder model)."""
+    found = []
+    for holder in [backbone] + list(backbone.layers):
+        for attribute in _BLOCK_LISTS:
+            blocks = getattr(holder, attribute, None)
+            if isinstance(blocks, (list, tuple)) and blocks and attribute not in found:
+                found.append(attribute)
+    return found
+
+
 def find_blocks(backbone):
     """The backbone's repeated transformer blocks, from keras_hub's own lists."""
     for holder in [backbone] + list(backbone.layers):

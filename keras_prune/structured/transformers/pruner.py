@@ -15,7 +15,12 @@ import numpy as np
 from keras_prune._validation import check_fraction, check_int
 from keras_prune.structured.transformers import axes as A
 from keras_prune.structured.transformers import scores as S
-from keras_prune.structured.transformers.model import HEAD_DIM_FIELD, HIDDEN_FIELD, HubModel
+from keras_prune.structured.transformers.model import (
+    HEAD_DIM_FIELD,
+    HIDDEN_FIELD,
+    HubModel,
+    block_stacks,
+)
 
 _IMPORTANCE = ("l1", "activation")
 
@@ -45,6 +50,21 @@ class TransformerPruner:
     def __init__(self, model, heads=0.5, units=0.5, hidden=0.0, importance="l1", *, data=None,
                  round_to=None, reconstruct=None):
         self.hub = HubModel.of(model)
+        stacks = block_stacks(self.hub.backbone)
+        if not self.hub.blocks and (self.hub.units or self.hub.heads):
+            raise NotImplementedError(
+                f"{self.hub.name} has head or feed-forward fields in its config but no list "
+                "of blocks keras_prune knows (transformer_layers, encoder_layers, "
+                "decoder_layers), so its blocks cannot be pruned structurally yet. Prune it "
+                "unstructured (prune_low_magnitude) or one-shot (prune_one_shot) instead."
+            )
+        if len(stacks) > 1:
+            raise NotImplementedError(
+                f"{self.hub.name} has separate block stacks ({', '.join(stacks)}): "
+                "structured pruning of keras_hub encoder-decoder models is not supported yet "
+                "(the pruner gives every block of one stack the same widths). Prune it "
+                "unstructured (prune_low_magnitude) or one-shot (prune_one_shot) instead."
+            )
         self.heads = check_fraction("heads", heads, hint=_HINT)
         self.units = check_fraction("units", units, hint=_HINT)
         self.hidden = check_fraction("hidden", hidden, hint=_HINT)
