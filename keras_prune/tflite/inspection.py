@@ -283,10 +283,17 @@ def _weights(flatbuffer, subgraph):
 
 def _values(flatbuffer, tensor):
     """The real values of a constant, sorted (zeros of a sparse tensor included)."""
-    values = _flatbuffer.buffer_array(flatbuffer, tensor).astype(np.float64)
     quantization = tensor.quantization
     scale = getattr(quantization, "scale", None)
-    if scale is not None and len(scale) and tensor.sparsity is None:
+    values = _flatbuffer.buffer_array(flatbuffer, tensor).astype(np.float64)
+    if tensor.sparsity is not None and scale is not None and len(scale):
+        # A quantized sparse tensor: decoded, each value meets its channel's scale.
+        try:
+            values = _flatbuffer.decode_sparse(flatbuffer, tensor).astype(np.float64).ravel()
+        except NotImplementedError:  # block-sparse: one scale is enough
+            if len(scale) == 1:
+                values = (values - float(quantization.zeroPoint[0])) * float(scale[0])
+    if scale is not None and len(scale) and values.size == int(np.prod(tensor.shape)):
         shape = [int(d) for d in tensor.shape]
         axis = int(getattr(quantization, "quantizedDimension", 0) or 0)
         broadcast = [1] * len(shape)

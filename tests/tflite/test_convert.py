@@ -216,11 +216,12 @@ def test_inspect_names_weights_by_keras_layer(pruned_model, digits_split):
     x_train = digits_split[0][0]
     stripped = keras_prune.strip_pruning(pruned_model)
     kernels = {layer.name + "/kernel" for layer in stripped.layers if layer.weights}
-    for quantize in (None, "dynamic", "int8"):
-        result = tflite.convert(pruned_model, quantize=quantize,
+    for quantize, sparse in [(None, "auto"), ("dynamic", "auto"), ("int8", "auto"),
+                             ("int8", True)]:  # int8 stored sparse: per-channel, encoded
+        result = tflite.convert(pruned_model, quantize=quantize, sparse=sparse,
                                 representative_data=x_train[:64], verify=False)
         named = {t.layer: t for t in tflite.inspect(result, keras_model=pruned_model).tensors}
-        assert set(named) == kernels, quantize
+        assert set(named) == kernels, (quantize, sparse)
         assert named["hidden/kernel"].shape == (64, 16 * 6 * 6)  # TFLite stores (out, in)
     # A Keras model is converted in memory and names its own weights.
     assert {t.layer for t in tflite.inspect(stripped).tensors} == kernels
