@@ -129,8 +129,29 @@ def prune_low_magnitude(
             ValueError) when `to_prune` is not a layer, list or model.
     """
     _models.check_keras3(to_prune, "to_prune")
-    schedule = check_schedule(pruning_schedule)
+    wrapper_args = _wrapper_arguments(pruning_schedule, block_size, block_pooling_type,
+                                      sparsity_m_by_n, global_pruning, kwargs)
+    per_layer = _check_layer_sparsity(layer_sparsity, global_pruning)
+    if per_layer and not isinstance(to_prune, keras.Model):
+        raise ValueError(
+            "Argument `layer_sparsity` applies to a model. For a single layer or a list, "
+            "pass each layer its own `pruning_schedule`."
+        )
+    if not isinstance(to_prune, keras.Model):
+        return _wrap_layers(to_prune, wrapper_args)
+    if not (isinstance(to_prune, keras.Sequential) and not to_prune.built):
+        _models.check_built(to_prune)  # an unbuilt Sequential builds on its first call
+    new = _ModelPruning(to_prune, wrapper_args, filters, per_layer).run()
+    if verbose:
+        print(new.pruning_report)
+    return new
+
+
+def _wrapper_arguments(pruning_schedule, block_size, block_pooling_type, sparsity_m_by_n,
+                       global_pruning, kwargs):
+    """The keyword arguments of every `PruneLowMagnitude` made by one call."""
     group = None
+    schedule = check_schedule(pruning_schedule)
     if global_pruning:
         if isinstance(sparsity_m_by_n, (list, tuple)) or tuple(block_size) != (1, 1):
             raise ValueError(
@@ -138,8 +159,7 @@ def prune_low_magnitude(
                 "be combined with `block_size` or `sparsity_m_by_n`."
             )
         group = "global"
-    per_layer = _check_layer_sparsity(layer_sparsity, global_pruning)
-    wrapper_args = dict(
+    return dict(
         pruning_schedule=schedule,
         block_size=_validation.check_int_pair("block_size", block_size),
         block_pooling_type=block_pooling_type,
@@ -148,11 +168,9 @@ def prune_low_magnitude(
         **kwargs,
     )
 
-    if per_layer and not isinstance(to_prune, keras.Model):
-        raise ValueError(
-            "Argument `layer_sparsity` applies to a model. For a single layer or a list, "
-            "pass each layer its own `pruning_schedule`."
-        )
+
+def _wrap_layers(to_prune, wrapper_args):
+    """A layer or a list of layers: each wrapped (already wrapped ones kept, as in tfmot)."""
     if isinstance(to_prune, (list, tuple)):
         for index, layer in enumerate(to_prune):
             _models.check_keras3(layer, f"to_prune[{index}]")
@@ -165,20 +183,45 @@ def prune_low_magnitude(
             "Argument `to_prune` must be a Keras 3 layer, a list of layers or a Keras model. "
             f"Received: to_prune={to_prune!r} of type {type(to_prune).__name__}."
         )
-    if not isinstance(to_prune, keras.Model):
-        if isinstance(to_prune, PruneLowMagnitude):
-            return to_prune  # already wrapped: returned as it is, as in tfmot
-        return PruneLowMagnitude(to_prune, **wrapper_args)
+    if isinstance(to_prune, PruneLowMagnitude):
+        return to_prune  # already wrapped: returned as it is, as in tfmot
+    return PruneLowMagnitude(to_prune, **wrapper_args)
 
-    model = to_prune
-    if not (isinstance(model, keras.Sequential) and not model.built):
-        _models.check_built(model)  # an unbuilt Sequential builds on its first call
-    selected = _make_filter(filters)
-    explicit = set(filters) if isinstance(filters, (list, tuple, set)) else set()
-    report = PruningReport()
-    used = set()
 
-    def transform(original, copier):
+class _ModelPruning:
+    """One `prune_low_magnitude` call on a model: a copy with the selected layers wrapped
+    (also inside custom layers), and the report of what was wrapped and skipped."""
+
+    def __init__(self, model, wrapper_args, filters, per_layer):
+        self.model = model
+        self.wrapper_args = wrapper_args
+        self.selected = _make_filter(filters)
+        self.explicit = set(filters) if isinstance(filters, (list, tuple, set)) else set()
+        self.per_layer = per_layer
+        self.report = PruningReport()
+        self.used = set()  # the names of `per_layer` that were used
+
+    def run(self):
+        model = self.model
+        if _models.is_graph_model(model) or isinstance(model, keras.Sequential):
+            new, copier = _models.rewrite_graph_model(model, self.transform, self.restart)
+            self.report.shared = list(copier.shared)
+        else:
+            new = _models.rewrite_subclassed_model(model, self.transform)
+        self.check_result()
+        new.pruning_report = self.report
+        return new
+
+    def restart(self):
+        """A layer that failed to copy makes the rewrite start over: so does the report."""
+        for entries in (self.report.pruned, self.report.skipped, self.report.kept_wrapped,
+                        self.report.elementwise):
+            entries.clear()
+        self.used.clear()
+
+    def transform(self, original, copier):
+        """The layer to use for `original` in the new model (None: a plain copy)."""
+        report, selected = self.report, self.selected
         if isinstance(original, PruneLowMagnitude):
             report.kept_wrapped.append(original.name)
             return None  # kept as it is (copied), as in tfmot
@@ -193,9 +236,10 @@ def prune_low_magnitude(
             if inside and not _models.is_graph_model(original):
                 # A custom layer (e.g. a transformer block) built from prunable layers:
                 # copy it, then wrap its sub-layers in place.
-                return copier.copy(original, then=lambda new: _wrap_inside(new, original.name))
+                return copier.copy(original,
+                                   then=lambda new: self.wrap_inside(new, original.name))
         if not _prunable(original):
-            if original.name in explicit:
+            if original.name in self.explicit:
                 raise UnsupportedLayerError(registry.unsupported_layer_message(original))
             reason = (
                 "no weights" if not original.weights else f"{type(original).__name__} "
@@ -207,61 +251,50 @@ def prune_low_magnitude(
         if layer is original and copier is not _models.NO_COPY:
             report.skipped.append((original.name, copier.shared.pop()[1]))
             return original
-        return wrap(layer, original.name)
+        return self.wrap(layer, original.name)
 
-    def wrap(layer, name):
+    def wrap(self, layer, name):
         """The wrapper for `layer`, recorded in the report under `name`."""
-        args = wrapper_args
+        args, per_layer = self.wrapper_args, self.per_layer
         key = name if name in per_layer else name.rsplit("/", 1)[-1]
         if key in per_layer:
-            args = {**args, "pruning_schedule": _layer_schedule(schedule, per_layer[key], key)}
-            used.add(key)
+            schedule = _layer_schedule(args["pruning_schedule"], per_layer[key], key)
+            args = {**args, "pruning_schedule": schedule}
+            self.used.add(key)
         if args["block_size"] != (1, 1) and not _blocks_fit(layer, args["block_size"]):
             args = {**args, "block_size": (1, 1)}
-            report.elementwise.append(name)
+            self.report.elementwise.append(name)
         wrapper = PruneLowMagnitude(layer, **args)
         if layer.built:
             wrapper.build(None)
-        report.pruned.append(name)
+        self.report.pruned.append(name)
         return wrapper
 
-    def _wrap_inside(layer, outer_name):
+    def wrap_inside(self, layer, outer_name):
         _models.swap_layers(
             layer,
-            lambda inner: wrap(inner, f"{outer_name}/{inner.name}")
-            if _prunable(inner) and selected(inner) else None,
+            lambda inner: self.wrap(inner, f"{outer_name}/{inner.name}")
+            if _prunable(inner) and self.selected(inner) else None,
         )
 
-    if _models.is_graph_model(model) or isinstance(model, keras.Sequential):
-        def restart():  # a layer that failed to copy makes the rewrite start over
-            for entries in (report.pruned, report.skipped, report.kept_wrapped,
-                            report.elementwise):
-                entries.clear()
-            used.clear()
-
-        new, copier = _models.rewrite_graph_model(model, transform, restart)
-        report.shared = list(copier.shared)
-    else:
-        new = _models.rewrite_subclassed_model(model, transform)
-    pruned_names = {name.rsplit("/", 1)[-1] for name in report.pruned}
-    missing = explicit - pruned_names - {name for name, _ in report.skipped}
-    if missing:
-        raise ValueError(
-            f"Argument `filters` names layers that are not in model `{model.name}`: "
-            f"{sorted(missing)}. Layer names: {[layer.name for layer in model.layers]}."
-        )
-    unused = sorted(set(per_layer) - used)
-    if unused:
-        raise ValueError(
-            f"Argument `layer_sparsity` names layers that are not pruned in model "
-            f"`{model.name}`: {unused[:5]}. Pruned layers: {report.pruned[:10]}."
-        )
-    if not report.pruned and not report.kept_wrapped:
-        raise ValueError(
-            f"No layer of model `{model.name}` can be pruned with these arguments.\n{report}\n"
-            + registry.unsupported_layer_message(model.layers[-1]).split(": ", 1)[-1]
-        )
-    new.pruning_report = report
-    if verbose:
-        print(report)
-    return new
+    def check_result(self):
+        """Names that matched nothing, and a model with nothing pruned, are errors."""
+        model, report = self.model, self.report
+        pruned_names = {name.rsplit("/", 1)[-1] for name in report.pruned}
+        missing = self.explicit - pruned_names - {name for name, _ in report.skipped}
+        if missing:
+            raise ValueError(
+                f"Argument `filters` names layers that are not in model `{model.name}`: "
+                f"{sorted(missing)}. Layer names: {[layer.name for layer in model.layers]}."
+            )
+        unused = sorted(set(self.per_layer) - self.used)
+        if unused:
+            raise ValueError(
+                f"Argument `layer_sparsity` names layers that are not pruned in model "
+                f"`{model.name}`: {unused[:5]}. Pruned layers: {report.pruned[:10]}."
+            )
+        if not report.pruned and not report.kept_wrapped:
+            raise ValueError(
+                f"No layer of model `{model.name}` can be pruned with these arguments.\n{report}\n"
+                + registry.unsupported_layer_message(model.layers[-1]).split(": ", 1)[-1]
+            )
