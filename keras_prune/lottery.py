@@ -182,98 +182,138 @@ def find_ticket(
                 f"Argument `{name}` must be one of {list(allowed)}. Received: {name}={value!r}."
             )
     config = _training.check_compiled(model, "find_ticket")
-    evaluation = data if validation_data is None else validation_data
+    search = _TicketSearch(
+        model, config, data, data if validation_data is None else validation_data, filters,
+        dict(prune_rate=prune_rate, epochs=epochs, batch_size=batch_size,
+             rewind_step=rewind_step, retrain=retrain, ranking=ranking),
+        directory, verbose)
+    if not search.resume():
+        search.first_round()
+    search.warn_if_past(target)
+    while search.rounds[-1].sparsity < target - search.slack:
+        search.next_round(target)
+    return search.ticket()
 
-    pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=filters)
-    _training.compile_from(pruned, config)
-    entries = masked_weights(pruned)
-    bookkeeping = {id(v) for w in collect_wrappers(pruned) for v in w.variables
-                   if not any(v is x for x in w.layer.variables)}
-    state = [v for v in pruned.variables if id(v) not in bookkeeping]
-    settings = {"prune_rate": prune_rate, "epochs": epochs, "batch_size": batch_size,
-                "rewind_step": rewind_step, "retrain": retrain, "ranking": ranking,
-                "weights": [[e.key, list(e.weight.shape)] for e in entries]}
-    store = _Store(directory, settings) if directory is not None else None
 
-    def say(entry):
-        if verbose:
-            name, value = _training.headline(entry.metrics)
-            print(f"round {entry.round}: sparsity {entry.sparsity:.1%}, {name} {value:.4f} "
-                  f"({entry.seconds:.0f} s)")
+class _TicketSearch:
+    """The state of one `find_ticket` run: the wrapped model, its masks, the weights to
+    rewind to, and the rounds so far (saved after each one when a directory is given)."""
 
-    def train(callbacks=()):
-        start = time.perf_counter()
-        _training.fit(pruned, data, epochs=epochs, batch_size=batch_size,
-                      callbacks=callbacks, verbose=1 if verbose >= 2 else 0)
-        return time.perf_counter() - start
+    def __init__(self, model, config, data, evaluation, filters, settings, directory,
+                 verbose):
+        self.model, self.config, self.filters = model, config, filters
+        self.data, self.evaluation, self.verbose = data, evaluation, verbose
+        for name, value in settings.items():
+            setattr(self, name, value)
+        self.directory = directory
+        self.pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=filters)
+        _training.compile_from(self.pruned, config)
+        self.entries = masked_weights(self.pruned)
+        bookkeeping = {id(v) for w in collect_wrappers(self.pruned) for v in w.variables
+                       if not any(v is x for x in w.layer.variables)}
+        self.state = [v for v in self.pruned.variables if id(v) not in bookkeeping]
+        settings = {**settings,
+                    "weights": [[e.key, list(e.weight.shape)] for e in self.entries]}
+        self.store = _Store(directory, settings) if directory is not None else None
+        self.masks = [np.ones(e.weight.shape, bool) for e in self.entries]
+        # Counts are rounded per mask, so a round may end a few weights short of its goal.
+        self.slack = (len(self.masks) + 1) / sum(m.size for m in self.masks)
+        self.rounds, self.initial, self.rewind = [], None, None
 
-    masks = [np.ones(e.weight.shape, bool) for e in entries]
-    resumed = store.load() if store is not None else None
-    if resumed is not None:
-        rounds, initial, rewind, trained, masks = resumed
-        _assign(state, trained)
-        set_masks(pruned, {e.key: m for e, m in zip(entries, masks)})
-        if verbose:
-            print(f"Resuming from {directory}: {len(rounds)} round(s) done, sparsity "
-                  f"{rounds[-1].sparsity:.1%}.")
-    else:
-        initial = [ops.convert_to_numpy(v) for v in state]
-        snapshot = _Snapshot(state, rewind_step) if rewind_step else None
-        seconds = train([snapshot] if snapshot else [])
+    def resume(self):
+        """Loads the rounds a directory holds; False when there are none."""
+        resumed = self.store.load() if self.store is not None else None
+        if resumed is None:
+            return False
+        self.rounds, self.initial, self.rewind, trained, self.masks = resumed
+        _assign(self.state, trained)
+        self._set_masks()
+        if self.verbose:
+            print(f"Resuming from {self.directory}: {len(self.rounds)} round(s) done, "
+                  f"sparsity {self.rounds[-1].sparsity:.1%}.")
+        return True
+
+    def first_round(self):
+        """Trains the dense model, keeping the weights to rewind to."""
+        self.initial = _values(self.state)
+        snapshot = _Snapshot(self.state, self.rewind_step) if self.rewind_step else None
+        seconds = self._train([snapshot] if snapshot else [])
         if snapshot is not None and snapshot.values is None:
             raise ValueError(
-                f"Argument `rewind_step` ({rewind_step}) is beyond the first round's training "
-                f"({int(ops.convert_to_numpy(pruned.optimizer.iterations))} steps). Use a "
-                "smaller rewind_step (Frankle et al. use 0.1-7% of training) or more epochs."
+                f"Argument `rewind_step` ({self.rewind_step}) is beyond the first round's "
+                f"training ({int(ops.convert_to_numpy(self.pruned.optimizer.iterations))} "
+                "steps). Use a smaller rewind_step (Frankle et al. use 0.1-7% of training) "
+                "or more epochs."
             )
-        rewind = snapshot.values if snapshot else initial
-        rounds = [Round(0, 0.0, _training.evaluate(pruned, evaluation, batch_size), seconds)]
-        say(rounds[0])
-        if store is not None:
-            store.save(rounds, initial, rewind, _values(state), masks)
+        self.rewind = snapshot.values if snapshot else self.initial
+        self._record(0.0, seconds)
 
-    # Counts are rounded per mask, so a round may end a few weights short of its goal.
-    slack = (len(masks) + 1) / sum(m.size for m in masks)
-    if rounds[-1].sparsity > target + slack:
-        warnings.warn(
-            f"keras_prune: {directory} already holds a ticket at {rounds[-1].sparsity:.1%} "
-            f"sparsity, past target_sparsity={target}: that ticket is returned (rounds never "
-            "un-prune). Use a new directory to find a ticket at the lower sparsity.",
-            stacklevel=2,
-        )
-    while rounds[-1].sparsity < target - slack:
-        current = rounds[-1].sparsity
-        goal = min(1.0 - (1.0 - current) * (1.0 - prune_rate), target)
+    def warn_if_past(self, target):
+        if self.rounds[-1].sparsity > target + self.slack:
+            warnings.warn(
+                f"keras_prune: {self.directory} already holds a ticket at "
+                f"{self.rounds[-1].sparsity:.1%} sparsity, past target_sparsity={target}: that "
+                "ticket is returned (rounds never un-prune). Use a new directory to find a "
+                "ticket at the lower sparsity.",
+                stacklevel=3,
+            )
+
+    def next_round(self, target):
+        """Prunes `prune_rate` of the remaining weights (the last round lands on
+        `target`), rewinds or keeps the weights as `retrain` says, and trains."""
+        current = self.rounds[-1].sparsity
+        goal = min(1.0 - (1.0 - current) * (1.0 - self.prune_rate), target)
         if target - goal < 0.5 * (goal - current):
             goal = target  # no sliver of a round at the end
         scores = [kept_scores(np.abs(ops.convert_to_numpy(e.weight)), m)
-                  for e, m in zip(entries, masks)]
-        new = global_masks(scores, goal) if ranking == "global" else layer_masks(
+                  for e, m in zip(self.entries, self.masks)]
+        new = global_masks(scores, goal) if self.ranking == "global" else layer_masks(
             scores, [goal] * len(scores))
-        masks = [old & fresh for old, fresh in zip(masks, new)]
-        if retrain == "rewind":
-            _assign(state, rewind)
-        if retrain != "finetune":
-            _training.compile_from(pruned, config)
-            if retrain == "rewind" and rewind_step:
-                pruned.optimizer.iterations.assign(rewind_step)
-        set_masks(pruned, {e.key: m for e, m in zip(entries, masks)})
-        seconds = train()
-        sparsity = sparsity_of(masks)
-        rounds.append(Round(len(rounds), sparsity,
-                            _training.evaluate(pruned, evaluation, batch_size), seconds))
-        say(rounds[-1])
-        if store is not None:
-            store.save(rounds, initial, rewind, _values(state), masks)
+        self.masks = [old & fresh for old, fresh in zip(self.masks, new)]
+        if self.retrain == "rewind":
+            _assign(self.state, self.rewind)
+        if self.retrain != "finetune":
+            self._restart_optimizer()
+        self._set_masks()
+        self._record(sparsity_of(self.masks), self._train())
 
-    mask_dict = {e.key: m for e, m in zip(entries, masks)}
-    if retrain == "rewind":
-        _assign(state, rewind)
-        _training.compile_from(pruned, config)
-        if rewind_step:
-            pruned.optimizer.iterations.assign(rewind_step)
-        set_masks(pruned, mask_dict)
-    return Ticket(pruned, mask_dict, rounds, model, config, filters)
+    def ticket(self):
+        """The ticket: the final masks on the rewound weights (for `retrain="rewind"`)."""
+        if self.retrain == "rewind":
+            _assign(self.state, self.rewind)
+            self._restart_optimizer()
+            self._set_masks()
+        return Ticket(self.pruned, self._mask_dict(), self.rounds, self.model, self.config,
+                      self.filters)
+
+    def _mask_dict(self):
+        return {e.key: m for e, m in zip(self.entries, self.masks)}
+
+    def _set_masks(self):
+        set_masks(self.pruned, self._mask_dict())
+
+    def _restart_optimizer(self):
+        _training.compile_from(self.pruned, self.config)
+        if self.retrain == "rewind" and self.rewind_step:
+            self.pruned.optimizer.iterations.assign(self.rewind_step)
+
+    def _train(self, callbacks=()):
+        start = time.perf_counter()
+        _training.fit(self.pruned, self.data, epochs=self.epochs, batch_size=self.batch_size,
+                      callbacks=callbacks, verbose=1 if self.verbose >= 2 else 0)
+        return time.perf_counter() - start
+
+    def _record(self, sparsity, seconds):
+        metrics = _training.evaluate(self.pruned, self.evaluation, self.batch_size)
+        entry = Round(len(self.rounds), sparsity, metrics, seconds)
+        self.rounds.append(entry)
+        if self.verbose:
+            name, value = _training.headline(entry.metrics)
+            print(f"round {entry.round}: sparsity {entry.sparsity:.1%}, {name} {value:.4f} "
+                  f"({entry.seconds:.0f} s)")
+        if self.store is not None:
+            self.store.save(self.rounds, self.initial, self.rewind, _values(self.state),
+                            self.masks)
 
 
 def _values(variables):
