@@ -125,6 +125,43 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
     target = _validation.check_fraction("target_sparsity", target_sparsity)
     rounds = _validation.check_int("rounds", rounds, minimum=1)
     epochs = _validation.check_int("epochs", epochs, minimum=0)
+    temperature, linearize, repair_epochs = _check_steering(steer, temperature, linearize,
+                                                            repair_epochs, epochs)
+    config = _training.check_compiled(model, "egp_prune")
+    if entropy_data is None:
+        if not (isinstance(data, tuple) and len(data) == 2):
+            raise ValueError("Pass `entropy_data=` (input samples) when `data` is a dataset.")
+        entropy_data = data[0][:1024]
+    check_data(model, entropy_data, "entropy_data")
+    run = _EGPRun(model, config, filters, steer, linearize)
+    history = []
+    for round_index in range(1, rounds + 1):
+        start = time.perf_counter()
+        goal = 1.0 - (1.0 - target) ** (round_index / rounds)
+        entropy = run.prune_round(goal, entropy_data, temperature, rounds - round_index + 1)
+        if epochs:
+            _training.fit(run.pruned, data, epochs=epochs, batch_size=batch_size,
+                          verbose=1 if verbose >= 2 else 0)
+        history.append(run.record(round_index, entropy, data if validation_data is None
+                                  else validation_data, start))
+        if verbose:
+            name, value = _training.headline(history[-1]["metrics"])
+            zero = sum(1 for v in layer_entropy(run.pruned, entropy_data).values() if v == 0)
+            print(f"EGP round {round_index}/{rounds}: sparsity {history[-1]['sparsity']:.1%}, "
+                  f"{name} {value:.4f}, zero-entropy layers {zero}")
+    pruned = run.pruned
+    if run.linearizer is not None:
+        history.append(_repair(pruned, run.linearizer, run.masks, run.index, run.entries,
+                               config, data, data if validation_data is None
+                               else validation_data, entropy_data, repair_epochs, batch_size,
+                               verbose))
+        pruned.egp_linearized = list(run.linearizer.roles)
+    pruned.egp_history = history
+    return pruned
+
+
+def _check_steering(steer, temperature, linearize, repair_epochs, epochs):
+    """(temperature, linearize, repair_epochs) with their defaults, or a clear error."""
     if steer not in ("all", "branches", "linearize"):
         raise ValueError(
             f"Argument `steer` must be 'all', 'branches' or 'linearize'. Received: {steer!r}."
@@ -150,85 +187,86 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
         temperature = 0.25 if steer == "all" else 0.2
     if not (isinstance(temperature, (int, float)) and temperature > 0):
         raise ValueError(f"Argument `temperature` must be a number > 0. Received: {temperature!r}.")
-    config = _training.check_compiled(model, "egp_prune")
-    if entropy_data is None:
-        if not (isinstance(data, tuple) and len(data) == 2):
-            raise ValueError("Pass `entropy_data=` (input samples) when `data` is a dataset.")
-        entropy_data = data[0][:1024]
-    check_data(model, entropy_data, "entropy_data")
-    evaluation = data if validation_data is None else validation_data
+    return temperature, linearize, repair_epochs
 
-    pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=filters)
-    _training.compile_from(pruned, config)
-    entries = masked_weights(pruned)
-    layer_names = list(dict.fromkeys(e.layer_name for e in entries))
-    members = {name: [i for i, e in enumerate(entries) if e.layer_name == name]
-               for name in layer_names}
-    sizes = np.array([sum(entries[i].size for i in members[n]) for n in layer_names], float)
-    masks = [np.ones(e.weight.shape, bool) for e in entries]
-    branches = _residual_branches(model)
-    relus = output_relus(model)
-    index = {name: members[name][0] for name in layer_names}
-    linearizer = Linearizer(model, entries, linearize) if steer == "linearize" else None
-    # A branch layer may be emptied (the branch becomes constant); others keep a weight.
-    floor = np.array([0 if name in branches else 1 for name in layer_names])
-    history = []
-    for round_index in range(1, rounds + 1):
-        start = time.perf_counter()
-        goal = 1.0 - (1.0 - target) ** (round_index / rounds)
-        states = relu_states(pruned, entropy_data)
+
+class _EGPRun:
+    """The wrapped model of one `egp_prune` call, its masks grouped by layer, and the
+    steering state (residual branches, ReLU layers, the linearizer)."""
+
+    def __init__(self, model, config, filters, steer, linearize):
+        self.steer = steer
+        self.pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=filters)
+        _training.compile_from(self.pruned, config)
+        self.entries = entries = masked_weights(self.pruned)
+        self.layer_names = list(dict.fromkeys(e.layer_name for e in entries))
+        self.members = {name: [i for i, e in enumerate(entries) if e.layer_name == name]
+                        for name in self.layer_names}
+        self.sizes = np.array([sum(entries[i].size for i in self.members[n])
+                               for n in self.layer_names], float)
+        self.masks = [np.ones(e.weight.shape, bool) for e in entries]
+        self.branches = _residual_branches(model)
+        self.relus = output_relus(model)
+        self.index = {name: self.members[name][0] for name in self.layer_names}
+        self.linearizer = (Linearizer(model, entries, linearize) if steer == "linearize"
+                           else None)
+        # A branch layer may be emptied (the branch becomes constant); others keep a weight.
+        self.floor = np.array([0 if name in self.branches else 1 for name in self.layer_names])
+
+    def kept(self):
+        return np.array([sum(int(self.masks[i].sum()) for i in self.members[n])
+                         for n in self.layer_names], float)
+
+    def prune_round(self, goal, entropy_data, temperature, rounds_left):
+        """Splits the round's budget by entropy and prunes; returns the entropies."""
+        states = relu_states(self.pruned, entropy_data)
         entropy = {name: float(np.mean(binary_entropy(p))) for name, p in states.items()}
         # A Dense or conv followed by a separate ReLU layer is steered by that layer's.
-        entropy.update({name: entropy[key] for name, key in relus.items() if key in entropy})
-        if linearizer is not None:
-            linearizer.choose(states, rounds - round_index + 1)
-            linearizer.restrict(masks, index)
-        kept = np.array([sum(int(masks[i].sum()) for i in members[n]) for n in layer_names], float)
-        budget = goal * sizes.sum() - (sizes.sum() - kept.sum())
-        if linearizer is not None:
-            weights = kept  # entropy chose the layers to linearize; the rest is uniform
-        else:
-            h = _steering_entropy(layer_names, entropy, steer, branches)
-            # A zero-entropy layer is already removable: pruning it further can only kill
-            # it. Shifted by the lowest entropy so that a low temperature cannot underflow.
-            lowest = h[h > 0].min() if (h > 0).any() else 0.0
-            weights = np.where(h > 0, kept * np.exp(-(h - lowest) / temperature), 0.0)
-            if not weights.any():
-                weights = kept
-        take = _allocate(max(budget, 0.0), kept - floor, weights)
-        for name, count, layer_kept in zip(layer_names, take, kept):
-            indices = members[name]
-            scores = [kept_scores(np.abs(ops.convert_to_numpy(entries[i].weight)), masks[i])
-                      for i in indices]
-            keep = int(layer_kept) - int(count)
-            # One ranking across the layer's weights (a kernel, or an RNN's kernels).
-            flat = keep_top(np.concatenate([s.ravel() for s in scores]), keep)
-            offset = 0
-            for i, s in zip(indices, scores):
-                masks[i] &= flat[offset:offset + s.size].reshape(s.shape)
-                offset += s.size
-        set_masks(pruned, {e.key: m for e, m in zip(entries, masks)})
-        if epochs:
-            _training.fit(pruned, data, epochs=epochs, batch_size=batch_size,
-                          verbose=1 if verbose >= 2 else 0)
-        metrics = _training.evaluate(pruned, evaluation)
-        sparsity = sparsity_of(masks)
-        layer_sparsity = {n: 1.0 - sum(int(masks[i].sum()) for i in members[n]) / size
-                          for n, size in zip(layer_names, sizes)}
-        history.append({"round": round_index, "sparsity": sparsity, "entropy": entropy,
-                        "layer_sparsity": layer_sparsity, "metrics": metrics,
-                        "seconds": time.perf_counter() - start})
-        if verbose:
-            name, value = _training.headline(metrics)
-            zero = sum(1 for v in layer_entropy(pruned, entropy_data).values() if v == 0)
-            print(f"EGP round {round_index}/{rounds}: sparsity {sparsity:.1%}, {name} "
-                  f"{value:.4f}, zero-entropy layers {zero}")
-    if linearizer is not None:
-        history.append(_repair(pruned, linearizer, masks, index, entries, config, data,
-                               evaluation, entropy_data, repair_epochs, batch_size, verbose))
-        pruned.egp_linearized = list(linearizer.roles)
-    pruned.egp_history = history
-    return pruned
+        entropy.update({name: entropy[key] for name, key in self.relus.items()
+                        if key in entropy})
+        if self.linearizer is not None:
+            self.linearizer.choose(states, rounds_left)
+            self.linearizer.restrict(self.masks, self.index)
+        kept = self.kept()
+        budget = goal * self.sizes.sum() - (self.sizes.sum() - kept.sum())
+        weights = self._budget_weights(entropy, kept, temperature)
+        take = _allocate(max(budget, 0.0), kept - self.floor, weights)
+        for name, count, layer_kept in zip(self.layer_names, take, kept):
+            self._prune_layer(name, int(layer_kept) - int(count))
+        set_masks(self.pruned, {e.key: m for e, m in zip(self.entries, self.masks)})
+        return entropy
+
+    def _budget_weights(self, entropy, kept, temperature):
+        """Each layer's share of the round's budget."""
+        if self.linearizer is not None:
+            return kept  # entropy chose the layers to linearize; the rest is uniform
+        h = _steering_entropy(self.layer_names, entropy, self.steer, self.branches)
+        # A zero-entropy layer is already removable: pruning it further can only kill
+        # it. Shifted by the lowest entropy so that a low temperature cannot underflow.
+        lowest = h[h > 0].min() if (h > 0).any() else 0.0
+        weights = np.where(h > 0, kept * np.exp(-(h - lowest) / temperature), 0.0)
+        return weights if weights.any() else kept
+
+    def _prune_layer(self, name, keep):
+        """Keeps the `keep` largest remaining weights of one layer (one ranking across
+        its weights: a kernel, or an RNN's kernels)."""
+        indices = self.members[name]
+        scores = [kept_scores(np.abs(ops.convert_to_numpy(self.entries[i].weight)),
+                              self.masks[i]) for i in indices]
+        flat = keep_top(np.concatenate([s.ravel() for s in scores]), keep)
+        offset = 0
+        for i, s in zip(indices, scores):
+            self.masks[i] &= flat[offset:offset + s.size].reshape(s.shape)
+            offset += s.size
+
+    def record(self, round_index, entropy, evaluation, start):
+        layer_sparsity = {
+            n: 1.0 - sum(int(self.masks[i].sum()) for i in self.members[n]) / size
+            for n, size in zip(self.layer_names, self.sizes)}
+        return {"round": round_index, "sparsity": sparsity_of(self.masks),
+                "entropy": entropy, "layer_sparsity": layer_sparsity,
+                "metrics": _training.evaluate(self.pruned, evaluation),
+                "seconds": time.perf_counter() - start}
 
 
 def _repair(pruned, linearizer, masks, index, entries, config, data, evaluation,
