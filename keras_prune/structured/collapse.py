@@ -241,61 +241,16 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
         model = keras.Model(model.inputs[0], model.outputs[0], name=model.name)
     states = relu_states(model, data, batch_size)
     graph = _Graph(model)
-    steps = graph.steps
-
     constant_blocks = _constant_branches(model, data, batch_size)
     dropped = {name for block, _ in constant_blocks for name in block.layers}
-    # Chains a1 -> a2 -> ... -> b: each `a` foldable, used once, feeding only the next.
-    folded, chains = {id(s.operation): True for s in steps if s.operation.name in dropped}, []
-    # id(step) -> (its 0/1 on-vector, the ReLU layer's step between it and the next or None)
-    links = {}
-    for step in steps:
-        layer = step.operation
-        if id(layer) in folded or graph.calls[id(layer)] != 1 or _linear_kind(layer) is None:
-            continue
-        chain = [step]
-        while True:
-            target = graph.fold_target(chain[-1])
-            if target is None or id(target[0].operation) in folded:
-                break
-            on = _foldable(chain[-1].operation, states, target[1])
-            if on is None:
-                break
-            links[id(chain[-1])] = (on, target[1])
-            chain.append(target[0])
-        if len(chain) > 1:
-            chains.append(chain)
-            folded.update((id(s.operation), True) for s in chain)
+    chains, links = _foldable_chains(graph, states, dropped)
 
     zero = [block for block, offset in constant_blocks if not offset.any()]
     offsets = [(block, offset) for block, offset in constant_blocks if offset.any()]
     bypass = {id(block.output): block.skip for block in zero}
     bypass.update({id(block.output): (block.skip, _offset(block, offset))
                    for block, offset in offsets})
-    merged_weights, replace, merged = {}, {}, []
-    for chain in chains:
-        first, last = chain[0], chain[-1]
-        kernel, bias = _weights(first.operation)
-        kind = _linear_kind(first.operation)
-        gates = [links[id(step)][1] for step in chain[:-1]]
-        for previous, step in zip(chain, chain[1:]):
-            kernel_b, bias_b = _weights(step.operation)
-            kernel, bias = _fold(kernel, bias, links[id(previous)][0], kernel_b, bias_b, kind)
-        for step, gate in zip(chain[:-1], gates):
-            bypass[id(step.outputs[0])] = first.inputs[0]
-            if gate is not None:
-                bypass[id(gate.outputs[0])] = first.inputs[0]
-        config = dict(first.operation.get_config())
-        b = last.operation
-        config.update(name=b.name, activation=b.get_config()["activation"], use_bias=True,
-                      kernel_regularizer=None, bias_regularizer=None,
-                      activity_regularizer=None)
-        config["units" if kind == "dense" else "filters"] = int(kernel.shape[-1])
-        replace[id(b)] = (type(first.operation), config)
-        merged_weights[id(b)] = [kernel.astype(b.kernel.dtype), bias.astype(b.kernel.dtype)]
-        removed = [s.operation.name for s in chain[:-1]]
-        removed += [gate.operation.name for gate in gates if gate is not None]
-        merged.append((removed, b.name))
+    replace, merged_weights, merged = _merge_chains(chains, links, bypass)
 
     copier = _models.LayerCopier(model)  # copies Lambda and custom layers too
 
@@ -320,6 +275,69 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
     if latency:
         report.latency_us_before, report.latency_us_after = _latencies(model, new_model)
     return new_model, report
+
+
+def _foldable_chains(graph, states, dropped):
+    """Chains a1 -> a2 -> ... -> b: each `a` foldable, used once, feeding only the next.
+
+    Returns (chains of steps, links): links maps id(step) to (its 0/1 on-vector, the
+    ReLU layer's step between it and the next, or None). Layers in `dropped` (constant
+    branches) take part in no chain.
+    """
+    folded = {id(s.operation): True for s in graph.steps if s.operation.name in dropped}
+    chains, links = [], {}
+    for step in graph.steps:
+        layer = step.operation
+        if id(layer) in folded or graph.calls[id(layer)] != 1 or _linear_kind(layer) is None:
+            continue
+        chain = [step]
+        while True:
+            target = graph.fold_target(chain[-1])
+            if target is None or id(target[0].operation) in folded:
+                break
+            on = _foldable(chain[-1].operation, states, target[1])
+            if on is None:
+                break
+            links[id(chain[-1])] = (on, target[1])
+            chain.append(target[0])
+        if len(chain) > 1:
+            chains.append(chain)
+            folded.update((id(s.operation), True) for s in chain)
+    return chains, links
+
+
+def _merge_chains(chains, links, bypass):
+    """Each chain's layers folded into one layer of its last layer's name.
+
+    Adds to `bypass` the tensors the folded layers produced (they now come from the
+    chain's input). Returns ({id(last layer): (class, config)}, {id(last layer): its
+    merged [kernel, bias]}, [(removed layer names, merged layer name)]).
+    """
+    replace, merged_weights, merged = {}, {}, []
+    for chain in chains:
+        first, last = chain[0], chain[-1]
+        kernel, bias = _weights(first.operation)
+        kind = _linear_kind(first.operation)
+        gates = [links[id(step)][1] for step in chain[:-1]]
+        for previous, step in zip(chain, chain[1:]):
+            kernel_b, bias_b = _weights(step.operation)
+            kernel, bias = _fold(kernel, bias, links[id(previous)][0], kernel_b, bias_b, kind)
+        for step, gate in zip(chain[:-1], gates):
+            bypass[id(step.outputs[0])] = first.inputs[0]
+            if gate is not None:
+                bypass[id(gate.outputs[0])] = first.inputs[0]
+        config = dict(first.operation.get_config())
+        b = last.operation
+        config.update(name=b.name, activation=b.get_config()["activation"], use_bias=True,
+                      kernel_regularizer=None, bias_regularizer=None,
+                      activity_regularizer=None)
+        config["units" if kind == "dense" else "filters"] = int(kernel.shape[-1])
+        replace[id(b)] = (type(first.operation), config)
+        merged_weights[id(b)] = [kernel.astype(b.kernel.dtype), bias.astype(b.kernel.dtype)]
+        removed = [s.operation.name for s in chain[:-1]]
+        removed += [gate.operation.name for gate in gates if gate is not None]
+        merged.append((removed, b.name))
+    return replace, merged_weights, merged
 
 
 def _resolve(bypass):
