@@ -182,8 +182,10 @@ def test_collapse_removes_an_emptied_resnet_block_exactly(tmp_path):
 
 def _hub_families():
     """keras_hub backbones whose blocks did not survive a copy on their own (config
-    round-trip bugs in keras_hub, e.g. Llama's decoder get_config), or that broke when
-    a wrapper sat inside a block (Moonshine). Tiny configs, random weights."""
+    round-trip bugs in keras_hub, e.g. Llama's decoder get_config), that broke when a
+    wrapper sat inside a block (Moonshine), or whose stripped model lost its class
+    (RWKV7, SegFormer: the rewrite lists their layers in another order). Tiny configs,
+    random weights."""
     import keras_hub
 
     models = keras_hub.models
@@ -203,6 +205,16 @@ def _hub_families():
         "SwinTransformerBackbone": lambda: models.SwinTransformerBackbone(
             image_shape=(32, 32, 3), embed_dim=16, depths=[2, 2], num_heads=[2, 2],
             window_size=4, patch_size=4),
+        "RWKV7Backbone": lambda: models.RWKV7Backbone(
+            hidden_size=16, head_size=8, num_layers=2, vocabulary_size=50, intermediate_dim=32,
+            gate_lora=8, mv_lora=8, aaa_lora=8, decay_lora=8),
+        "SegFormerBackbone": lambda: models.SegFormerBackbone(
+            image_encoder=models.MiTBackbone(
+                layerwise_depths=[1, 1], num_layers=2, layerwise_num_heads=[1, 2],
+                layerwise_sr_ratios=[2, 1], max_drop_path_rate=0.0,
+                layerwise_patch_sizes=[7, 3], layerwise_strides=[4, 2],
+                image_shape=(32, 32, 3), hidden_dims=[8, 16]),
+            projection_filters=8),
         "MoonshineBackbone": lambda: models.MoonshineBackbone(
             vocabulary_size=50, filter_dim=16, encoder_num_layers=1, decoder_num_layers=1,
             hidden_dim=16, intermediate_dim=32, encoder_num_heads=2, decoder_num_heads=2),
@@ -221,7 +233,7 @@ def _family_sample(name, model):
 
 @pytest.mark.parametrize("name", [
     "DeiTBackbone", "GPTNeoXBackbone", "Llama3Backbone", "LlamaBackbone", "MoonshineBackbone",
-    "Qwen3Backbone", "SwinTransformerBackbone"])
+    "Qwen3Backbone", "RWKV7Backbone", "SegFormerBackbone", "SwinTransformerBackbone"])
 def test_keras_hub_family_blocks_are_pruned_not_shared(name, tmp_path):
     keras.utils.set_random_seed(0)
     model = _hub_families()[name]()
