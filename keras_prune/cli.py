@@ -120,15 +120,21 @@ def _load_npz(path, argument, keys):
 
 def _export(args):
     _check_output(args.output, "-o/--output", ".tflite")
+    model = args.model
     if args.quantize == "int8" and not args.calibration:
-        raise ValueError("--quantize int8 needs --calibration FILE.npz (about 100 typical "
-                         "inputs as array `x`), or use --quantize dynamic")
+        from keras_prune.quantization.ranges import is_quantization_aware
+
+        model = _load_keras(args.model, "export")
+        if not is_quantization_aware(model):  # a QAT model carries its own ranges
+            raise ValueError("--quantize int8 needs --calibration FILE.npz (about 100 typical "
+                             "inputs as array `x`), or use --quantize dynamic (a model "
+                             "trained quantization-aware needs no calibration)")
     if args.calibration and args.quantize != "int8":
         raise ValueError("--calibration is only used with --quantize int8 (it calibrates the "
                          "activation ranges); drop it, or add --quantize int8")
     calibration = _load_npz(args.calibration, "--calibration", ["x"])["x"] if args.calibration else None
     result = tflite.convert(
-        args.model,
+        model,
         args.output,
         quantize=args.quantize,
         representative_data=calibration,

@@ -274,3 +274,20 @@ def test_console_names_a_tflite_given_where_a_keras_file_belongs(saved_model_and
     lines = [line for line in err.splitlines() if line.startswith("keras-prune")]
     assert len(lines) == 1 and "is not a .keras file: a .tflite file" in lines[0]
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_export_of_a_quantization_aware_model_needs_no_calibration(tmp_path, capsys):
+    from keras_prune import quantization
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3)])
+    qat = quantization.quantize_model(model)
+    qat.compile("adam", "mse")
+    x = np.random.default_rng(0).standard_normal((64, 6)).astype("float32")
+    qat.fit(x, np.zeros((64, 3)), verbose=0)
+    path, out = tmp_path / "qat.keras", tmp_path / "qat.tflite"
+    qat.save(path)
+    cli.main(["export", str(path), "-o", str(out), "--quantize", "int8", "--int8-io"])
+    printed = capsys.readouterr().out
+    assert out.is_file() and "output quantization steps" in printed
