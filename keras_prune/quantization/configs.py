@@ -77,15 +77,18 @@ class DepthwiseKernelQuantizer(LastValueQuantizer):
         return keras.ops.reshape(quantized, shape)
 
 
-# Layers whose kernel is quantized, and how: (attribute, per output channel).
-_PER_CHANNEL_CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+# Layers whose kernel is quantized, and how. 1D convolutions run as 2D ones behind an
+# ExpandDims, which the converter cannot carry a per-channel scale through: per tensor.
+# 3D convolutions are left out (TF's per-channel fake-quant stops at rank 4).
+_PER_CHANNEL_CONVOLUTIONS = (keras.layers.Conv2D,)
 _PER_TENSOR_KERNELS = (
     keras.layers.Dense,
+    keras.layers.Conv1D,
+    keras.layers.DepthwiseConv1D,
     keras.layers.Conv1DTranspose,
     keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
 )
-_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+_DEPTHWISE = (keras.layers.DepthwiseConv2D,)
 
 # Weightless layers whose output TFLite stores as a new int8 tensor (its own range).
 _OUTPUT_LAYERS = (
@@ -116,11 +119,10 @@ def kernel_kind(layer):
     """'per_channel', 'per_tensor', 'depthwise' or None: how `layer`'s kernel is stored."""
     if isinstance(layer, _DEPTHWISE):
         return "depthwise"
-    if isinstance(layer, _PER_CHANNEL_CONVOLUTIONS) and not isinstance(
-            layer, keras.layers.SeparableConv1D):
-        return "per_channel"
     if isinstance(layer, _PER_TENSOR_KERNELS):
         return "per_tensor"
+    if isinstance(layer, _PER_CHANNEL_CONVOLUTIONS):
+        return "per_channel"
     return None
 
 
@@ -134,7 +136,9 @@ def supported(layer):
 
 
 def is_convolution(layer):
-    return kernel_kind(layer) in ("per_channel", "depthwise")
+    """A convolution whose BatchNormalization the converter folds into it."""
+    return isinstance(layer, _PER_CHANNEL_CONVOLUTIONS + _DEPTHWISE + (
+        keras.layers.Conv1D, keras.layers.DepthwiseConv1D))
 
 
 def linear_activation(layer):

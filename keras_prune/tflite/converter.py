@@ -109,8 +109,9 @@ def convert(
         layers and ops it names).
       VerificationError: when the file does not load with default delegates or does
         not match Keras (nothing is written; see `verify`). A quantization-aware
-        model's file must match its Keras model within 2 output quantization steps
-        (a tensor the training did not fake-quantize shows up as a larger error).
+        model's file must match its Keras model within half an output quantization
+        step on average, 8 at most (a tensor the training did not fake-quantize shows
+        up as a larger error).
       ImportError: when TensorFlow or a LiteRT runtime is missing.
     """
     model = load_model(model)

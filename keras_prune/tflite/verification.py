@@ -58,7 +58,8 @@ def _paired(lite_outputs, keras_outputs):
 
 def _tolerance(quantize, quantization_aware):
     if quantization_aware:
-        return f"max |diff| <= {QAT_STEPS} output quantization steps (quantization-aware model)"
+        return (f"mean |diff| <= {QAT_MEAN_STEPS} and max |diff| <= {QAT_MAX_STEPS} output "
+                "quantization steps (quantization-aware model)")
     if quantize is None:
         return "max |diff| <= 1e-3 x max(1, |output|)"
     if quantize == "float16":
@@ -67,7 +68,13 @@ def _tolerance(quantize, quantization_aware):
             "margin exceeds twice the quantization error")
 
 
-QAT_STEPS = 2  # a QAT file's outputs: within this many output quantization steps
+# A QAT file's outputs, in output quantization steps from the Keras QAT model. Most ops
+# match the fake-quant simulation to the bit; some int8 kernels round differently
+# (LEAKY_RELU, TRANSPOSE_CONV: up to 6 steps on a few % of the values, 0.3 on average),
+# while a tensor quantized with a range the training never saw moves the outputs by a
+# step or more on average.
+QAT_MEAN_STEPS = 0.5
+QAT_MAX_STEPS = 8
 
 
 def verify_against_keras(content, model, samples, quantize, on_failure="raise",
@@ -79,8 +86,8 @@ def verify_against_keras(content, model, samples, quantize, on_failure="raise",
     `MIN_SNR_DB` and, for class scores, the same top-1 class on every sample whose
     top-1 margin exceeds twice the quantization error (>= 90% of them). A
     quantization-aware model's file (`output_steps`: each output's int8 step, None
-    where unknown) must match within `QAT_STEPS` steps, since Keras already
-    computes what the int8 file computes.
+    where unknown) must match within `QAT_MEAN_STEPS` steps on average and
+    `QAT_MAX_STEPS` at most, since Keras already computes what the int8 file computes.
     """
     try:
         interpreter = _runtime.load_interpreter(content)
@@ -106,12 +113,14 @@ def verify_against_keras(content, model, samples, quantize, on_failure="raise",
         max_diff = max(max_diff, diff)
         scale = float(np.max(np.abs(expected))) if expected.size else 1.0
         if step is not None:
-            if diff > QAT_STEPS * step * (1 + 1e-3):
+            steps_off = np.abs(got - expected) / step if expected.size else np.zeros(1)
+            mean, worst = float(np.mean(steps_off)), float(np.max(steps_off))
+            if mean > QAT_MEAN_STEPS + 1e-3 or worst > QAT_MAX_STEPS + 1e-3:
                 failures.append(
-                    f"max |diff| {diff:.3g} is {diff / step:.1f} output quantization steps "
-                    f"(> {QAT_STEPS}; step {step:.3g}): a tensor the Keras model does not "
-                    "fake-quantize was quantized by the converter (see the model's "
-                    "quantization_report)"
+                    f"outputs differ by {mean:.2f} output quantization steps on average (> "
+                    f"{QAT_MEAN_STEPS}) or {worst:.1f} at most (> {QAT_MAX_STEPS}; step "
+                    f"{step:.3g}): a tensor the Keras model does not fake-quantize was "
+                    "quantized by the converter (see the model's quantization_report)"
                 )
             continue
         if quantize in (None, "float16"):

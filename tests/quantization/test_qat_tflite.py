@@ -62,7 +62,7 @@ def test_int8_inputs_and_outputs(trained_qat):
     assert result.verification.passed
 
 
-def test_tight_check_fails_a_file_off_by_more_than_two_output_steps(trained_qat):
+def test_tight_check_fails_a_file_off_by_whole_output_steps(trained_qat):
     """What a tensor the Keras model did not fake-quantize looks like: the file's
     outputs move by whole quantization steps. Here the Keras model moves instead."""
     qat, x = trained_qat
@@ -143,3 +143,34 @@ def test_per_tensor_kernels_for_targets_without_per_channel_weights(digits):
               in interpreter.get_tensor_details() if len(detail["shape"]) == 4
               and detail["dtype"] == np.int8 and "FakeQuantWithMinMaxVars" in detail["name"]]
     assert scales and all(len(s) == 1 for s in scales)  # one scale per kernel
+
+
+def test_layer_kinds_convert_within_two_steps():
+    """Concatenate, average pooling, transposed and 1D convolutions, Dense -> BN -> ReLU,
+    Add -> ReLU, Multiply, Rescaling, LeakyReLU: each file matches its Keras QAT model."""
+    layers, rng = keras.layers, np.random.default_rng(0)
+    image = keras.Input((16, 16, 3))
+    a = layers.Conv2D(8, 3, padding="same", activation="relu")(layers.Rescaling(0.5)(image))
+    h = layers.Concatenate()([a, layers.Conv2D(8, 1, activation="relu")(image)])
+    h = layers.AveragePooling2D(2)(h)
+    h = layers.Conv2DTranspose(4, 3, strides=2, padding="same")(h)
+    h = layers.LeakyReLU(0.1)(h)
+    sequence = keras.Input((32, 4))
+    s = layers.Conv1D(8, 3, activation="relu")(sequence)
+    s = layers.DepthwiseConv1D(3)(s)
+    s = layers.GlobalAveragePooling1D()(s)
+    s = layers.ReLU()(layers.BatchNormalization()(layers.Dense(16)(s)))
+    s = layers.ReLU()(layers.Add()([s, layers.Dense(16)(s)]))
+    s = layers.Multiply()([s, s])
+    outputs = [layers.Flatten()(h), layers.Dense(3)(s)]
+    model = keras.Model([image, sequence], outputs)
+    x = [rng.random((64, 16, 16, 3), dtype="float32"), rng.random((64, 32, 4), dtype="float32")]
+    qat = quantization.quantize_model(model)
+    assert qat.quantization_report.float_layers == []
+    qat.compile("adam", ["mse", "mse"])
+    qat.fit(x, model.predict(x, verbose=0), batch_size=32, epochs=2, verbose=0)
+    result = keras_prune.tflite.convert(qat, None, quantize="int8", verify_data=x,
+                                        verify_samples=32, verbose=0)
+    assert result.verification.passed, result.verification
+    assert {"CONCATENATION", "AVERAGE_POOL_2D", "TRANSPOSE_CONV", "CONV_2D",
+            "DEPTHWISE_CONV_2D", "MUL"} <= set(keras_prune.tflite.inspect(result.content).ops)
