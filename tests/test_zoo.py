@@ -215,6 +215,8 @@ def _hub_families():
                 layerwise_patch_sizes=[7, 3], layerwise_strides=[4, 2],
                 image_shape=(32, 32, 3), hidden_dims=[8, 16]),
             projection_filters=8),
+        "DebertaV3Backbone": lambda: models.DebertaV3Backbone(
+            num_heads=2, max_sequence_length=16, bucket_size=4, **decoder),
         "MoonshineBackbone": lambda: models.MoonshineBackbone(
             vocabulary_size=50, filter_dim=16, encoder_num_layers=1, decoder_num_layers=1,
             hidden_dim=16, intermediate_dim=32, encoder_num_heads=2, decoder_num_heads=2),
@@ -253,3 +255,15 @@ def test_structured_pruning_refuses_hub_models_whose_blocks_it_cannot_see(name):
     model = _hub_families()[name]()
     with pytest.raises(NotImplementedError, match="prune_low_magnitude"):
         keras_prune.structured.prune_structured(model, 0.3)
+
+
+@pytest.mark.parametrize("name", ["DeiTBackbone", "DebertaV3Backbone", "GPTNeoXBackbone",
+                                  "LlamaBackbone", "Qwen3Backbone", "ViTBackbone"])
+def test_keras_hub_structured_result_keeps_its_class_and_reloads(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = {**_hub_families(), **_hub_backbones()}[name]()
+    x = _sample(model)
+    smaller, _ = keras_prune.structured.prune_structured(model, 0.3)
+    assert type(smaller) is type(model)
+    assert smaller.count_params() < model.count_params()
+    _reloads(smaller, x, tmp_path)
