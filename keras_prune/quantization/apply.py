@@ -1,10 +1,7 @@
 """`quantize_model`, `quantize_annotate_*`, `quantize_apply`: a model -> its QAT twin.
 
-The plan comes from the graph, before any layer is copied: which layers TFLite
-stores in int8 and how (`configs`), which outputs get a range of their own (not
-those fused into the next op: conv -> BatchNorm -> ReLU, Add -> ReLU), and which
-layers must quantize their inputs (model inputs, and tensors coming from layers
-left in float). Then the model is rebuilt with each planned layer wrapped.
+`plan.make_plan` decides from the graph what each layer quantizes; the model is then
+rebuilt with each planned layer wrapped in a `QuantizeWrapper`.
 """
 
 import contextlib
@@ -16,6 +13,7 @@ from keras_prune import _models
 from keras_prune._text import table
 from keras_prune.layers.wrapper import PruneLowMagnitude
 from keras_prune.quantization import configs
+from keras_prune.quantization.plan import make_plan
 from keras_prune.quantization.wrapper import QuantizeAnnotate, QuantizeWrapper
 
 
@@ -167,7 +165,7 @@ def quantize_apply(model, scheme=None, *, preserve_sparsity=None, per_channel=Tr
     if not isinstance(per_channel, bool):
         raise TypeError(f"Argument `per_channel` must be True or False. Received: "
                         f"per_channel={per_channel!r}.")
-    plan = _plan(model, per_channel)
+    plan = make_plan(model, per_channel)
     report = QuantizationReport()
     report.float_ops = plan.float_ops
     report.float_layers = list(plan.float_layers)
@@ -180,32 +178,29 @@ def quantize_apply(model, scheme=None, *, preserve_sparsity=None, per_channel=Tr
         if entry is None:
             return copier.copy(layer)
         config, inputs = entry
-        wrapper_box = []
-        inner = copier.copy(layer, then=lambda _: _set_masks(wrapper_box, preserve))
+        inner = copier.copy(layer)
         if inner is layer:
             report.float_layers.append((original.name, "could not be copied"))
             return layer
         wrapper = QuantizeWrapper(inner, config, num_input_quantizers=inputs,
                                   preserve_sparsity=preserve, name=f"quant_{layer.name}")
-        wrapper_box.append(wrapper)
         if inner.built:
             wrapper.build(None)
         report.quantized.append((layer.name, _describe(config, inner, inputs)))
         return wrapper
 
-    new, _ = _models.rewrite_graph_model(model, transform)
-    for wrapper in _models.flatten_layers(new):
+    def restart():  # a layer that failed to copy makes the rewrite start over
+        report.quantized.clear()
+        report.float_layers[:] = list(plan.float_layers)
+
+    new, _ = _models.rewrite_graph_model(model, transform, restart)
+    for wrapper in _models.flatten_layers(new):  # the copies hold their weights now
         if isinstance(wrapper, QuantizeWrapper) and preserve:
             wrapper.set_masks_from_weights()
     new.quantization_report = report
     if verbose:
         print(report)
     return new
-
-
-def _set_masks(box, preserve):
-    if box and preserve and box[0].built:
-        box[0].set_masks_from_weights()
 
 
 def _describe(config, layer, inputs):
@@ -232,16 +227,6 @@ def quantize_scope(*args):
     for arg in args:
         objects.update(arg)
     return keras.saving.custom_object_scope(objects) if objects else contextlib.nullcontext()
-
-
-# Planning -------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Plan:
-    layers: dict  # id(layer) -> (QuantizeConfig, number of input quantizers)
-    float_layers: list
-    float_ops: list
 
 
 def _preserve_sparsity(scheme, preserve_sparsity):
@@ -302,145 +287,3 @@ def _check_graph_model(model, argument):
     return model
 
 
-def _consumers(layer, members):
-    return [node.operation for node in layer._outbound_nodes if id(node.operation) in members]
-
-
-def _producers(layer):
-    found = []
-    for node in layer._inbound_nodes:
-        for tensor in node.input_tensors:
-            history = getattr(tensor, "_keras_history", None)
-            found.append(None if history is None else history.operation)
-    return found
-
-
-def _plan(model, per_channel=True):
-    """Decides, from the graph of `model`, what each layer quantizes (see module doc)."""
-    operations = _graph_operations(model)
-    members = {id(op) for op in operations}
-    annotated_mode = any(isinstance(op, QuantizeAnnotate) for op in operations)
-    bare = {id(op): (op.layer if isinstance(op, QuantizeAnnotate) else op) for op in operations}
-    outputs = {id(t._keras_history.operation) for t in _all_outputs(model)}
-    float_layers, float_ops = [], []
-
-    def selected(op):
-        if isinstance(op, keras.layers.InputLayer) or isinstance(op, keras.Model):
-            return False
-        if annotated_mode and not isinstance(op, QuantizeAnnotate):
-            return False
-        return True
-
-    def custom_config(op):
-        return op.quantize_config if isinstance(op, QuantizeAnnotate) else None
-
-    def fuses_into_next(op):
-        layer = bare[id(op)]
-        if id(op) in outputs or custom_config(op) is not None:
-            return False
-        after = _consumers(op, members)
-        if len(after) != 1 or not selected(after[0]) or custom_config(after[0]) is not None:
-            return False
-        following = bare[id(after[0])]
-        if configs.kernel_kind(layer) is not None and configs.linear_activation(layer):
-            if isinstance(following, keras.layers.BatchNormalization):
-                return configs.is_convolution(layer)
-            return configs.is_fusable_relu(following)
-        if isinstance(layer, keras.layers.BatchNormalization) and is_fused.get(id(layer)):
-            return configs.is_fusable_relu(following)
-        if isinstance(layer, keras.layers.Add):
-            return configs.is_fusable_relu(following)
-        return False
-
-    aliases = _nested_aliases(operations)
-
-    def resolve(op):
-        """The operation whose output `op`'s output is: through nested models' inputs
-        and outputs (a nested model is inlined, not a quantization boundary)."""
-        while id(op) in aliases:
-            op = aliases[id(op)]
-        return op
-
-    is_fused = {}
-    planned, quantized_output = {}, {}
-    for op in operations:  # flatten_layers keeps the graph's topological order
-        layer = bare[id(op)]
-        if not isinstance(op, keras.layers.Layer):
-            float_ops.append(getattr(op, "name", type(op).__name__))
-            quantized_output[id(op)] = False
-            continue
-        if isinstance(op, keras.layers.InputLayer) or isinstance(op, keras.Model):
-            quantized_output[id(op)] = False
-            continue
-        producers = _producers(op)
-        if not selected(op):
-            quantized_output[id(op)] = False
-            continue
-        config = custom_config(op)
-        if config is None and not configs.supported(layer):
-            float_layers.append((layer.name, _why_float(layer)))
-            quantized_output[id(op)] = False
-            continue
-        unquantized_inputs = [p for p in producers
-                              if not quantized_output.get(id(resolve(p)), False)]
-        inputs = len(producers) if unquantized_inputs else 0
-        if config is None and isinstance(layer, configs.PASS_THROUGH):
-            quantized_output[id(op)] = bool(producers) and not unquantized_inputs or bool(inputs)
-            if inputs:
-                planned[id(op)] = (configs.Default8BitQuantizeConfig([], "per_tensor", False),
-                                   inputs)
-            continue
-        if config is None:
-            fused = fuses_into_next(op)
-            if fused:
-                is_fused[id(bare[id(_consumers(op, members)[0])])] = True
-            config = configs.Default8BitQuantizeConfig.for_layer(layer, not fused, per_channel)
-        planned[id(op)] = (config, inputs)
-        quantized_output[id(op)] = True
-    return _Plan(planned, float_layers, float_ops)
-
-
-def _nested_aliases(operations):
-    """{id(op): op it stands for}: a nested graph model's InputLayer stands for the
-    outer tensor's producer, the nested model itself for its (single) output's."""
-    aliases = {}
-    for op in operations:
-        if not (isinstance(op, keras.Model) and op._inbound_nodes):
-            continue
-        outer = [getattr(t, "_keras_history", None) for t in op._inbound_nodes[0].input_tensors]
-        inner = [t._keras_history.operation for t in keras.tree.flatten(op.inputs)]
-        for layer, history in zip(inner, outer):
-            if history is not None:
-                aliases[id(layer)] = history.operation
-        outputs = keras.tree.flatten(op.outputs)
-        if len(outputs) == 1:
-            aliases[id(op)] = outputs[0]._keras_history.operation
-    return aliases
-
-
-def _why_float(layer):
-    if isinstance(layer, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D):
-        return ("the default scheme has no rule for the tensor between its depthwise and "
-                "pointwise parts: build it as DepthwiseConv2D + Conv2D(1x1)")
-    if layer.weights:
-        return (f"{type(layer).__name__} has no default int8 rule: annotate it with a "
-                "QuantizeConfig (quantize_annotate_layer) to quantize it")
-    return f"{type(layer).__name__} is not a known int8 op"
-
-
-def _graph_operations(model):
-    """The operations of `model`'s graph in topological order, nested graph models
-    inlined (their own inputs included)."""
-    graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
-    found = []
-    for op in getattr(graph, "_operations", None) or model.layers:
-        if isinstance(op, keras.Model) and (_models.is_graph_model(op)
-                                            or isinstance(op, keras.Sequential)):
-            found += [op] + _graph_operations(op)  # the model: see _nested_aliases
-        else:
-            found.append(op)
-    return found
-
-
-def _all_outputs(model):
-    return [t for t in keras.tree.flatten(model.outputs) if hasattr(t, "_keras_history")]
