@@ -82,7 +82,10 @@ class LastValueQuantizer(_BitsQuantizer):
     def __call__(self, inputs, training, weights, **kwargs):
         axes = tuple(range(len(inputs.shape) - 1)) if self.per_axis else None
         if self.symmetric:
-            high = ops.maximum(ops.max(ops.abs(inputs), axis=axes), _EPSILON)
+            high = ops.max(ops.abs(inputs), axis=axes)
+            # An all-zero channel (pruned away) quantizes to zeros at any scale; a tiny
+            # one would make TFLite's int32 bias scale (input x weight scale) overflow.
+            high = ops.where(high > 0, high, ops.ones_like(high))
             low = -high
         else:
             low = ops.minimum(ops.min(inputs, axis=axes), 0.0)

@@ -174,3 +174,25 @@ def test_layer_kinds_convert_within_two_steps():
     assert result.verification.passed, result.verification
     assert {"CONCATENATION", "AVERAGE_POOL_2D", "TRANSPOSE_CONV", "CONV_2D",
             "DEPTHWISE_CONV_2D", "MUL"} <= set(keras_prune.tflite.inspect(result.content).ops)
+
+
+def test_a_pruned_away_channel_with_a_bias_converts_exactly():
+    """An all-zero output channel quantizes to zeros at any scale; a tiny scale would
+    make TFLite's int32 bias (input scale x weight scale) overflow: 31 steps off."""
+    layers, rng = keras.layers, np.random.default_rng(0)
+    inputs = keras.Input((8, 8, 2))
+    h = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    h = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 1, name="pointwise")(h))
+    model = keras.Model(inputs, layers.Dense(3)(h))
+    for name, bias in (("conv", 0.5), ("pointwise", -0.3)):
+        kernel, biases = model.get_layer(name).get_weights()
+        kernel[..., 0], biases[0] = 0.0, bias
+        model.get_layer(name).set_weights([kernel, biases])
+    x = rng.random((64, 8, 8, 2), dtype="float32")
+    qat = quantization.quantize_model(model)
+    qat.compile(keras.optimizers.SGD(0.0), "mse")  # ranges only
+    qat.fit(x, model.predict(x, verbose=0), verbose=0)
+    result = keras_prune.tflite.convert(qat, None, quantize="int8", verify_data=x, verbose=0)
+    assert result.verification.passed
+    (step,) = ranges.output_steps(qat)
+    assert result.verification.max_abs_diff <= step
