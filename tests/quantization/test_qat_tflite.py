@@ -16,6 +16,12 @@ from tests.quantization.test_qat import cnn, fit, wrapper, zero_out
 
 pytest.importorskip("tensorflow")
 
+# Under JAX and torch every conversion is a TensorFlow subprocess (seconds each): there,
+# the first test covers that path, and the rest run on the TF backend only.
+tf_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                             reason="conversion runs in-process on TF; the first test "
+                                    "covers the subprocess")
+
 
 @pytest.fixture
 def trained_qat(digits):
@@ -46,6 +52,7 @@ def test_qat_model_converts_to_full_int8_without_representative_data(tmp_path, t
     assert np.mean(np.argmax(lite, -1) == keras_classes) >= 0.97
 
 
+@tf_only
 def test_int8_inputs_and_outputs(trained_qat):
     qat, x = trained_qat
     result = keras_prune.tflite.convert(qat, None, quantize="int8", int8_io=True,
@@ -62,6 +69,7 @@ def test_int8_inputs_and_outputs(trained_qat):
     assert result.verification.passed
 
 
+@tf_only
 def test_tight_check_fails_a_file_off_by_whole_output_steps(trained_qat):
     """What a tensor the Keras model did not fake-quantize looks like: the file's
     outputs move by whole quantization steps. Here the Keras model moves instead."""
@@ -85,6 +93,7 @@ def test_tight_check_fails_a_file_off_by_whole_output_steps(trained_qat):
         verify_against_keras(result.content, qat, samples, "int8", output_steps=[step])
 
 
+@tf_only
 def test_qat_model_needs_int8_and_training():
     qat = quantization.quantize_model(cnn())
     with pytest.raises(ValueError, match="quantize='int8'"):
@@ -95,6 +104,7 @@ def test_qat_model_needs_int8_and_training():
     assert any("never saw a training batch" in str(w.message) for w in caught)
 
 
+@tf_only
 def test_large_sparse_dense_kernels_convert_with_their_zeros():
     """A 40x256 kernel: the converter does not fold a mask product that large, so the
     graph it sees must read the kernel itself (whose zeros training kept)."""
@@ -115,7 +125,8 @@ def test_large_sparse_dense_kernels_convert_with_their_zeros():
     assert all(t.dtype == "int8" and t.zero_fraction >= 0.75 - 1e-6 for t in kernels)
 
 
-def test_nested_model_file_matches_keras_within_two_steps():
+@tf_only
+def test_nested_model_file_matches_keras_to_the_output_step():
     from tests.quantization.test_qat import nested_model
 
     rng = np.random.default_rng(0)
@@ -129,6 +140,7 @@ def test_nested_model_file_matches_keras_within_two_steps():
     assert result.verification.max_abs_diff <= 2 * ranges.output_steps(qat)[0]
 
 
+@tf_only
 def test_per_tensor_kernels_for_targets_without_per_channel_weights(digits):
     x, y = digits
     qat = fit(quantization.quantize_model(cnn(), per_channel=False), x, y, steps=4)
@@ -145,7 +157,8 @@ def test_per_tensor_kernels_for_targets_without_per_channel_weights(digits):
     assert scales and all(len(s) == 1 for s in scales)  # one scale per kernel
 
 
-def test_layer_kinds_convert_within_two_steps():
+@tf_only
+def test_layer_kinds_convert_and_pass_the_step_check():
     """Concatenate, average pooling, transposed and 1D convolutions, Dense -> BN -> ReLU,
     Add -> ReLU, Multiply, Rescaling, LeakyReLU: each file matches its Keras QAT model."""
     layers, rng = keras.layers, np.random.default_rng(0)
@@ -176,6 +189,7 @@ def test_layer_kinds_convert_within_two_steps():
             "DEPTHWISE_CONV_2D", "MUL"} <= set(keras_prune.tflite.inspect(result.content).ops)
 
 
+@tf_only
 def test_a_pruned_away_channel_with_a_bias_converts_exactly():
     """An all-zero output channel quantizes to zeros at any scale; a tiny scale would
     make TFLite's int32 bias (input scale x weight scale) overflow: 31 steps off."""
