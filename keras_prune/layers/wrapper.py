@@ -135,7 +135,6 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             object.__setattr__(layer, "get_prunable_weights",
                                lambda: registry.get_prunable_weights(layer))
         self.supports_masking = layer.supports_masking
-        self._inner_takes_training = "training" in inspect.signature(layer.call).parameters
         adopt_call_signature(self, layer)
         # Set by PruneCallback for the duration of a fit (or a custom loop). Once a
         # run has ended, training-mode calls (BatchNorm re-estimation) are allowed.
@@ -332,9 +331,11 @@ def adopt_call_signature(wrapper, layer):
     The wrapper's own `call(*args, training=None, **kwargs)` forwards anything,
     but Keras binds arguments to the signature it records in `Layer.__init__`:
     with the inner layer's signature (plus `training`), keyword calls such as
-    `MultiHeadAttention(query=x, value=x)` work through the wrapper.
+    `MultiHeadAttention(query=x, value=x)` work through the wrapper. Sets
+    `wrapper._inner_takes_training`: whether the wrapped layer's call takes `training`.
     """
     signature = inspect.signature(layer.call)
+    wrapper._inner_takes_training = "training" in signature.parameters
     parameters = list(signature.parameters.values())
     if "training" not in signature.parameters:
         training = inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=None)

@@ -11,7 +11,7 @@ import keras
 
 from keras_prune import _models
 from keras_prune._text import table
-from keras_prune.layers.wrapper import PruneLowMagnitude
+from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.quantization import configs
 from keras_prune.quantization.plan import make_plan
 from keras_prune.quantization.wrapper import QuantizeAnnotate, QuantizeWrapper
@@ -271,13 +271,8 @@ def _check_graph_model(model, argument):
             f"{type(model).__name__}. Rebuild it functionally (keras.Input -> layers -> "
             "keras.Model), or annotate its layers and use a Functional model."
         )
-    if isinstance(model, keras.Sequential) and not model.built:
-        raise ValueError(
-            f"Argument `{argument}`: Sequential model `{model.name}` is not built. Build it "
-            "first (pass `keras.Input(shape)` as its first layer, or call it on data)."
-        )
-    wrapped = [layer.name for layer in _models.flatten_layers(model)
-               if isinstance(layer, PruneLowMagnitude)]
+    _models.check_built(model, argument)
+    wrapped = [layer.name for layer in collect_wrappers(model)]
     if wrapped:
         raise ValueError(
             f"Argument `{argument}` still has pruning wrappers ({', '.join(wrapped[:3])}"

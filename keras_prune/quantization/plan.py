@@ -83,30 +83,24 @@ def make_plan(model, per_channel=True):
         return op
 
     is_fused = {}
-    planned, quantized_output = {}, {}
-    for op in operations:  # flatten_layers keeps the graph's topological order
+    planned, quantized = {}, set()  # quantized: ids of ops whose output is an int8 tensor
+    for op in operations:  # _graph_operations keeps the graph's topological order
         layer = bare[id(op)]
         if not isinstance(op, keras.layers.Layer):
             float_ops.append(getattr(op, "name", type(op).__name__))
-            quantized_output[id(op)] = False
             continue
-        if isinstance(op, keras.layers.InputLayer) or isinstance(op, keras.Model):
-            quantized_output[id(op)] = False
-            continue
-        producers = _producers(op)
         if not selected(op):
-            quantized_output[id(op)] = False
             continue
         config = custom_config(op)
         if config is None and not configs.supported(layer):
             float_layers.append((layer.name, _why_float(layer)))
-            quantized_output[id(op)] = False
             continue
-        unquantized_inputs = [p for p in producers
-                              if not quantized_output.get(id(resolve(p)), False)]
+        producers = _producers(op)
+        unquantized_inputs = [p for p in producers if id(resolve(p)) not in quantized]
         inputs = len(producers) if unquantized_inputs else 0
         if config is None and isinstance(layer, configs.PASS_THROUGH):
-            quantized_output[id(op)] = bool(producers) and not unquantized_inputs or bool(inputs)
+            if producers:  # its inputs are int8 already, or it quantizes them
+                quantized.add(id(op))
             if inputs:
                 planned[id(op)] = (configs.Default8BitQuantizeConfig([], "per_tensor", False),
                                    inputs)
@@ -117,7 +111,7 @@ def make_plan(model, per_channel=True):
                 is_fused[id(bare[id(_consumers(op, members)[0])])] = True
             config = configs.Default8BitQuantizeConfig.for_layer(layer, not fused, per_channel)
         planned[id(op)] = (config, inputs)
-        quantized_output[id(op)] = True
+        quantized.add(id(op))
     return _Plan(planned, float_layers, float_ops)
 
 

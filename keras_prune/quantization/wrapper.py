@@ -7,8 +7,6 @@ pruning wrapper substitutes masked weights), so the same code trains on every
 backend and traces into TensorFlow FakeQuant ops for the TFLite converter.
 """
 
-import inspect
-
 import keras
 from keras import ops
 
@@ -24,8 +22,46 @@ def _output_shape(layer, input_shape):
         return None
 
 
+class _ConfiguredWrapper(keras.layers.Wrapper):
+    """What both quantization wrappers share: a layer and its `QuantizeConfig` (or
+    None), the layer's call signature, building it, and (de)serializing both."""
+
+    def __init__(self, layer, quantize_config, **kwargs):
+        super().__init__(layer, **kwargs)
+        self.quantize_config = quantize_config
+        self.supports_masking = layer.supports_masking
+        adopt_call_signature(self, layer)
+
+    def _build_layer(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+
+    def _forward_training(self, kwargs, training):
+        if self._inner_takes_training:
+            kwargs["training"] = training
+        return kwargs
+
+    def get_config(self):
+        config = super().get_config()
+        config["quantize_config"] = (
+            None if self.quantize_config is None
+            else keras.saving.serialize_keras_object(self.quantize_config))
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(config.pop("layer"),
+                                                      custom_objects=custom_objects)
+        quantize_config = config.pop("quantize_config", None)
+        if quantize_config is not None:
+            quantize_config = keras.saving.deserialize_keras_object(
+                quantize_config, custom_objects=custom_objects)
+        return cls(layer, quantize_config, **config)
+
+
 @keras.saving.register_keras_serializable(package="keras_prune")
-class QuantizeWrapper(keras.layers.Wrapper):
+class QuantizeWrapper(_ConfiguredWrapper):
     """Fake-quantizes a layer as int8 TFLite runs it (tfmot's `QuantizeWrapper`).
 
     Usually made by `quantize_model` / `quantize_apply`, which decide from the
@@ -55,17 +91,12 @@ class QuantizeWrapper(keras.layers.Wrapper):
                 f"Received: quantize_config={quantize_config!r}."
             )
         kwargs.setdefault("name", f"quant_{layer.name}")
-        super().__init__(layer, **kwargs)
-        self.quantize_config = quantize_config
+        super().__init__(layer, quantize_config, **kwargs)
         self.num_input_quantizers = int(num_input_quantizers)
         self.preserve_sparsity = bool(preserve_sparsity)
-        self.supports_masking = layer.supports_masking
-        self._inner_takes_training = "training" in inspect.signature(layer.call).parameters
-        adopt_call_signature(self, layer)
 
     def build(self, input_shape=None):
-        if not self.layer.built:
-            self.layer.build(input_shape)
+        self._build_layer(input_shape)
         config = self.quantize_config
         pairs = list(config.get_weights_and_quantizers(self.layer))
         object.__setattr__(self, "_weight_pairs", pairs)  # not tracked: the layer owns them
@@ -135,8 +166,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
     def call(self, *args, training=None, **kwargs):
         training = bool(training)
         args = self._quantize_inputs(args, training)
-        if self._inner_takes_training:
-            kwargs["training"] = training
+        kwargs = self._forward_training(kwargs, training)
         if self._weight_pairs:
             substitutes = dict(zip([id(w) for w, _ in self._weight_pairs],
                                    self._quantized_values(training)))
@@ -158,22 +188,8 @@ class QuantizeWrapper(keras.layers.Wrapper):
         return self.layer.compute_mask(inputs, mask)
 
     def get_config(self):
-        config = super().get_config()
-        config.update({
-            "quantize_config": keras.saving.serialize_keras_object(self.quantize_config),
-            "num_input_quantizers": self.num_input_quantizers,
-            "preserve_sparsity": self.preserve_sparsity,
-        })
-        return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        layer = keras.saving.deserialize_keras_object(config.pop("layer"),
-                                                      custom_objects=custom_objects)
-        quantize_config = keras.saving.deserialize_keras_object(
-            config.pop("quantize_config"), custom_objects=custom_objects)
-        return cls(layer, quantize_config, **config)
+        return {**super().get_config(), "num_input_quantizers": self.num_input_quantizers,
+                "preserve_sparsity": self.preserve_sparsity}
 
 
 def _is_float(tensor):
@@ -182,7 +198,7 @@ def _is_float(tensor):
 
 
 @keras.saving.register_keras_serializable(package="keras_prune")
-class QuantizeAnnotate(keras.layers.Wrapper):
+class QuantizeAnnotate(_ConfiguredWrapper):
     """Marks a layer for `quantize_apply` (tfmot's annotation); runs it unchanged.
 
     Args:
@@ -198,36 +214,11 @@ class QuantizeAnnotate(keras.layers.Wrapper):
                 f"Received: quantize_config={quantize_config!r}."
             )
         kwargs.setdefault("name", f"quant_annotate_{layer.name}")
-        super().__init__(layer, **kwargs)
-        self.quantize_config = quantize_config
-        self.supports_masking = layer.supports_masking
-        self._inner_takes_training = "training" in inspect.signature(layer.call).parameters
-        adopt_call_signature(self, layer)
+        super().__init__(layer, quantize_config, **kwargs)
 
     def build(self, input_shape=None):
-        if not self.layer.built:
-            self.layer.build(input_shape)
+        self._build_layer(input_shape)
         self.built = True
 
     def call(self, *args, training=None, **kwargs):
-        if self._inner_takes_training:
-            kwargs["training"] = training
-        return self.layer(*args, **kwargs)
-
-    def get_config(self):
-        config = super().get_config()
-        config["quantize_config"] = (
-            None if self.quantize_config is None
-            else keras.saving.serialize_keras_object(self.quantize_config))
-        return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        layer = keras.saving.deserialize_keras_object(config.pop("layer"),
-                                                      custom_objects=custom_objects)
-        quantize_config = config.pop("quantize_config", None)
-        if quantize_config is not None:
-            quantize_config = keras.saving.deserialize_keras_object(
-                quantize_config, custom_objects=custom_objects)
-        return cls(layer, quantize_config, **config)
+        return self.layer(*args, **self._forward_training(kwargs, training))
