@@ -8,7 +8,16 @@ sparsity reports, TFLite export (`keras_prune.tflite`) and structured pruning
 
 import importlib
 
-from keras_prune import callbacks, errors, layers, masking, schedules, sparsity
+from keras_prune import (
+    callbacks,
+    errors,
+    experimental,
+    layers,
+    masking,
+    quantization,
+    schedules,
+    sparsity,
+)
 from keras_prune.at_init import prune_at_init
 from keras_prune.layers import PrunableLayer, PruneLowMagnitude, register_prunable_layer
 from keras_prune.masks import get_masks, set_masks
@@ -22,10 +31,7 @@ __version__ = "0.1.0"
 # Submodules that import heavy or optional packages (TensorFlow, matplotlib) load
 # on first attribute access: `keras_prune.tflite.convert(...)` works after a plain
 # `import keras_prune`, which itself never imports TensorFlow.
-_LAZY_SUBMODULES = (
-    "cli", "demo", "entropy", "lottery", "plot", "quantization", "sensitivity", "structured",
-    "tflite",
-)
+_LAZY_SUBMODULES = ("entropy", "lottery", "plot", "sensitivity", "structured", "tflite")
 
 
 def __getattr__(name):
@@ -37,20 +43,23 @@ def __getattr__(name):
 def __dir__():
     return sorted(list(globals()) + list(_LAZY_SUBMODULES))
 
+
 __all__ = [
+    "OneShotReport",
     "PrunableLayer",
     "PruneLowMagnitude",
     "PruningReport",
     "SparsityReport",
     "callbacks",
     "errors",
+    "experimental",
     "get_masks",
     "layers",
     "masking",
     "prune_at_init",
     "prune_low_magnitude",
     "prune_one_shot",
-    "OneShotReport",
+    "quantization",
     "register_prunable_layer",
     "schedules",
     "set_masks",

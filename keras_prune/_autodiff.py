@@ -47,16 +47,6 @@ def loss_gradients(model, x, y, loss):
     return gradients(model, x, lambda outputs: keras.ops.mean(loss(y, outputs)))
 
 
-def labelled_data(data, argument, purpose):
-    """`data` as a pair (x, y) of samples, or a clear error naming `purpose`."""
-    if not (isinstance(data, tuple) and len(data) == 2):
-        raise ValueError(
-            f"{purpose} needs labelled samples: pass `{argument}=(x, y)` (arrays, e.g. a "
-            f"batch of training data). Received: {argument} of type {type(data).__name__}."
-        )
-    return data
-
-
 def resolve_loss(model, loss, purpose):
     """`loss` (a name, function or Loss) or else the model's compiled loss."""
     loss = loss if loss is not None else getattr(model, "loss", None)

@@ -53,7 +53,7 @@ def load_keras_file(path, argument="model"):
     """The model in a .keras file, or a ValueError/FileNotFoundError saying what is wrong."""
     import keras
 
-    import keras_prune  # noqa: F401 (registers the pruning wrapper for loading)
+    from keras_prune import _serializable  # noqa: F401 (registers the classes for loading)
 
     path = os.fspath(path)
     if not os.path.isfile(path):

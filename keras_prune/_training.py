@@ -5,7 +5,6 @@ take (a tf.data.Dataset, a PyDataset...). Models are compiled from the user's
 own compile config, so each round gets a fresh optimizer with the same settings.
 """
 
-import keras
 
 from keras_prune.callbacks import PruneCallback
 

@@ -6,7 +6,6 @@ is one, the fix, in the style of Keras's own errors.
 
 import numbers
 
-
 _SPARSITY_HINT = "A sparsity of 0.8 removes 80% of the weights."
 
 

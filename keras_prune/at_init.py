@@ -22,8 +22,9 @@ import numpy as np
 from keras import ops
 
 from keras_prune import _autodiff, _models, _validation
-from keras_prune.masking.scores import global_masks, kept_scores, layer_masks
+from keras_prune._data import samples
 from keras_prune.layers.wrapper import collect_wrappers
+from keras_prune.masking.scores import global_masks, kept_scores, layer_masks
 from keras_prune.masks import masked_weights, set_masks
 from keras_prune.prune import prune_low_magnitude
 from keras_prune.schedules import FixedMask
@@ -79,7 +80,8 @@ def prune_at_init(
     iterations = _validation.check_int("iterations", iterations, minimum=1)
     batch_size = _validation.check_int("batch_size", batch_size, minimum=1)
     if method == "snip":
-        data = _autodiff.labelled_data(data, "data", "method='snip'")
+        found = samples(model, data, labels=True)
+        data = (found.x, found.y)
         loss = _autodiff.resolve_loss(model, loss, "method='snip'")
     pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=filters)
     entries = masked_weights(pruned)

@@ -1,13 +1,15 @@
 """The `keras-prune` command."""
 
 import os
-import sys
 import tempfile
 
 import numpy as np
 
-import keras_prune
 from keras_prune import _io, demo, tflite
+from keras_prune.layers import collect_wrappers
+from keras_prune.quantization.ranges import is_quantization_aware
+from keras_prune.report import sparsity_report
+from keras_prune.strip import strip_pruning
 from keras_prune.structured import prune_structured
 
 
@@ -51,17 +53,17 @@ def _load_keras(path, command):
 
 def _report(args):
     model = _load_keras(args.model, "report")
-    keras_prune.sparsity_report(model, all_weights=args.all, print_fn=print)
+    sparsity_report(model, all_weights=args.all, print_fn=print)
 
 
 def _strip(args):
     _check_output(args.output, "-o/--output", ".keras")
     model = _load_keras(args.model, "strip")
-    if not keras_prune.layers.collect_wrappers(model):
+    if not collect_wrappers(model):
         raise ValueError(f"{args.model} has no pruning wrappers: there is nothing to strip")
-    stripped = keras_prune.strip_pruning(model)
+    stripped = strip_pruning(model)
     _io.save_model(stripped, args.output)
-    keras_prune.sparsity_report(stripped, print_fn=print)
+    sparsity_report(stripped, print_fn=print)
     print(f"Saved {args.output}")
 
 
@@ -122,8 +124,6 @@ def _export(args):
     _check_output(args.output, "-o/--output", ".tflite")
     model = args.model
     if args.quantize == "int8" and not args.calibration:
-        from keras_prune.quantization.ranges import is_quantization_aware
-
         model = _load_keras(args.model, "export")
         if not is_quantization_aware(model):  # a QAT model carries its own ranges
             raise ValueError("--quantize int8 needs --calibration FILE.npz (about 100 typical "
@@ -198,13 +198,6 @@ def _in_flags(command, message):
     return message.replace("Argument `model`: ", "")  # the file named first on the line
 
 
-def main(argv=None):
-    """`keras-prune` (arguments are parsed by `keras_prune_cli` before Keras loads)."""
-    import keras_prune_cli
-
-    return keras_prune_cli.main(argv)
-
-
 _COMMANDS = {"demo": _demo, "report": _report, "shrink": _shrink, "export": _export,
              "strip": _strip, "inspect": _inspect, "evaluate": _evaluate,
              "benchmark": _benchmark}
@@ -218,6 +211,3 @@ def run(args):
         raise SystemExit(f"keras-prune {args.command}: {_in_flags(args.command, str(error))}") from None
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,8 +9,12 @@ import time
 import keras
 import numpy as np
 
-import keras_prune
-from keras_prune import _io
+from keras_prune import _io, tflite
+from keras_prune.callbacks import PruneCallback
+from keras_prune.prune import prune_low_magnitude
+from keras_prune.report import sparsity_report
+from keras_prune.schedules import PolynomialDecay
+from keras_prune.strip import strip_pruning
 
 
 def load_digits_arrays():
@@ -62,8 +66,6 @@ def compile_classifier(model, learning_rate):
 
 def export_table(dense, pruned, output, x_calibration, x_test, y_test):
     """Exports dense and pruned models to .tflite, verifies them, returns table rows."""
-    from keras_prune import tflite
-
     jobs = [
         ("dense_float.tflite", dense, dict(sparse=False)),
         ("dense_int8.tflite", dense, dict(quantize="int8", sparse=False)),
@@ -152,25 +154,25 @@ def run(output="artifacts/demo", epochs=15, prune_epochs=10, sparsity=0.8, seed=
     dense_accuracy = dense.evaluate(x_test, y_test, verbose=0)[1]
 
     end_step = steps_per_epoch * max(prune_epochs - 2, 1)
-    schedule = keras_prune.schedules.PolynomialDecay(
+    schedule = PolynomialDecay(
         0.0, sparsity, begin_step=0, end_step=end_step, frequency=max(steps_per_epoch // 2, 1)
     )
     print(f"[2/5] Pruning to {sparsity:.0%} with {schedule} while fine-tuning")
-    pruned = keras_prune.prune_low_magnitude(dense, pruning_schedule=schedule)
+    pruned = prune_low_magnitude(dense, pruning_schedule=schedule)
     print(pruned.pruning_report)
     compile_classifier(pruned, 5e-4)
     start = time.perf_counter()
     pruned.fit(
         x_train, y_train, batch_size=batch_size, epochs=prune_epochs, verbose=verbose,
-        callbacks=[keras_prune.callbacks.PruneCallback()],
+        callbacks=[PruneCallback()],
     )
     prune_seconds = time.perf_counter() - start
 
     print("[3/5] Stripping the pruning wrappers")
-    final = keras_prune.strip_pruning(pruned)
+    final = strip_pruning(pruned)
     compile_classifier(final, 1e-3)
     pruned_accuracy = final.evaluate(x_test, y_test, verbose=0)[1]
-    report = keras_prune.sparsity_report(final, print_fn=print)
+    report = sparsity_report(final, print_fn=print)
 
     print(f"[4/5] Saving artifacts to {os.path.abspath(output)}")
     os.makedirs(output, exist_ok=True)

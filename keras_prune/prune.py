@@ -4,10 +4,11 @@ import re
 
 import keras
 
-from keras_prune import _models, _validation, masking
+from keras_prune import _models, _validation
 from keras_prune.errors import NotALayerError, UnsupportedLayerError
 from keras_prune.layers import registry
 from keras_prune.layers.wrapper import PruneLowMagnitude, check_schedule
+from keras_prune.masking.block import is_blockable
 from keras_prune.report import PruningReport
 from keras_prune.schedules import PruningSchedule
 
@@ -38,7 +39,7 @@ def _blocks_fit(layer, block_size):
     """False when a built layer has a prunable weight that is not rank 2."""
     if not layer.built:
         return True  # checked when the wrapper is built
-    return all(masking.is_blockable(w.shape) for w in registry.get_prunable_weights(layer))
+    return all(is_blockable(w.shape) for w in registry.get_prunable_weights(layer))
 
 
 def _check_layer_sparsity(layer_sparsity, global_pruning):

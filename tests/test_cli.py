@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune import cli
+import keras_prune_cli as cli
 
 
 def test_demo_smoke_writes_models_and_summary(tmp_path, capsys):

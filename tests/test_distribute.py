@@ -1,7 +1,6 @@
 """tf.distribute.MirroredStrategy over two logical CPUs gives the masks of one device."""
 
 import functools
-import os
 
 import keras
 import numpy as np

@@ -80,13 +80,13 @@ def resolve_path(owner, path):
     return owner
 
 
-def _layer_path(model, layer):
+def layer_path(model, layer):
     """How to reach `layer` from `model` by layer lists: ("layers", i, "layers", j...)."""
     for index, child in enumerate(getattr(model, "layers", [])):
         if child is layer:
             return ("layers", index)
         if isinstance(child, keras.Model):
-            inner = _layer_path(child, layer)
+            inner = layer_path(child, layer)
             if inner is not None:
                 return ("layers", index) + inner
     return None

@@ -3,7 +3,7 @@ turned into a plain Functional model, and how to get it back."""
 
 import keras
 
-from keras_prune._models.copying import _custom_objects, _weights_of
+from keras_prune._models.copying import custom_objects_of, weights_of
 
 
 class ClassRecord:
@@ -25,7 +25,7 @@ class ClassRecord:
         except Exception:  # noqa: BLE001 (a model without get_config cannot be rebuilt)
             return None
         config.pop("compile_config", None)  # compiled by the caller, if at all
-        return cls(config, _custom_objects(model))
+        return cls(config, custom_objects_of(model))
 
     def restore(self, model):
         """A model of the recorded class with `model`'s weights, or None when its
@@ -39,7 +39,7 @@ class ClassRecord:
             return None
         if not isinstance(new, keras.Model):
             return None
-        values = _weights_of(model)
+        values = weights_of(model)
         if _signature(new) == _signature(model):
             new.set_weights(values)
         elif not _assign_by_layer(new, model, values):

@@ -6,15 +6,15 @@ import keras
 
 from keras_prune._arrays import values_to_copy
 from keras_prune._models.checks import (
-    _layer_path,
     flatten_layers,
     input_sample,
     is_graph_model,
+    layer_path,
     resolve_path,
 )
 
 
-def _custom_objects(obj):
+def custom_objects_of(obj):
     """The classes of every layer under `obj`, by name, for deserializing copies."""
     classes = {type(layer) for layer in flatten_layers(obj, include_self=True)}
     return {cls.__name__: cls for cls in classes}
@@ -38,7 +38,7 @@ class LayerCopier:
     """
 
     def __init__(self, model):
-        self.custom_objects = _custom_objects(model)
+        self.custom_objects = custom_objects_of(model)
         self._model = model
         self._whole = None  # a copy of the whole model, made when a layer fails alone
         self.from_whole = set()  # id(layer) whose copy came from the whole copy
@@ -103,7 +103,7 @@ class LayerCopier:
                 self._whole = False
         if self._whole is False:
             return None
-        path = _layer_path(self._model, layer)
+        path = layer_path(self._model, layer)
         if path is None:
             return None
         try:
@@ -123,7 +123,7 @@ class LayerCopier:
         for original, new, then, weights in self._pending:
             if not original.built:
                 continue
-            values = _weights_of(original) if weights is None else weights()
+            values = weights_of(original) if weights is None else weights()
             if not _fits(values, new):
                 failed.append(original)
                 continue
@@ -145,7 +145,7 @@ def load_copied_weights(copier):
         )
 
 
-def _weights_of(layer):
+def weights_of(layer):
     """`layer.get_weights()`, also for weights spread over several JAX processes."""
     return values_to_copy(layer.weights)
 
@@ -191,7 +191,7 @@ def copy_model(model, weights=None):
     A model whose `__init__` takes no arguments (the style of TensorFlow's
     tutorials) is created by calling its class with none.
     """
-    custom_objects = _custom_objects(model)
+    custom_objects = custom_objects_of(model)
     try:
         new = keras.saving.deserialize_keras_object(
             keras.saving.serialize_keras_object(model),
@@ -201,7 +201,7 @@ def copy_model(model, weights=None):
     except Exception as error:  # noqa: BLE001 (user model code can raise anything)
         new = _construct_without_arguments(model, error)
     _build_like(new, model)
-    values = _weights_of(model) if weights is None else weights()
+    values = weights_of(model) if weights is None else weights()
     if not _fits(values, new):
         raise ValueError(
             f"Could not copy subclassed model `{model.name}` ({type(model).__name__}): the "
@@ -231,7 +231,7 @@ def _construct_without_arguments(model, error):
 def fresh_copy(model):
     """A copy of `model` (same config) with newly initialized weights, not compiled."""
     if is_graph_model(model):
-        custom_objects = _custom_objects(model)
+        custom_objects = custom_objects_of(model)
 
         def fresh(layer):  # unsafe mode: a Lambda layer's function never leaves this process
             return keras.saving.deserialize_keras_object(
@@ -242,7 +242,7 @@ def fresh_copy(model):
     try:
         new = keras.saving.deserialize_keras_object(
             keras.saving.serialize_keras_object(model),
-            custom_objects=_custom_objects(model),
+            custom_objects=custom_objects_of(model),
             safe_mode=False,
         )
     except Exception as error:  # noqa: BLE001 (user model code can raise anything)

@@ -6,9 +6,9 @@ import numpy as np
 from keras import ops
 
 from keras_prune import _training, _validation
+from keras_prune._data import samples
 from keras_prune.entropy.linearize import Linearizer
-from keras_prune.entropy.states import (binary_entropy, layer_entropy, output_relus,
-                                        relu_states)
+from keras_prune.entropy.states import binary_entropy, layer_entropy, output_relus, relu_states
 from keras_prune.masking.scores import keep_top, kept_scores, sparsity_of
 from keras_prune.masks import masked_weights, set_masks
 from keras_prune.prune import prune_low_magnitude
@@ -120,8 +120,6 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
         A new wrapped model (`FixedMask` schedule), compiled like `model`. With
         steer="linearize", `model.egp_linearized` lists the layers made linear.
     """
-    from keras_prune.structured.graph import check_data
-
     target = _validation.check_fraction("target_sparsity", target_sparsity)
     rounds = _validation.check_int("rounds", rounds, minimum=1)
     epochs = _validation.check_int("epochs", epochs, minimum=0)
@@ -129,10 +127,8 @@ def egp_prune(model, data, target_sparsity, *, rounds=5, epochs=2, batch_size=32
                                                             repair_epochs, epochs)
     config = _training.check_compiled(model, "egp_prune")
     if entropy_data is None:
-        if not (isinstance(data, tuple) and len(data) == 2):
-            raise ValueError("Pass `entropy_data=` (input samples) when `data` is a dataset.")
-        entropy_data = data[0][:1024]
-    check_data(model, entropy_data, "entropy_data")
+        entropy_data = samples(model, data, limit=1024)
+    entropy_data = samples(model, entropy_data, argument="entropy_data")
     run = _EGPRun(model, config, filters, steer, linearize)
     history = []
     for round_index in range(1, rounds + 1):

@@ -5,6 +5,8 @@ import numpy as np
 from keras import ops
 
 from keras_prune import _models
+from keras_prune._data import samples
+from keras_prune._models.graph import iter_steps, run_graph
 from keras_prune.layers.wrapper import PruneLowMagnitude
 
 
@@ -33,8 +35,6 @@ def output_relus(model):
     A layer with a ReLU activation is its own; a layer whose output only a ReLU
     or Activation("relu") layer reads takes that layer's name (wrappers seen through).
     """
-    from keras_prune.structured.graph import iter_steps
-
     steps = list(iter_steps(model))
     readers = {}
     for step in steps:
@@ -61,18 +61,15 @@ def relu_states(model, data, batch_size=256):
     Covers every layer of a Functional or Sequential model (nested ones expanded)
     whose output is a plain ReLU: a Dense or convolution with activation="relu",
     a ReLU layer, or Activation("relu"). Channels are the last axis. `data` is
-    input samples (an array, or one per input; not a dataset).
+    input samples in any form `keras_prune` takes (arrays, a dataset, ...).
     """
-    from keras_prune.structured.execution import batches, run_graph
-    from keras_prune.structured.graph import check_data, iter_steps
-
     _models.check_keras3(model, "model")
     if not isinstance(model, keras.Model) or not _models.is_graph_model(model):
         raise ValueError(
             f"Argument `model` must be a Functional or Sequential model; ReLU states are read "
             f"from its layer graph. Received: {type(model).__name__}."
         )
-    check_data(model, data, "data")
+    data = samples(model, data)
     steps = list(iter_steps(model))
     watched = {id(s.operation): relu_layer(s.operation) for s in steps}
     counts = {}
@@ -86,7 +83,7 @@ def relu_states(model, data, batch_size=256):
         total, ones = counts.get(inner.name, (0, 0))
         counts[inner.name] = (total + on.shape[0], ones + on.sum(axis=0))
 
-    for batch in batches(model, data, batch_size):
+    for batch in data.input_batches(batch_size):
         run_graph(model, steps, batch, watch)
     return {name: ones / total for name, (total, ones) in counts.items()}
 

@@ -19,10 +19,12 @@ import inspect
 import keras
 from keras import ops
 
-from keras_prune import _validation, masking
+from keras_prune import _validation
 from keras_prune._models import flatten_layers
 from keras_prune.errors import NotALayerError, UnsupportedLayerError
 from keras_prune.layers import registry
+from keras_prune.masking.block import POOLING_TYPES, check_block_fits
+from keras_prune.masking.m_by_n import check_m_by_n
 from keras_prune.schedules import ConstantSparsity, PruningSchedule
 
 
@@ -112,14 +114,14 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             raise UnsupportedLayerError(registry.unsupported_layer_message(layer))
         self.pruning_schedule = check_schedule(pruning_schedule)
         self.block_size = _validation.check_int_pair("block_size", block_size)
-        if block_pooling_type not in masking.POOLING_TYPES:
+        if block_pooling_type not in POOLING_TYPES:
             raise ValueError(
-                f"Argument `block_pooling_type` must be one of {masking.POOLING_TYPES}. "
+                f"Argument `block_pooling_type` must be one of {POOLING_TYPES}. "
                 f"Received: block_pooling_type={block_pooling_type!r}."
             )
         self.block_pooling_type = block_pooling_type
         self.sparsity_m_by_n = (
-            None if sparsity_m_by_n is None else masking.check_m_by_n(sparsity_m_by_n)
+            None if sparsity_m_by_n is None else check_m_by_n(sparsity_m_by_n)
         )
         if self.sparsity_m_by_n is not None and self.block_size != (1, 1):
             raise ValueError(
@@ -204,7 +206,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.masks, self.thresholds = [], []
         for weight in self._prunable:
             short_name = weight.path.split("/")[-1]
-            masking.check_block_fits(self.block_size, weight.shape, weight.path)
+            check_block_fits(self.block_size, weight.shape, weight.path)
             with _laid_out_like(weight):
                 mask = self.add_weight(
                     name=f"{short_name}_mask",

@@ -5,14 +5,17 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_prune._calibration import calibration_batches, hooked
+from keras_prune._data import samples
+from keras_prune._models import flatten_layers
+from keras_prune._models.hooks import hooked
 from keras_prune._progress import check_verbose
 from keras_prune._text import table
 from keras_prune._validation import check_fraction, check_int
+from keras_prune._views.hub import find_blocks, hub_classes
+from keras_prune._views.kernels import kernel_owners, view_of
 from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.masking.m_by_n import check_m_by_n
 from keras_prune.oneshot import solvers
-from keras_prune.oneshot.layers import kernel_owners, view_of
 from keras_prune.prune import prune_low_magnitude
 from keras_prune.schedules import FixedMask
 
@@ -114,7 +117,7 @@ def prune_one_shot(model, data, sparsity=0.5, *, method="sparsegpt", sparsity_m_
                          f"of the Hessian's mean diagonal). Received: percdamp={percdamp}.")
     options["percdamp"] = float(percdamp)
     pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=filters)
-    batches = list(calibration_batches(model, data, batch_size))
+    batches = list(samples(model, data).batches(batch_size))
     if not batches:
         raise ValueError("Argument `data` holds no samples.")
     kernels, skipped = _supported(pruned)
@@ -200,15 +203,13 @@ def _supported(pruned):
 def _groups(pruned, targets):
     """Kernels pruned together from one calibration pass: a keras_hub block's, otherwise
     one layer's at a time, in the order the model runs them."""
-    from keras_prune.structured.transformers.model import find_blocks, hub_classes
-
     blocks = []
     backbone_cls, task_cls = hub_classes()
     if backbone_cls is not None and isinstance(pruned, (backbone_cls, task_cls)):
         blocks = find_blocks(getattr(pruned, "backbone", pruned))
     owner = {}
     for index, block in enumerate(blocks):
-        for layer in block._flatten_layers(include_self=False, recursive=True):
+        for layer in flatten_layers(block):
             owner[id(layer)] = index
     groups, by_key = [], {}
     for target in targets:
@@ -231,7 +232,7 @@ def _runner(model, group):
     backbone = getattr(model, "backbone", None)
     if backbone is None:
         return model
-    inside = {id(layer) for layer in backbone._flatten_layers(include_self=True, recursive=True)}
+    inside = {id(layer) for layer in flatten_layers(backbone, include_self=True)}
     return backbone if all(id(t.layer) in inside for t in group) else model
 
 

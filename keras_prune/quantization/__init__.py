@@ -24,6 +24,8 @@ from keras_prune.quantization.quantizers import (
 )
 from keras_prune.quantization.wrapper import QuantizeAnnotate, QuantizeWrapper
 
+from keras_prune.quantization import keras  # noqa: E402 (tfmot's quantization.keras names)
+
 __all__ = [
     "Default8BitPrunePreserveQuantizeScheme",
     "Default8BitQuantizeConfig",
@@ -35,6 +37,7 @@ __all__ = [
     "QuantizeConfig",
     "QuantizeWrapper",
     "Quantizer",
+    "keras",
     "quantize_annotate_layer",
     "quantize_annotate_model",
     "quantize_apply",

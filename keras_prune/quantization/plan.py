@@ -12,6 +12,7 @@ import dataclasses
 import keras
 
 from keras_prune import _models
+from keras_prune._models.graph import graph_operations, inbound_nodes, outbound_nodes, producer_of
 from keras_prune.quantization import configs
 from keras_prune.quantization.wrapper import QuantizeAnnotate
 
@@ -24,16 +25,11 @@ class _Plan:
 
 
 def _consumers(layer, members):
-    return [node.operation for node in layer._outbound_nodes if id(node.operation) in members]
+    return [node.operation for node in outbound_nodes(layer) if id(node.operation) in members]
 
 
 def _producers(layer):
-    found = []
-    for node in layer._inbound_nodes:
-        for tensor in node.input_tensors:
-            history = getattr(tensor, "_keras_history", None)
-            found.append(None if history is None else history.operation)
-    return found
+    return [producer_of(tensor) for node in inbound_nodes(layer) for tensor in node.input_tensors]
 
 
 def make_plan(model, per_channel=True):
@@ -42,7 +38,7 @@ def make_plan(model, per_channel=True):
     members = {id(op) for op in operations}
     annotated_mode = any(isinstance(op, QuantizeAnnotate) for op in operations)
     bare = {id(op): (op.layer if isinstance(op, QuantizeAnnotate) else op) for op in operations}
-    outputs = {id(t._keras_history.operation) for t in _all_outputs(model)}
+    outputs = {id(producer_of(t)) for t in _all_outputs(model)}
     float_layers, float_ops = [], []
 
     def selected(op):
@@ -120,16 +116,16 @@ def _nested_aliases(operations):
     outer tensor's producer, the nested model itself for its (single) output's."""
     aliases = {}
     for op in operations:
-        if not (isinstance(op, keras.Model) and op._inbound_nodes):
+        if not (isinstance(op, keras.Model) and inbound_nodes(op)):
             continue
-        outer = [getattr(t, "_keras_history", None) for t in op._inbound_nodes[0].input_tensors]
-        inner = [t._keras_history.operation for t in keras.tree.flatten(op.inputs)]
-        for layer, history in zip(inner, outer):
-            if history is not None:
-                aliases[id(layer)] = history.operation
+        outer = [producer_of(t) for t in inbound_nodes(op)[0].input_tensors]
+        inner = [producer_of(t) for t in keras.tree.flatten(op.inputs)]
+        for layer, producer in zip(inner, outer):
+            if producer is not None:
+                aliases[id(layer)] = producer
         outputs = keras.tree.flatten(op.outputs)
         if len(outputs) == 1:
-            aliases[id(op)] = outputs[0]._keras_history.operation
+            aliases[id(op)] = producer_of(outputs[0])
     return aliases
 
 
@@ -146,9 +142,8 @@ def _why_float(layer):
 def _graph_operations(model):
     """The operations of `model`'s graph in topological order, nested graph models
     inlined (their own inputs included)."""
-    graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
     found = []
-    for op in getattr(graph, "_operations", None) or model.layers:
+    for op in graph_operations(model):
         if isinstance(op, keras.Model) and (_models.is_graph_model(op)
                                             or isinstance(op, keras.Sequential)):
             found += [op] + _graph_operations(op)  # the model: see _nested_aliases
@@ -158,4 +153,4 @@ def _graph_operations(model):
 
 
 def _all_outputs(model):
-    return [t for t in keras.tree.flatten(model.outputs) if hasattr(t, "_keras_history")]
+    return [t for t in keras.tree.flatten(model.outputs) if producer_of(t) is not None]

@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_prune._arrays import to_numpy
 from keras_prune._models import flatten_layers
+from keras_prune._models.graph import inbound_nodes, producer_of
 from keras_prune.quantization import configs
 from keras_prune.quantization.wrapper import QuantizeWrapper
 
@@ -32,20 +33,15 @@ def untrained_ranges(model):
     return names
 
 
-def _producer(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    return None if history is None else history.operation
-
-
 def output_steps(model):
     """Per model output, the int8 quantization step of its learned range (None where
     the output is not fake-quantized, e.g. it comes from a layer left in float)."""
     steps = []
     for tensor in model.outputs:
-        operation = _producer(tensor)
-        while isinstance(operation, configs.PASS_THROUGH) and operation._inbound_nodes:
-            inputs = operation._inbound_nodes[0].input_tensors
-            operation = _producer(inputs[0]) if len(inputs) == 1 else None
+        operation = producer_of(tensor)
+        while isinstance(operation, configs.PASS_THROUGH) and inbound_nodes(operation):
+            inputs = inbound_nodes(operation)[0].input_tensors
+            operation = producer_of(inputs[0]) if len(inputs) == 1 else None
         step = None
         if isinstance(operation, QuantizeWrapper) and operation._output_quantizers:
             quantizer, variables = operation._output_quantizers[0]

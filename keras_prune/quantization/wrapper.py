@@ -11,7 +11,7 @@ import keras
 from keras import ops
 
 from keras_prune.layers.wrapper import adopt_call_signature
-from keras_prune.quantization.configs import QuantizeConfig
+from keras_prune.quantization.configs import QuantizeConfig, kernel_kind
 from keras_prune.quantization.quantizers import activation_quantizer
 
 
@@ -119,6 +119,14 @@ class QuantizeWrapper(_ConfiguredWrapper):
             (quantizer, quantizer.build(output_shape, f"output_{i}", self))
             for i, quantizer in enumerate(outputs[:1])
         ]
+        # TFLite fuses only ReLU-like activations into FULLY_CONNECTED and CONV_2D; any
+        # other (softmax, sigmoid, tanh, ...) is an op of its own, whose int8 input needs
+        # a range of its own too, or the converter leaves the layer in float.
+        self._pre_activation = None
+        if self._output_quantizers and _separate_activation(self.layer):
+            quantizer = activation_quantizer()
+            self._pre_activation = (quantizer, quantizer.build(output_shape, "pre_activation",
+                                                               self))
         self._input_quantizers = []
         for i in range(self.num_input_quantizers):
             quantizer = activation_quantizer()
@@ -167,6 +175,22 @@ class QuantizeWrapper(_ConfiguredWrapper):
         training = bool(training)
         args = self._quantize_inputs(args, training)
         kwargs = self._forward_training(kwargs, training)
+        if self._pre_activation is None:
+            outputs = self._call_layer(args, kwargs, training)
+        else:
+            activation = self.layer.activation
+            self.layer.activation = keras.activations.linear
+            try:
+                outputs = self._call_layer(args, kwargs, training)
+            finally:
+                self.layer.activation = activation
+            quantizer, variables = self._pre_activation
+            outputs = activation(quantizer(outputs, training, variables))
+        for quantizer, variables in self._output_quantizers:
+            outputs = quantizer(outputs, training, variables)
+        return outputs
+
+    def _call_layer(self, args, kwargs, training):
         if self._weight_pairs:
             substitutes = dict(zip([id(w) for w, _ in self._weight_pairs],
                                    self._quantized_values(training)))
@@ -180,8 +204,6 @@ class QuantizeWrapper(_ConfiguredWrapper):
                     variable.assign(new)
         else:
             outputs = self.layer(*args, **kwargs)
-        for quantizer, variables in self._output_quantizers:
-            outputs = quantizer(outputs, training, variables)
         return outputs
 
     def compute_mask(self, inputs, mask=None):
@@ -190,6 +212,13 @@ class QuantizeWrapper(_ConfiguredWrapper):
     def get_config(self):
         return {**super().get_config(), "num_input_quantizers": self.num_input_quantizers,
                 "preserve_sparsity": self.preserve_sparsity}
+
+
+def _separate_activation(layer):
+    """True for a kernel layer whose activation TFLite runs as an op of its own."""
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", "linear")
+    return kernel_kind(layer) is not None and name not in ("linear", "relu", "relu6")
 
 
 def _is_float(tensor):

@@ -8,10 +8,12 @@ group in the `DependencyGraph`; an importance criterion scores each group's
 channels and the lowest go.
 """
 
-from keras_prune.structured.blocks import ResidualBlock, find_residual_blocks, remove_blocks
+from keras_prune.structured.api import prune_structured, remove_blocks
+from keras_prune.structured.blocks import ResidualBlock, find_residual_blocks
 from keras_prune.structured.collapse import CollapseReport, collapse_layers, linearizable_layers
 from keras_prune.structured.distill import Distiller, distill
 from keras_prune.structured.graph import DependencyGraph, Group, Space
+from keras_prune.structured.hub import TransformerPruner
 from keras_prune.structured.importance import (
     APoZ,
     BatchNormScale,
@@ -22,15 +24,11 @@ from keras_prune.structured.importance import (
     Taylor,
     get_importance,
 )
-from keras_prune.structured.pruner import (
-    LayerWidth,
-    StructuredPruner,
-    StructuredReport,
-    prune_structured,
-)
+from keras_prune.structured.pruner import StructuredPruner
 from keras_prune.structured.rebuild import count_flops
-from keras_prune.structured.rules import Rule, register_rule
-from keras_prune.structured.transformers import TransformerPruner
+from keras_prune.structured.registry import register_rule
+from keras_prune.structured.results import LayerWidth, StructuredReport
+from keras_prune.structured.rules import Rule
 from keras_prune.structured.training import (
     StructuredPruneCallback,
     prune_and_finetune,

@@ -6,11 +6,12 @@ import keras
 import numpy as np
 
 from keras_prune import _models
+from keras_prune._data import samples
+from keras_prune._models.graph import NodeIndex, iter_steps, producer_of, run_graph
 from keras_prune._validation import check_int
-from keras_prune.structured.execution import batches, run_graph
-from keras_prune.structured.graph import check_data, check_graph_model, iter_steps
-from keras_prune.structured.pruner import StructuredReport
+from keras_prune.structured.graph import check_graph_model
 from keras_prune.structured.rebuild import count_flops, rebuild
+from keras_prune.structured.results import StructuredReport
 from keras_prune.structured.rules import to_numpy
 
 
@@ -33,15 +34,9 @@ class ResidualBlock:
 def find_residual_blocks(model):
     """The removable residual blocks of a Functional model's top-level graph."""
     check_graph_model(model)
-    functional = getattr(model, "_functional", None) or model
-    nodes = [n for depth in sorted(functional._nodes_by_depth, reverse=True)
-             for n in functional._nodes_by_depth[depth]]
-    producer = {id(t): n for n in nodes for t in n.output_tensors}
-    consumers = {}
-    for node in nodes:
-        for tensor in node.input_tensors:
-            consumers.setdefault(id(tensor), []).append(node)
-    outputs = {id(t) for t in keras.tree.flatten(functional.outputs)}
+    index = NodeIndex.of(model)
+    nodes, producer, consumers = index.nodes, index.producer, index.consumers
+    outputs = {id(t) for t in keras.tree.flatten(model.outputs)}
     blocks = []
     for node in nodes:
         if type(node.operation) is not keras.layers.Add or len(node.input_tensors) != 2:
@@ -89,13 +84,12 @@ def _weight_score(model, block):
     BatchNormalization: |gamma| / sqrt(moving_variance + epsilon); otherwise the
     mean |weight| of the last layer that has weights.
     """
-    functional = getattr(model, "_functional", None) or model
-    last = block.branch_output._keras_history[0]
+    last = producer_of(block.branch_output)
     if isinstance(last, keras.layers.BatchNormalization) and last.gamma is not None:
         scale = np.abs(to_numpy(last.gamma)) / np.sqrt(to_numpy(last.moving_variance) + last.epsilon)
         return float(scale.mean())
     for name in reversed(block.layers):
-        weights = functional.get_layer(name).get_weights()
+        weights = model.get_layer(name).get_weights()
         if weights:
             return float(np.mean(np.abs(weights[0])))
     return 0.0
@@ -103,7 +97,7 @@ def _weight_score(model, block):
 
 def _activation_scores(model, blocks, data):
     """Mean over samples of ||f(x)|| / ||x||: how much each branch changes its input."""
-    check_data(model, data, "data")
+    data = samples(model, data)
     steps = list(iter_steps(model))
     wanted = {}
     for index, block in enumerate(blocks):
@@ -117,7 +111,7 @@ def _activation_scores(model, blocks, data):
                 value = np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)
                 norms[index][role].append(np.linalg.norm(value.reshape(len(value), -1), axis=1))
 
-    for batch in batches(model, data, 32):
+    for batch in samples(model, data).input_batches(32):
         run_graph(model, steps, batch, watch)
     scores = []
     for entry in norms:
@@ -126,29 +120,8 @@ def _activation_scores(model, blocks, data):
     return scores
 
 
-def remove_blocks(model, count=1, *, blocks=None, importance="l1", data=None):
-    """Drops residual blocks (`x + f(x)` -> `x`); returns (new_model, report).
-
-    A keras_hub Backbone or Task loses whole transformer blocks instead and stays
-    its class with `num_layers` reduced; blocks are chosen by Block Influence
-    (1 - cos(block input, block output) on `data`, ShortGPT), or named in `blocks`
-    (names or indices); importance="random" picks at random.
-
-    Args:
-        count: how many of the lowest-scoring blocks to drop.
-        blocks: Add layer names to drop instead (see `find_residual_blocks`).
-        importance: "l1" (the branch's output scale, from weights) or "activation"
-            (||f(x)|| / ||x|| over `data`).
-        data: samples for "activation" (and for keras_hub models' Block Influence).
-    """
-    from keras_prune.structured import transformers
-
-    if transformers.is_hub_model(model):
-        from keras_prune.structured.transformers.depth import remove_transformer_blocks
-
-        hub_importance = "random" if importance == "random" else "influence"
-        return remove_transformer_blocks(model, count, blocks=blocks, importance=hub_importance,
-                                         data=data)
+def remove_residual_blocks(model, count=1, *, blocks=None, importance="l1", data=None):
+    """Drops residual blocks of a graph model; `keras_prune.structured.remove_blocks` documents it."""
     check_graph_model(model)
     found = find_residual_blocks(model)
     by_name = {block.name: block for block in found}

@@ -23,11 +23,12 @@ import numpy as np
 from keras import ops
 
 from keras_prune import _models
+from keras_prune._data import samples
+from keras_prune._models.graph import iter_steps, run_graph
 from keras_prune.entropy.states import relu_gate, relu_layer, relu_states
 from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.structured.blocks import find_residual_blocks
-from keras_prune.structured.execution import batches, run_graph
-from keras_prune.structured.graph import check_data, check_graph_model, iter_steps
+from keras_prune.structured.graph import check_graph_model
 from keras_prune.structured.rebuild import copy_weights, rebuild
 
 _CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
@@ -236,7 +237,7 @@ def collapse_layers(model, data, *, latency=False, batch_size=256):
 
         model = strip_pruning(model)
     check_graph_model(model)
-    check_data(model, data, "data")
+    data = samples(model, data)
     if isinstance(model, keras.Sequential):  # rewired below through its functional graph
         model = keras.Model(model.inputs[0], model.outputs[0], name=model.name)
     states = relu_states(model, data, batch_size)
@@ -386,7 +387,7 @@ def _constant_branches(model, data, batch_size, rtol=1e-6):
                 low[key] = np.minimum(low.get(key, np.inf), value.min(axis=0))
                 high[key] = np.maximum(high.get(key, -np.inf), value.max(axis=0))
 
-    for batch in batches(model, data, batch_size):
+    for batch in samples(model, data).input_batches(batch_size):
         run_graph(model, steps, batch, watch)
     found = []
     for block in blocks:
@@ -398,7 +399,7 @@ def _constant_branches(model, data, batch_size, rtol=1e-6):
 
 def _max_difference(old, new, data, batch_size):
     worst = 0.0
-    for batch in batches(old, data, batch_size):
+    for batch in samples(old, data).input_batches(batch_size):
         batch = batch[0] if len(batch) == 1 else batch
         a = keras.tree.flatten(old(batch, training=False))
         b = keras.tree.flatten(new(batch, training=False))

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 
 from keras_prune._models import check_built, check_keras3, flatten_layers, is_graph_model
+from keras_prune._models.graph import iter_steps, producer_of
 from keras_prune.layers import collect_wrappers
-from keras_prune.structured import rules
-from keras_prune.structured.execution import input_arrays
+from keras_prune.structured import registry
 
 
 @dataclasses.dataclass(eq=False)
@@ -37,55 +37,6 @@ class Space:
     @property
     def prunable(self):
         return self.kind not in ("input", "opaque")
-
-
-@dataclasses.dataclass(eq=False)
-class Step:
-    """One call of a leaf operation in the (nested-model-expanded) graph."""
-
-    operation: object
-    node: object
-    inputs: list  # canonical KerasTensors, one per node.input_tensors entry
-    outputs: list
-
-
-def iter_steps(model):
-    """Leaf operation calls of a graph model in topological order.
-
-    Nested Functional/Sequential models are expanded in place: their inner
-    input tensors are aliased to the outer tensors that feed them.
-    """
-    alias = {}
-
-    def canon(tensor):
-        while id(tensor) in alias:
-            tensor = alias[id(tensor)]
-        return tensor
-
-    expanded = set()
-
-    def walk(graph_model):
-        functional = getattr(graph_model, "_functional", None) or graph_model
-        for depth in sorted(functional._nodes_by_depth, reverse=True):
-            for node in functional._nodes_by_depth[depth]:
-                operation = node.operation
-                if isinstance(operation, keras.layers.InputLayer):
-                    continue
-                inputs = [canon(t) for t in node.input_tensors]
-                if isinstance(operation, keras.Model) and is_graph_model(operation):
-                    if id(operation) not in expanded:
-                        expanded.add(id(operation))
-                        inner = getattr(operation, "_functional", None) or operation
-                        for inner_input, outer in zip(inner.inputs, inputs):
-                            if inner_input is not outer:  # a Task reuses its backbone's inputs
-                                alias[id(inner_input)] = outer
-                        yield from walk(operation)
-                        for outer, inner_output in zip(node.output_tensors, inner.outputs):
-                            alias[id(outer)] = canon(inner_output)
-                        continue
-                yield Step(operation, node, inputs, [canon(t) for t in node.output_tensors])
-
-    yield from walk(model)
 
 
 def check_graph_model(model, argument="model"):
@@ -114,31 +65,6 @@ def check_graph_model(model, argument="model"):
         )
 
 
-def check_data(model, data, argument):
-    """`data` must hold samples shaped like the model's inputs."""
-    inputs = keras.tree.flatten(model.inputs)
-    arrays = input_arrays(model, data)
-    if len(arrays) != len(inputs):
-        raise ValueError(
-            f"Argument `{argument}` must hold one array per model input ({len(inputs)}). "
-            f"Received {len(arrays)}."
-        )
-    for array, tensor in zip(arrays, inputs):
-        shape = getattr(array, "shape", None)
-        expected = tuple(tensor.shape[1:])
-        if shape is None or len(shape) != len(tensor.shape) or any(
-            e is not None and e != s for e, s in zip(expected, tuple(shape)[1:])
-        ):
-            received = f"shape {shape}" if shape is not None else (
-                f"a {type(array).__name__}, not an array")
-            raise ValueError(
-                f"Argument `{argument}` must be an array of samples shaped "
-                f"(n, {', '.join('?' if e is None else str(e) for e in expected)}) "
-                f"for input `{tensor.name}`. Received: {received}. Pass a batch of "
-                "training inputs, e.g. data=x_train[:256]."
-            )
-
-
 class DependencyGraph:
     """Channel groups of a Functional or Sequential model (nested models expanded).
 
@@ -150,7 +76,7 @@ class DependencyGraph:
     def __init__(self, model, *, ignore=(), rule_for=None):
         check_graph_model(model)
         self.model = model
-        self.rule_for = rule_for or rules.rule_for
+        self.rule_for = rule_for or registry.rule_for
         self.spaces = []
         self._space_of = []  # id -> index in self.spaces
         self._parent = []  # union-find over ids
@@ -194,7 +120,7 @@ class DependencyGraph:
 
     def _frozen_space(self, tensor, kind, reason):
         size = _channels(tensor)
-        space = self.new_space(getattr(tensor, "_keras_history", [None])[0], size, kind)
+        space = self.new_space(producer_of(tensor), size, kind)
         self.freeze(space.ids, reason)
         return space.ids
 

@@ -17,9 +17,9 @@ import warnings
 import keras
 import numpy as np
 
-from keras_prune._autodiff import labelled_data, resolve_loss, summed_loss_gradients
-from keras_prune.structured.execution import batches, input_arrays, run_graph
-from keras_prune.structured.graph import check_data
+from keras_prune._autodiff import resolve_loss, summed_loss_gradients
+from keras_prune._data import samples
+from keras_prune._models.graph import run_graph
 from keras_prune.structured.rules import Producer, to_numpy
 
 _ACTIVATIONS = (
@@ -130,7 +130,7 @@ class _ActivationBased:
         self.fallback = Magnitude(1)
 
     def prepare(self, graph, data):
-        check_data(graph.model, data, "data")
+        found = samples(graph.model, data)
         stats = {}  # id(step) -> accumulated statistics, in step order
 
         def watch(step, outputs):
@@ -142,7 +142,7 @@ class _ActivationBased:
             if value.ndim >= 2:
                 self.accumulate(stats.setdefault(id(step), {"step": step}), value)
 
-        for batch in batches(graph.model, data, self.batch_size):
+        for batch in found.input_batches(self.batch_size):
             run_graph(graph.model, graph.steps, batch, watch)
         scores = np.full(len(graph.roots), np.nan)
         for entry in stats.values():  # steps are in order: later ones overwrite
@@ -228,10 +228,10 @@ class Taylor:
 
     def prepare(self, graph, data):
         model = graph.model
-        x, y = labelled_data(data, "data", "importance='taylor'")
-        check_data(model, x, "data[0]")
+        found = samples(model, data, labels=True)
         loss = resolve_loss(model, self.loss, "importance='taylor'")
-        grads = summed_loss_gradients(model, input_arrays(model, x), y, loss, self.batch_size)
+        grads = summed_loss_gradients(model, found.input_arrays(), found.y, loss,
+                                      self.batch_size)
         self.products = {
             id(v): grads[id(v)] * to_numpy(v) for v in model.trainable_variables if id(v) in grads
         }

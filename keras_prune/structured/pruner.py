@@ -1,6 +1,5 @@
-"""`StructuredPruner` and `prune_structured`: remove whole channels, return a smaller model."""
+"""`StructuredPruner`: plans and applies the removal of whole channels of a graph model."""
 
-import dataclasses
 import math
 import numbers
 
@@ -8,107 +7,12 @@ import keras
 import numpy as np
 
 from keras_prune._models import LayerCopier, flatten_layers
-from keras_prune._progress import Progress
-from keras_prune._text import table
 from keras_prune._validation import check_fraction, check_int
 from keras_prune.structured.graph import DependencyGraph, check_graph_model
 from keras_prune.structured.importance import get_importance
 from keras_prune.structured.rebuild import copy_weights, count_flops, rebuild
+from keras_prune.structured.results import RATIO_HINT, LayerWidth, StructuredReport
 from keras_prune.structured.rules import to_numpy
-
-
-_RATIO_HINT = ("A ratio of 0.5 removes half of the channels (neurons, filters) of each "
-               "prunable group; 1.0 would remove them all.")
-
-
-@dataclasses.dataclass
-class LayerWidth:
-    layer: str
-    kind: str  # "units", "filters", "output_dim" or "heads"
-    before: int
-    after: int
-
-
-@dataclasses.dataclass
-class StructuredReport:
-    """What structured pruning changed: widths per layer, params, FLOPs, frozen groups.
-
-    `str()` is a table; `to_dict()` plain data. FLOPs count one sample's forward
-    pass (2 per multiply-add) of Dense, Conv and attention layers; None when the
-    input size is not fixed.
-    """
-
-    layers: list
-    params_before: int
-    params_after: int
-    flops_before: int | None
-    flops_after: int | None
-    frozen: list  # (group name, channels, reasons)
-    blocks: list = dataclasses.field(default_factory=list)  # (Add name, branch layers) dropped
-    shared: list = dataclasses.field(default_factory=list)  # (layer, why) reused, not copied
-    # (layer, class, inner layers): layers without a rule whose own sub-layers keep every channel
-    opaque: list = dataclasses.field(default_factory=list)
-    notes: list = dataclasses.field(default_factory=list)  # what was kept and why
-
-    @property
-    def params_ratio(self):
-        return self.params_after / self.params_before if self.params_before else 1.0
-
-    @property
-    def flops_ratio(self):
-        if not self.flops_before or self.flops_after is None:
-            return None
-        return self.flops_after / self.flops_before
-
-    def to_dict(self):
-        return {
-            "layers": [dataclasses.asdict(row) for row in self.layers],
-            "params_before": self.params_before,
-            "params_after": self.params_after,
-            "params_ratio": self.params_ratio,
-            "flops_before": self.flops_before,
-            "flops_after": self.flops_after,
-            "flops_ratio": self.flops_ratio,
-            "frozen": [
-                {"group": name, "channels": size, "reasons": reasons}
-                for name, size, reasons in self.frozen
-            ],
-            "blocks": [{"add": name, "layers": layers} for name, layers in self.blocks],
-            "shared": [{"layer": name, "reason": reason} for name, reason in self.shared],
-            "opaque": [{"layer": name, "class": cls, "inner_layers": inner}
-                       for name, cls, inner in self.opaque],
-            "notes": list(self.notes),
-        }
-
-    def __str__(self):
-        changed = [(r.layer, r.kind, str(r.before), str(r.after)) for r in self.layers
-                   if r.before != r.after]
-        lines = []
-        if changed:
-            lines = table(("layer", "kind", "before", "after"), changed, right=(2, 3))
-        if self.layers:
-            lines.append(f"({len(self.layers) - len(changed)} layer(s) unchanged)")
-        lines.append(f"params: {self.params_before:,} -> {self.params_after:,} "
-                     f"({self.params_ratio:.3f}x)")
-        if self.flops_ratio is not None:
-            lines.append(f"FLOPs:  {self.flops_before:,} -> {self.flops_after:,} "
-                         f"({self.flops_ratio:.3f}x)")
-        for name, layers in self.blocks:
-            lines.append(f"removed block: {name} ({len(layers)} layers: {', '.join(layers)})")
-        for name, size, reasons in self.frozen:
-            lines.append(f"frozen: {name} ({size} channels): {reasons[0]}"
-                         + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""))
-        for name, reason in self.shared:
-            lines.append(f"shared with the input model: {name}: {reason}")
-        for name, cls, inner in self.opaque:
-            lines.append(
-                f"not pruned: `{name}` ({cls}) has no structured-pruning rule, so its "
-                f"{len(inner)} inner layer(s) ({', '.join(inner[:4])}"
-                f"{', ...' if len(inner) > 4 else ''}) keep all their channels "
-                "(keras_prune.structured.register_rule adds one)"
-            )
-        lines += [f"note: {note}" for note in self.notes]
-        return "\n".join(lines)
 
 
 class StructuredPruner:
@@ -175,14 +79,14 @@ class StructuredPruner:
         if isinstance(ratio, dict):
             for name, value in ratio.items():
                 _check_layer_name("ratio", name, names)
-                check_fraction(f"ratio[{name!r}]", value, hint=_RATIO_HINT)
+                check_fraction(f"ratio[{name!r}]", value, hint=RATIO_HINT)
             return {name: float(value) for name, value in ratio.items()}
         if not isinstance(ratio, numbers.Real) or isinstance(ratio, bool):
             raise TypeError(
                 "Argument `ratio` must be a number in [0, 1) or a dict {layer_name: ratio}. "
                 f"Received: ratio={ratio!r} of type {type(ratio).__name__}."
             )
-        return check_fraction("ratio", ratio, hint=_RATIO_HINT)
+        return check_fraction("ratio", ratio, hint=RATIO_HINT)
 
     # -- planning ---------------------------------------------------------------
 
@@ -379,105 +283,3 @@ def _check_removal(group):
         raise ValueError(f"`remove` of group {group.name} removes all {group.size} channels; "
                          "keep at least one.")
     return remove
-
-
-def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None, ignore=None,
-                     global_ranking=False, verbose=1, *, heads=None, units=None, hidden=None,
-                     reconstruct=None):
-    """Removes whole channels, filters, units and heads; returns (new_model, report).
-
-    The new model is a plain Functional/Sequential model with fewer channels and the
-    surviving weights; it saves as .keras and converts with keras_prune.tflite. The
-    input model is unchanged. `StructuredPruner` offers an interactive mode.
-
-    A keras_hub Backbone or Task (GPT-2, BERT, Gemma, Llama, Mistral, ViT, ...) loses
-    the same number of heads and feed-forward units in every block and stays its
-    class (a Task keeps its preprocessor, so `generate()` works); see
-    `keras_prune.structured.transformers.TransformerPruner`.
-
-    Example:
-
-    ```python
-    smaller, report = keras_prune.structured.prune_structured(model, ratio=0.5)
-    print(report)          # widths per layer, params and FLOPs before/after
-    ```
-
-    Args:
-        model: a built Functional or Sequential Keras 3 model (nested ones too).
-        ratio: fraction of each group's channels to remove, in [0, 1) (default 0.5),
-            or a dict {layer_name: ratio} for the layers to prune.
-        importance: a criterion name ("l1" default, "l2", "bn_scale", "activation",
-            "apoz", "entropy", "taylor", "random") or a callable group -> scores.
-        data: samples for data-based criteria (`(x, y)` for "taylor").
-        round_to: keep channel counts multiples of this (e.g. 8); None keeps any.
-        ignore: layer names whose output channels must be kept.
-        global_ranking: rank channels across groups instead of within each.
-        verbose: 1 (default) prints one progress line (stages and their seconds),
-            0 prints nothing.
-        heads, units, hidden: keras_hub models only: the fractions of attention heads,
-            feed-forward units and residual channels (`hidden_dim`) to remove from
-            every block. `heads` and `units` default to `ratio`, `hidden` to 0.
-        reconstruct: keras_hub models only: calibration data on which the layers that
-            read removed heads and units are re-fitted by least squares (no training).
-
-    Returns:
-        `(new_model, StructuredReport)`.
-
-    Raises:
-        ValueError: for a ratio outside [0, 1), unknown layer names, a data-based
-            criterion without `data`, or an unbuilt model.
-        TypeError: for a subclassed model (no layer graph) or a non-model.
-    """
-    from keras_prune.structured import transformers
-
-    if transformers.is_hub_model(model):
-        return _prune_hub_model(model, ratio, importance, data, round_to, ignore,
-                                global_ranking, verbose, heads, units, hidden, reconstruct)
-    for name, value in (("heads", heads), ("units", units), ("hidden", hidden),
-                        ("reconstruct", reconstruct)):
-        if value is not None:
-            raise ValueError(
-                f"Argument `{name}` applies to keras_hub transformers only; for "
-                f"{type(model).__name__} pass `ratio` (a number, or a dict per layer). "
-                f"Received: {name}={value!r}."
-            )
-    progress = Progress("Structured pruning", verbose)
-    pruner = StructuredPruner(model, ratio, importance, data=data, round_to=round_to,
-                              ignore=ignore, global_ranking=global_ranking)  # checks arguments
-    with progress.stage("dependency graph"):
-        pruner.graph  # noqa: B018 (traces the graph: the first slow step)
-    with progress.stage(f"score {len(pruner.graph.groups)} channel groups"):
-        pruner.plan()
-    with progress.stage("rebuild"):
-        smaller, report = pruner.apply()
-    progress.done(f"{smaller.count_params() / max(model.count_params(), 1):.2f}x params")
-    return smaller, report
-
-
-def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ranking, verbose,
-                     heads, units, hidden, reconstruct):
-    from keras_prune.structured.transformers import TransformerPruner
-
-    if global_ranking:
-        raise ValueError(
-            f"global_ranking=True would give every block of {type(model).__name__} its own "
-            "widths, which its keras_hub config cannot hold. Pass global_ranking=False "
-            "(the same number of heads and units goes from every block)."
-        )
-    if ignore:
-        raise ValueError(
-            f"Argument `ignore` is not supported for keras_hub models. Received: ignore={ignore!r}"
-            ". Pass heads=0, units=0 or hidden=0 to keep a kind of channel."
-        )
-    ratio = check_fraction("ratio", ratio, hint=_RATIO_HINT)
-    progress = Progress("Structured pruning", verbose)
-    pruner = TransformerPruner(
-        model, heads=ratio if heads is None else heads, units=ratio if units is None else units,
-        hidden=0.0 if hidden is None else hidden, importance=importance, data=data,
-        round_to=round_to, reconstruct=reconstruct)  # checks the arguments before any work
-    with progress.stage("score heads and units"):
-        pruner.plan()
-    with progress.stage("rebuild"):
-        smaller, report = pruner.apply()
-    progress.done(f"{report.params_ratio:.2f}x params")
-    return smaller, report

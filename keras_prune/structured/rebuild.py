@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from keras_prune._models import input_like, is_graph_model
-from keras_prune.structured.graph import iter_steps
+from keras_prune._models import input_like, input_structure, is_graph_model
+from keras_prune._models.graph import NodeIndex, graph_nodes, iter_steps, output_structure
 
 
 def rebuild(model, make_layer, bypass=None):
@@ -43,25 +43,24 @@ def rebuild(model, make_layer, bypass=None):
             )
         tensors = {}
         inputs = keras.tree.map_structure(
-            lambda t: _new_input(t, tensors), graph_model._inputs_struct
+            lambda t: _new_input(t, tensors), input_structure(graph_model)
         )
         needed = _needed_nodes(graph_model, bypass)
-        for depth in sorted(graph_model._nodes_by_depth, reverse=True):
-            for node in graph_model._nodes_by_depth[depth]:
-                if id(node) not in needed:
-                    continue
-                if all(id(t) in bypass for t in node.output_tensors):
-                    for old in node.output_tensors:
-                        source, layer = _bypass_target(bypass[id(old)])
-                        new = tensors[id(source)]
-                        tensors[id(old)] = new if layer is None else layer(new)
-                    continue
-                feed = {id(t): tensors[id(t)] for t in node.input_tensors}
-                args, kwargs = node.arguments.fill_in(feed)
-                outputs = keras.tree.flatten(new_operation(node.operation)(*args, **kwargs))
-                for old, new in zip(node.output_tensors, outputs):
-                    tensors[id(old)] = new
-        outputs = keras.tree.map_structure(lambda t: tensors[id(t)], graph_model._outputs_struct)
+        for node in graph_nodes(graph_model):
+            if id(node) not in needed:
+                continue
+            if all(id(t) in bypass for t in node.output_tensors):
+                for old in node.output_tensors:
+                    source, layer = _bypass_target(bypass[id(old)])
+                    new = tensors[id(source)]
+                    tensors[id(old)] = new if layer is None else layer(new)
+                continue
+            feed = {id(t): tensors[id(t)] for t in node.input_tensors}
+            args, kwargs = node.arguments.fill_in(feed)
+            outputs = keras.tree.flatten(new_operation(node.operation)(*args, **kwargs))
+            for old, new in zip(node.output_tensors, outputs):
+                tensors[id(old)] = new
+        outputs = keras.tree.map_structure(lambda t: tensors[id(t)], output_structure(graph_model))
         return keras.Model(inputs=inputs, outputs=outputs, name=graph_model.name)
 
     return rebuild_model(model), pairs
@@ -73,9 +72,8 @@ def _needed_nodes(graph_model, bypass):
     A bypassed node is kept (it maps its output to the bypass tensor), but what only
     fed it (the dropped branch) is not, so its layers are never built.
     """
-    producer = {id(t): node for nodes in graph_model._nodes_by_depth.values()
-                for node in nodes for t in node.output_tensors}
-    needed, stack = set(), keras.tree.flatten(graph_model._outputs_struct)
+    producer = NodeIndex.of(graph_model).producer
+    needed, stack = set(), keras.tree.flatten(output_structure(graph_model))
     while stack:
         node = producer.get(id(stack.pop()))
         if node is None or id(node) in needed or isinstance(node.operation, keras.layers.InputLayer):

@@ -12,37 +12,13 @@ A rule answers four questions about one layer type:
   weights per channel the layer writes, for weight-based importance; `read(variable)`
   gives the array to use (the weights, or gradient x weight for Taylor).
 
-Rules are looked up by exact layer class: a subclass may compute something else, so
+Rules are looked up by exact layer class (`registry.py`): a subclass may compute something else, so
 it gets no rule (and its channels are frozen) until it is registered with
 `register_rule(MyLayer, rule)`.
 """
 
 import keras
 import numpy as np
-
-_RULES = {}
-
-
-def register_rule(layer_class, rule):
-    """Uses `rule` (a `Rule` instance) for layers of exactly `layer_class`.
-
-    Built-in rules can be reused for a subclass that keeps its parent's weights and
-    channel semantics: `register_rule(MyConv, rules.CONV)`.
-    """
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
-        raise TypeError(
-            "Argument `layer_class` must be a keras.layers.Layer subclass. "
-            f"Received: {layer_class!r}."
-        )
-    if not isinstance(rule, Rule):
-        raise TypeError(
-            f"Argument `rule` must be a keras_prune.structured.Rule instance. Received: {rule!r}."
-        )
-    _RULES[layer_class] = rule
-
-
-def rule_for(layer):
-    return _RULES.get(type(layer))
 
 
 def to_numpy(variable):
@@ -187,7 +163,7 @@ class _Reshape(_Flatten):
         return {**config, "target_shape": tuple(target)}, {}
 
 
-def _quantized_problem(layer):
+def quantized_problem(layer):
     if getattr(layer, "lora_enabled", False):
         return "has LoRA weights enabled"
     if getattr(getattr(layer, "dtype_policy", None), "quantization_mode", None):
@@ -209,7 +185,7 @@ class Producer(Rule):
     in_axis = -2
 
     def unsupported(self, layer, step):
-        return _quantized_problem(layer) or _data_format_problem(layer)
+        return quantized_problem(layer) or _data_format_problem(layer)
 
     def trace(self, graph, layer, step, inputs):
         space = graph.new_space(layer, getattr(layer, self.width), self.kind)
@@ -265,7 +241,7 @@ class _Depthwise(Rule):
     """Each input channel gets `depth_multiplier` filters of its own: out c*m + j."""
 
     def unsupported(self, layer, step):
-        return _quantized_problem(layer) or _data_format_problem(layer)
+        return quantized_problem(layer) or _data_format_problem(layer)
 
     def trace(self, graph, layer, step, inputs):
         return [np.repeat(inputs[0], layer.depth_multiplier)]
@@ -302,134 +278,6 @@ class _Separable(_Conv):
         return config, new
 
 
-class _MultiHeadAttention(Rule):
-    """Heads are a group of their own; query/key/value widths follow their inputs.
-
-    The output projection writes the query's width, so the attention output is
-    tied to the query channels; with `output_shape=n` it writes n channels of its own.
-    """
-
-    def unsupported(self, layer, step):
-        shape = layer._output_shape
-        if shape is not None and len(shape) != 1:
-            return f"sets a multi-axis output_shape {shape}"
-        if any(len(t.shape) != 3 for t in step.inputs[:1]):
-            return "attends over more than one axis"
-        return _quantized_problem(layer)
-
-    @staticmethod
-    def _qvk(step, inputs):
-        arguments = step.node.arguments
-        args, kwargs = list(arguments.args), arguments.kwargs
-        names = ("query", "value", "key")
-        tensors = [args[i] if i < len(args) else kwargs.get(name) for i, name in enumerate(names)]
-        tensors[2] = tensors[2] if tensors[2] is not None else tensors[1]
-        index = {id(t): i for i, t in enumerate(step.node.input_tensors)}
-        return [inputs[index[id(t)]] for t in tensors]
-
-    def _head_count(self, layer):
-        return layer.num_heads
-
-    def trace(self, graph, layer, step, inputs):
-        query, value, key = self._qvk(step, inputs)
-        graph.layer_inputs[id(layer)] = [query, value, key]
-        graph.new_space(layer, self._head_count(layer), "heads")
-        output = query
-        if getattr(layer, "_output_shape", None):
-            output = graph.new_space(layer, layer._output_shape[0], "units").ids
-        return [output] + [np.zeros(0, dtype=np.int64)] * (len(step.outputs) - 1)
-
-    @staticmethod
-    def _dense(layer):
-        return [layer._query_dense, layer._key_dense, layer._value_dense, layer._output_dense]
-
-    def _output_keep(self, layer, query, spaces, keep):
-        if "units" in spaces:
-            return keep(spaces["units"].ids)
-        return keep(query)
-
-    def _head_masks(self, layer, heads):
-        """(query heads kept, key/value heads kept) from the kept entries of the heads space."""
-        return heads, heads
-
-    def shrink(self, layer, config, inputs, spaces, keep, read=to_numpy):
-        query, value, key = inputs
-        heads = keep(spaces["heads"].ids)
-        query_heads, kv_heads = self._head_masks(layer, heads)
-        out_keep = self._output_keep(layer, query, spaces, keep)
-        new = {}
-        for dense, width, kept in zip(self._dense(layer)[:3], (query, key, value),
-                                      (query_heads, kv_heads, kv_heads)):
-            new[id(dense.kernel)] = read(dense.kernel)[keep(width)][:, kept]
-            if dense.bias is not None:
-                new[id(dense.bias)] = read(dense.bias)[kept]
-        gate = getattr(layer, "_gate_dense", None)
-        if gate is not None:
-            new[id(gate.kernel)] = read(gate.kernel)[keep(query)][:, query_heads]
-            if gate.bias is not None:
-                new[id(gate.bias)] = read(gate.bias)[query_heads]
-        out = layer._output_dense
-        new[id(out.kernel)] = read(out.kernel)[query_heads][..., out_keep]
-        if out.bias is not None:
-            new[id(out.bias)] = read(out.bias)[out_keep]
-        return self._config(layer, config, query_heads, kv_heads, out_keep), new
-
-    def _config(self, layer, config, query_heads, kv_heads, out_keep):
-        config = {**config, "num_heads": int(query_heads.sum())}
-        if layer._output_shape:
-            config["output_shape"] = (int(out_keep.sum()),)
-        return config
-
-    def _per_head_rows(self, layer, read):
-        q, k, v, out = (read(dense.kernel) for dense in self._dense(layer))
-        heads = layer.num_heads
-        per_head = [np.moveaxis(w, 1, 0).reshape(heads, -1) for w in (q, k, v)]
-        per_head.append(out.reshape(heads, -1))
-        return np.concatenate(per_head, axis=1)
-
-    def channel_weights(self, layer, inputs, spaces, read=to_numpy):
-        out = read(layer._output_dense.kernel)
-        rows = np.moveaxis(out, -1, 0).reshape(out.shape[-1], -1)
-        writes = spaces["units"].ids if "units" in spaces else inputs[0]
-        return [(spaces["heads"].ids, self._per_head_rows(layer, read)), (writes, rows)]
-
-
-class _GroupQueryAttention(_MultiHeadAttention):
-    """Whole key/value groups go with their query heads, so the layer stays valid GQA.
-
-    With a single key/value head (multi-query attention) query heads go instead.
-    """
-
-    def unsupported(self, layer, step):
-        if any(len(t.shape) != 3 for t in step.inputs[:1]):
-            return "attends over more than one axis"
-        return _quantized_problem(layer)
-
-    def _head_count(self, layer):
-        kv = layer.num_key_value_heads
-        return kv if kv > 1 else layer.num_query_heads
-
-    def _head_masks(self, layer, heads):
-        if layer.num_key_value_heads == 1:
-            return heads, np.ones(1, dtype=bool)
-        return np.repeat(heads, layer.num_repeats), heads  # query head i reads group i // r
-
-    def _config(self, layer, config, query_heads, kv_heads, out_keep):
-        return {**config, "num_query_heads": int(query_heads.sum()),
-                "num_key_value_heads": int(kv_heads.sum())}
-
-    def _per_head_rows(self, layer, read):
-        q, k, v, out = (read(dense.kernel) for dense in self._dense(layer))
-        groups = self._head_count(layer)
-        query = np.concatenate([np.moveaxis(q, 1, 0).reshape(groups, -1),
-                                out.reshape(groups, -1)], axis=1)
-        if layer.num_key_value_heads == 1:
-            return query
-        kv = [np.moveaxis(w, 1, 0).reshape(groups, -1) for w in (k, v)]
-        return np.concatenate([query] + kv, axis=1)
-
-
-L = keras.layers
 PASS = PassThrough()
 DENSE = Producer()
 CONV = _Conv()
@@ -440,40 +288,9 @@ EMBEDDING = _Embedding()
 MERGE = Merge()
 BATCH_NORM = ChannelWise(("gamma", "beta", "moving_mean", "moving_variance"))
 LAYER_NORM = ChannelWise(("gamma", "beta"))
-
-for _cls in (
-    L.ReLU, L.LeakyReLU, L.ELU, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
-    L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout,
-    L.ActivityRegularization, L.Identity, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D,
-    L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
-    L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
-    L.AveragePooling3D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
-    L.GlobalAveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
-    L.RepeatVector,
-):
-    _RULES[_cls] = PASS
-for _cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
-    _RULES[_cls] = MERGE
-for _cls in (L.Conv1D, L.Conv2D, L.Conv3D):
-    _RULES[_cls] = CONV
-for _cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
-    _RULES[_cls] = CONV_TRANSPOSE
-for _cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
-    _RULES[_cls] = DEPTHWISE
-for _cls in (L.SeparableConv1D, L.SeparableConv2D):
-    _RULES[_cls] = SEPARABLE
-_RULES.update({
-    L.Activation: _Activation(),
-    L.Rescaling: _Rescaling(),
-    L.Dense: DENSE,
-    L.Embedding: EMBEDDING,
-    L.BatchNormalization: BATCH_NORM,
-    L.LayerNormalization: LAYER_NORM,
-    L.PReLU: _PReLU(("alpha",)),
-    L.Concatenate: _Concatenate(),
-    L.Flatten: _Flatten(),
-    L.Reshape: _Reshape(),
-    L.MultiHeadAttention: _MultiHeadAttention(),
-    L.GroupQueryAttention: _GroupQueryAttention(),
-})
-del L, _cls
+ACTIVATION = _Activation()
+RESCALING = _Rescaling()
+PRELU = _PReLU(("alpha",))
+CONCATENATE = _Concatenate()
+FLATTEN = _Flatten()
+RESHAPE = _Reshape()

@@ -3,10 +3,12 @@
 import keras
 import numpy as np
 
+from keras_prune._data import samples
 from keras_prune._models import flatten_layers
 from keras_prune._validation import check_fraction, check_int
-from keras_prune.structured.graph import check_data, check_graph_model
-from keras_prune.structured.pruner import StructuredPruner, prune_structured
+from keras_prune.structured.api import prune_structured
+from keras_prune.structured.graph import check_graph_model
+from keras_prune.structured.pruner import StructuredPruner
 
 
 class StructuredPruneCallback(keras.callbacks.Callback):
@@ -114,7 +116,7 @@ def update_batchnorm_statistics(model, x, batch_size=64):
     Returns the number of BatchNormalization layers updated.
     """
     check_graph_model(model, "model")
-    check_data(model, x, "x")
+    x = samples(model, x, argument="x").x
     check_int("batch_size", batch_size, minimum=1)
     layers = [layer for layer in flatten_layers(model)
               if isinstance(layer, keras.layers.BatchNormalization)]

@@ -155,3 +155,33 @@ def densify_weights(content, should_densify):
             changed.append(tensor_name(target))
         subgraph.operators = kept
     return write(model), changed
+
+
+_CASTS = ("QUANTIZE", "DEQUANTIZE")
+
+
+def float_ops(content):
+    """'OP (output tensor)' for each op of the main graph that computes in float32.
+
+    QUANTIZE/DEQUANTIZE at the edges and ops on integer indices (SHAPE, PACK, ...)
+    are not float ops; an op counts when any input or output it computes on is float32.
+    """
+    model = read(content)
+    subgraph = model.subgraphs[0]
+    float32 = dtype_name_code("float32")
+    found = []
+    for operator in subgraph.operators:
+        name = op_name(model, operator)
+        if name in _CASTS:
+            continue
+        tensors = [subgraph.tensors[int(i)] for i in list(operator.inputs) + list(operator.outputs)
+                   if int(i) >= 0]
+        if any(t.type == float32 for t in tensors):
+            output = subgraph.tensors[int(operator.outputs[0])]
+            found.append(f"{name} ({tensor_name(output)})")
+    return found
+
+
+def dtype_name_code(name):
+    schema, _ = _modules()
+    return getattr(schema.TensorType, name.upper())

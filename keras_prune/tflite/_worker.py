@@ -15,7 +15,7 @@ def main(job_path):
         job = json.load(handle)
     import keras
 
-    import keras_prune  # noqa: F401 (registers the pruning classes for loading)
+    from keras_prune import _serializable  # noqa: F401 (registers the classes for loading)
     from keras_prune._io import atomic_path
     from keras_prune.tflite.tensorflow_conversion import convert_tensorflow
 

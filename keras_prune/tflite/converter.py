@@ -16,6 +16,7 @@ from keras_prune._io import atomic_path
 from keras_prune._progress import Progress
 from keras_prune._validation import check_int
 from keras_prune.quantization import ranges
+from keras_prune.tflite import _flatbuffer
 from keras_prune.tflite.inputs import (
     collect_samples,
     input_specs,
@@ -141,6 +142,7 @@ def convert(
             content, sparse_tensors, kept_dense = convert_in_subprocess(
                 model, quantize, converter_calibration, int8_io, sparse
             )
+    float_ops = _float_ops(content, model) if quantize == "int8" else []
     verification = None
     if verify:
         with progress.stage("verify in LiteRT"):
@@ -175,7 +177,25 @@ def convert(
         kept_dense=kept_dense,
         verification=verification,
         content=content,
+        float_ops=float_ops,
     )
+
+
+def _float_ops(content, model):
+    """The ops an "int8" file still runs in float32, with a warning that names them."""
+    found = _flatbuffer.float_ops(content)
+    if found:
+        shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+        warnings.warn(
+            f"The int8 file of {model.name} runs {len(found)} op(s) in float32: {shown}. "
+            "Each costs a DEQUANTIZE/QUANTIZE pair and float speed. Common causes: a "
+            "BatchNormalization after an activation (put it before: Conv2D -> "
+            "BatchNormalization -> ReLU, so it folds into the convolution), a layer the int8 "
+            "scheme does not cover (see the model's .quantization_report), or a keras.ops "
+            "node. `result.float_ops` lists them.",
+            stacklevel=3,
+        )
+    return found
 
 
 def _quantization_aware(model, quantize):

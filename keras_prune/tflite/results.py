@@ -48,6 +48,7 @@ class ConversionResult:
     kept_dense: dict  # tensor name -> why it is not stored sparse
     verification: Verification | None
     content: bytes = dataclasses.field(repr=False)
+    float_ops: list = dataclasses.field(default_factory=list)  # of an "int8" file
 
     def __str__(self):
         where = self.path or "(in memory)"
@@ -57,4 +58,8 @@ class ConversionResult:
         ]
         if self.verification is not None:
             lines.append(str(self.verification))
+        if self.float_ops:
+            lines.append(f"{len(self.float_ops)} op(s) stay float32 in this int8 file: "
+                         + ", ".join(self.float_ops[:6]) + (" ..." if len(self.float_ops) > 6
+                                                            else ""))
         return "\n".join(lines)

@@ -4,7 +4,7 @@ import pytest
 
 import keras_prune
 from keras_prune.callbacks import PruneCallback
-from keras_prune.masking import num_kept
+from keras_prune.masking.magnitude import num_kept
 from keras_prune.schedules import ConstantSparsity, PolynomialDecay
 
 

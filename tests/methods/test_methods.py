@@ -514,15 +514,15 @@ def test_egp_linearize_folds_a_conv_into_the_next_1x1_conv(digits):
                                keras.ops.convert_to_numpy(stripped(noise)), rtol=1e-4, atol=1e-4)
 
 
-def test_entropy_and_egp_reject_a_dataset_as_samples_naming_the_argument(flat):
+def test_entropy_reads_a_dataset_as_it_reads_arrays(flat):
     import tensorflow as tf
 
     x, y = flat
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-    with pytest.raises(ValueError, match="`data` must be an array.*_BatchDataset"):
-        entropy.layer_entropy(mlp(), dataset)
-    with pytest.raises(ValueError, match="`entropy_data` must be an array"):
-        entropy.egp_prune(mlp(), dataset, 0.5, entropy_data=dataset, verbose=0)
+    model = mlp()
+    assert entropy.layer_entropy(model, dataset) == entropy.layer_entropy(model, x)
+    with pytest.raises(ValueError, match="`entropy_data` holds no samples"):
+        entropy.egp_prune(mlp(), dataset, 0.5, entropy_data=x[:0], verbose=0)
 
 
 def test_egp_linearize_rejects_what_it_cannot_do(flat):

@@ -6,7 +6,7 @@ import pytest
 
 import keras_prune
 from keras_prune.oneshot import solvers
-from keras_prune.oneshot.layers import view_of
+from keras_prune._views.kernels import view_of
 
 L = keras.layers
 

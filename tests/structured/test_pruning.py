@@ -1,6 +1,8 @@
 """prune_structured on every layer kind: the model shrinks and computes what a masked copy computes."""
 
 import keras
+
+import keras_prune
 import numpy as np
 import pytest
 
@@ -276,7 +278,7 @@ def test_registered_rule_makes_a_custom_layer_prunable():
         def call(self, x):
             return x * 2
 
-    rules.register_rule(Doubler2, rules.PASS)
+    keras_prune.structured.register_rule(Doubler2, rules.PASS)
     inputs = keras.Input((4,))
     x = Doubler2(name="custom")(keras.layers.Dense(8, name="before")(inputs))
     model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))

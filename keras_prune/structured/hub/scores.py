@@ -14,16 +14,17 @@ import re
 import keras
 import numpy as np
 
-from keras_prune._calibration import calibration_batches, hooked
-from keras_prune.oneshot.layers import kernel_owners
+from keras_prune._data import samples
+from keras_prune._models.hooks import hooked
+from keras_prune._views.kernels import kernel_owners
 
 
 def _run(hub, data):
-    for batch in calibration_batches(hub.model, data):
+    for batch in samples(hub.model, data).batches(8):
         hub.model(batch, training=False)
 
 
-def _input_axis(layer, kernel_axis, ndim):
+def input_axis(layer, kernel_axis, ndim):
     """The axis of the layer's input that a kernel axis reads, or None if it writes."""
     if isinstance(layer, keras.layers.EinsumDense):
         spec = re.sub(r"\.\.\.", "", layer.equation.replace(" ", ""))
@@ -68,10 +69,10 @@ class ActivationRecorder:
             if layer is None:
                 continue
             for axis, kind in axes.items():
-                input_axis = _input_axis(layer, axis, len(variable.shape))
-                if input_axis is not None:
+                axis_in = input_axis(layer, axis, len(variable.shape))
+                if axis_in is not None:
                     entry = self.readers.setdefault(id(layer), (layer, []))
-                    entry[1].append((kind, labels.blocks[index], input_axis))
+                    entry[1].append((kind, labels.blocks[index], axis_in))
         self.sums = {}
         self.counts = {}
 

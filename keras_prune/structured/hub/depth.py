@@ -6,8 +6,9 @@ import keras
 import numpy as np
 
 from keras_prune._validation import check_int
-from keras_prune.structured.transformers import scores as S
-from keras_prune.structured.transformers.model import DEPTH_FIELD, HubModel
+from keras_prune._views.hub import DEPTH_FIELD, HubModel
+from keras_prune.structured.hub import scores
+from keras_prune.structured.results import StructuredReport
 
 _IMPORTANCE = ("influence", "random")
 
@@ -21,8 +22,6 @@ def remove_transformer_blocks(model, count=1, *, blocks=None, importance="influe
     arXiv 2403.03853): 1 - cos(block input, block output) over the calibration
     `data`, lowest first; or named with `blocks` (names or indices).
     """
-    from keras_prune.structured.pruner import StructuredReport
-
     hub = HubModel.of(model)
     total = len(hub.blocks)
     if DEPTH_FIELD not in hub.config or not total:
@@ -83,7 +82,7 @@ def _choose(hub, count, blocks, importance, data, seed):
                     "data, so `data` is required (token-id dicts, images, or strings for a "
                     "Task with a preprocessor), or pass importance='random' or blocks=[...]."
                 )
-            influence = S.block_influence(hub, data)
+            influence = scores.block_influence(hub, data)
             chosen = set(np.argsort(influence, kind="stable")[:count].tolist())
     if len(chosen) >= total:
         raise ValueError(

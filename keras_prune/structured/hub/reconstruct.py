@@ -11,10 +11,11 @@ arXiv 2312.11983 compensates it). ZipLM (arXiv 2302.04089) does the same with OB
 import keras
 import numpy as np
 
-from keras_prune._calibration import calibration_batches, hooked
-from keras_prune.oneshot.layers import kernel_owners, view_of
-from keras_prune.structured.transformers import axes as A
-from keras_prune.structured.transformers.scores import _input_axis
+from keras_prune._data import samples
+from keras_prune._models.hooks import hooked
+from keras_prune._views.kernels import kernel_owners, view_of
+from keras_prune.structured.hub import axes
+from keras_prune.structured.hub.scores import input_axis
 
 _RIDGE = 1e-4  # relative to the mean of diag(X_K^T X_K): keeps the solve well posed
 
@@ -37,15 +38,15 @@ def find_readers(hub, labels, keep):
     by_kernel = kernel_owners(hub.model)
     position = {id(v): i for i, v in enumerate(weights)}
     readers = []
-    for index, axes in labels.axes.items():
+    for index, labelled in labels.axes.items():
         layer = by_kernel.get(id(weights[index]))
         if layer is None:
             continue
         view, _ = view_of(layer)
         shape = tuple(weights[index].shape)
-        reading = {axis: kind for axis, kind in axes.items()
-                   if kind in (A.UNITS, A.HEADS)
-                   and _input_axis(layer, axis, len(shape)) is not None}
+        reading = {axis: kind for axis, kind in labelled.items()
+                   if kind in (axes.UNITS, axes.HEADS)
+                   and input_axis(layer, axis, len(shape)) is not None}
         if view is None or not reading:
             continue
         order = view.input_axes(len(shape))
@@ -79,7 +80,7 @@ def measure(hub, readers, data):
         reader.gram = reader.gram + rows.T @ rows
 
     with hooked([r.layer for r in readers], record):
-        for batch in calibration_batches(hub.model, data):
+        for batch in samples(hub.model, data).batches(8):
             hub.model(batch, training=False)
 
 
@@ -101,8 +102,8 @@ def refit(hub, labels, keep, readers, new_model):
         refitted = np.zeros_like(matrix)
         refitted[:, reader.kept] = solution[:len(reader.kept)].T
         value = reader.view.from_matrix(refitted, kernel.shape)  # the old layout, then cut
-        new[reader.index].assign(A.surviving(labels, keep, reader.index, value).astype("float32"))
+        new[reader.index].assign(axes.surviving(labels, keep, reader.index, value).astype("float32"))
         if use_bias:
             bias = np.asarray(keras.ops.convert_to_numpy(old[reader.bias_index])) + solution[-1]
             new[reader.bias_index].assign(
-                A.surviving(labels, keep, reader.bias_index, bias).astype("float32"))
+                axes.surviving(labels, keep, reader.bias_index, bias).astype("float32"))

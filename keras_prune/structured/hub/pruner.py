@@ -13,14 +13,15 @@ import keras
 import numpy as np
 
 from keras_prune._validation import check_fraction, check_int
-from keras_prune.structured.transformers import axes as A
-from keras_prune.structured.transformers import scores as S
-from keras_prune.structured.transformers.model import (
+from keras_prune._views.hub import (
     HEAD_DIM_FIELD,
     HIDDEN_FIELD,
     HubModel,
     block_stacks,
 )
+from keras_prune.structured.hub import axes, scores
+from keras_prune.structured.hub import reconstruct as refitting
+from keras_prune.structured.results import LayerWidth, StructuredReport
 
 _IMPORTANCE = ("l1", "activation")
 
@@ -101,7 +102,7 @@ class TransformerPruner:
             if hub.units is None:
                 self.notes.append(f"units kept: {hub.name}'s config has no feed-forward width")
             else:
-                targets[A.UNITS] = None  # the count is read off the probe
+                targets[axes.UNITS] = None  # the count is read off the probe
         self._joint = False  # heads and residual width cut together (tied head width)
         if self.heads:
             if hub.heads is None:
@@ -116,46 +117,46 @@ class TransformerPruner:
             else:
                 kept_groups = self._kept(hub.head_groups, self.heads)
                 if kept_groups < hub.head_groups:
-                    targets[A.HEADS] = kept_groups
+                    targets[axes.HEADS] = kept_groups
                     if not hub.head_dim_is_free:
                         self._joint = True
-                        targets[A.HIDDEN] = kept_groups * hub.heads_per_group * hub.head_dim
+                        targets[axes.HIDDEN] = kept_groups * hub.heads_per_group * hub.head_dim
         if self.hidden and not self._joint:
             multiple = 1 if hub.head_dim_is_free or not hub.heads else hub.num_heads
             kept = self._kept(config[HIDDEN_FIELD], self.hidden, multiple)
             if kept < config[HIDDEN_FIELD]:
-                targets[A.HIDDEN] = kept
+                targets[axes.HIDDEN] = kept
         return targets
 
     def _probes(self):
         hub, config, probes = self.hub, self.hub.config, {}
         pinned = {HEAD_DIM_FIELD: hub.head_dim} if hub.head_dim_is_free else {}
-        if A.UNITS in self._targets:
+        if axes.UNITS in self._targets:
             value = config[hub.units]
-            probes["units"] = ({hub.units: value - value // 2 if value > 1 else value}, A.UNITS)
-        if A.HEADS in self._targets:
-            kept = self._targets[A.HEADS]
+            probes["units"] = ({hub.units: value - value // 2 if value > 1 else value}, axes.UNITS)
+        if axes.HEADS in self._targets:
+            kept = self._targets[axes.HEADS]
             if hub.key_values_go:
                 changes = {hub.heads: kept * hub.heads_per_group, hub.kv_heads: kept}
-                kinds = {hub.num_heads: A.HEADS}
+                kinds = {hub.num_heads: axes.HEADS}
                 if hub.heads_per_group > 1:  # as many as the queries: they share one choice
-                    kinds[hub.num_kv_heads] = A.KV_HEADS
+                    kinds[hub.num_kv_heads] = axes.KV_HEADS
             else:
-                changes, kinds = {hub.heads: kept}, {hub.num_heads: A.HEADS}
+                changes, kinds = {hub.heads: kept}, {hub.num_heads: axes.HEADS}
             if self._joint:  # the head width stays: the stream narrows with the heads
-                changes[HIDDEN_FIELD] = self._targets[A.HIDDEN]
-                kinds[config[HIDDEN_FIELD]] = A.HIDDEN
+                changes[HIDDEN_FIELD] = self._targets[axes.HIDDEN]
+                kinds[config[HIDDEN_FIELD]] = axes.HIDDEN
             probes["heads"] = ({**changes, **pinned}, kinds)
-        if A.HIDDEN in self._targets and not self._joint:
-            kinds = {config[HIDDEN_FIELD]: A.HIDDEN}
+        if axes.HIDDEN in self._targets and not self._joint:
+            kinds = {config[HIDDEN_FIELD]: axes.HIDDEN}
             if hub.heads and not hub.head_dim_is_free:
-                kinds[hub.head_dim] = A.HEAD_DIM  # heads get narrower with the stream
-            probes["hidden"] = ({HIDDEN_FIELD: self._targets[A.HIDDEN], **pinned}, kinds)
+                kinds[hub.head_dim] = axes.HEAD_DIM  # heads get narrower with the stream
+            probes["hidden"] = ({HIDDEN_FIELD: self._targets[axes.HIDDEN], **pinned}, kinds)
         return probes
 
     def _label(self):
         probes = self._probes()
-        self.labels = A.label_axes(self.hub, probes) if probes else A.Labels({}, [], {})
+        self.labels = axes.label_axes(self.hub, probes) if probes else axes.Labels({}, [], {})
         return self.labels
 
     # -- planning -----------------------------------------------------------------
@@ -167,50 +168,50 @@ class TransformerPruner:
         labels = self._label()
         recorder = None
         if self.importance == "activation" and labels.axes:
-            recorder = S.ActivationRecorder(self.hub, labels).run(self.data)
+            recorder = scores.ActivationRecorder(self.hub, labels).run(self.data)
         keep = {}
 
-        def scores(kind, block):
+        def score_of(kind, block):
             measured = recorder.scores(kind, block) if recorder else None
             if measured is None:
-                measured = S.weight_scores(self.hub, labels, kind, block)
+                measured = scores.weight_scores(self.hub, labels, kind, block)
             return measured
 
         def top(values, count):
             return np.sort(np.argsort(-values, kind="stable")[:count])
 
         blocks = range(len(self.hub.blocks))
-        if A.UNITS in labels.sizes:
-            size = labels.sizes[A.UNITS]
+        if axes.UNITS in labels.sizes:
+            size = labels.sizes[axes.UNITS]
             count = self._kept(size, self.units)
             for b in blocks:
-                keep[(A.UNITS, b)] = top(scores(A.UNITS, b), count)
-        if A.HEADS in labels.sizes:
-            self._plan_heads(keep, scores, top)
-        if A.HIDDEN in labels.sizes:
-            keep[(A.HIDDEN, None)] = top(scores(A.HIDDEN, None), self._targets[A.HIDDEN])
-            if A.HEAD_DIM in labels.sizes:
-                head_dim = self._targets[A.HIDDEN] // self.hub.num_heads
+                keep[(axes.UNITS, b)] = top(score_of(axes.UNITS, b), count)
+        if axes.HEADS in labels.sizes:
+            self._plan_heads(keep, score_of, top)
+        if axes.HIDDEN in labels.sizes:
+            keep[(axes.HIDDEN, None)] = top(score_of(axes.HIDDEN, None), self._targets[axes.HIDDEN])
+            if axes.HEAD_DIM in labels.sizes:
+                head_dim = self._targets[axes.HIDDEN] // self.hub.num_heads
                 for b in blocks:
-                    keep[(A.HEAD_DIM, b)] = top(scores(A.HEAD_DIM, b), head_dim)
+                    keep[(axes.HEAD_DIM, b)] = top(score_of(axes.HEAD_DIM, b), head_dim)
         self.keep = keep
         return keep
 
-    def _plan_heads(self, keep, scores, top):
-        hub, kept = self.hub, self._targets[A.HEADS]
+    def _plan_heads(self, keep, score_of, top):
+        hub, kept = self.hub, self._targets[axes.HEADS]
         per_group = hub.heads_per_group
         for b in range(len(hub.blocks)):
-            head_scores = scores(A.HEADS, b)
+            head_scores = score_of(axes.HEADS, b)
             if per_group == 1:
-                keep[(A.HEADS, b)] = top(head_scores, kept)
+                keep[(axes.HEADS, b)] = top(head_scores, kept)
                 continue
             group_scores = head_scores.reshape(-1, per_group).sum(axis=1)
             if self.importance == "l1":  # the key/value kernels count too
-                group_scores = group_scores + S.weight_scores(self.hub, self.labels,
-                                                              A.KV_HEADS, b)
+                group_scores = group_scores + scores.weight_scores(self.hub, self.labels,
+                                                              axes.KV_HEADS, b)
             groups = top(group_scores, kept)
-            keep[(A.KV_HEADS, b)] = groups
-            keep[(A.HEADS, b)] = (groups[:, None] * per_group + np.arange(per_group)).reshape(-1)
+            keep[(axes.KV_HEADS, b)] = groups
+            keep[(axes.HEADS, b)] = (groups[:, None] * per_group + np.arange(per_group)).reshape(-1)
 
     # -- building -----------------------------------------------------------------
 
@@ -219,9 +220,9 @@ class TransformerPruner:
         hub, changes = self.hub, {}
         for _, (probe_changes, _) in self._probes().items():
             changes.update(probe_changes)
-        if A.UNITS in self._targets:
-            kept_units = len(self.keep[(A.UNITS, 0)])
-            size = self.labels.sizes[A.UNITS]
+        if axes.UNITS in self._targets:
+            kept_units = len(self.keep[(axes.UNITS, 0)])
+            size = self.labels.sizes[axes.UNITS]
             value = hub.config[hub.units]
             if (value * kept_units) % size:
                 raise ValueError(
@@ -233,18 +234,14 @@ class TransformerPruner:
 
     def apply(self):
         """Builds the smaller model. Returns (new_model, report)."""
-        from keras_prune.structured.pruner import LayerWidth, StructuredReport
-
         self.plan()
         hub = self.hub
         new_model = hub.build(self.changes(), keep_preprocessor=True)
-        A.slice_weights(hub, self.labels, self.keep, new_model)
+        axes.slice_weights(hub, self.labels, self.keep, new_model)
         if self.reconstruct is not None:
-            from keras_prune.structured.transformers import reconstruct as R
-
-            readers = R.find_readers(hub, self.labels, self.keep)
-            R.measure(hub, readers, self.reconstruct)
-            R.refit(hub, self.labels, self.keep, readers, new_model)
+            readers = refitting.find_readers(hub, self.labels, self.keep)
+            refitting.measure(hub, readers, self.reconstruct)
+            refitting.refit(hub, self.labels, self.keep, readers, new_model)
             self.notes.append(f"re-fitted {len(readers)} layer(s) that read removed heads or "
                               "units, by least squares on the calibration data")
         rows = []
@@ -268,7 +265,7 @@ class TransformerPruner:
         copy = self.hub.build({})
         for source, target in zip(self.hub.model.weights, copy.weights):
             target.assign(np.array(keras.ops.convert_to_numpy(source)))  # a copy, not shared
-        A.zero_removed(self.hub, self.labels, self.keep, copy)
+        axes.zero_removed(self.hub, self.labels, self.keep, copy)
         return copy
 
 

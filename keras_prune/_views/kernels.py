@@ -9,6 +9,8 @@ the rows are the patches of the input (im2col).
 import keras
 import numpy as np
 
+from keras_prune._models import flatten_layers
+
 
 class MatrixView:
     """How one layer's kernel and input map to the (outputs, inputs) matrix."""
@@ -108,7 +110,7 @@ def kernel_owners(root):
     Quantized Dense/EinsumDense layers keep theirs as `_kernel`.
     """
     owners = {}
-    for layer in root._flatten_layers(include_self=True, recursive=True):
+    for layer in flatten_layers(root, include_self=True):
         kernel = getattr(layer, "_kernel", None)
         kernel = kernel if kernel is not None else getattr(layer, "kernel", None)
         if kernel is not None:
