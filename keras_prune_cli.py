@@ -7,6 +7,7 @@ imported only to run a command (`keras_prune.cli.run`).
 
 import argparse
 import importlib.metadata
+import os
 import sys
 
 
@@ -108,8 +109,18 @@ def build_parser():
     return parser
 
 
+def _check_inputs(args):
+    """Missing input files are named before Keras loads (which takes seconds)."""
+    for flag in ("model", "data", "calibration", "keras"):
+        path = getattr(args, flag, None)
+        if path and not os.path.isfile(path):
+            name = flag if flag == "model" else f"--{flag}"
+            raise SystemExit(f"keras-prune {args.command}: {name}: no such file: {path!r}")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    _check_inputs(args)
     from keras_prune import cli  # noqa: PLC0415 (Keras loads here, once a command runs)
 
     return cli.run(args)

@@ -291,3 +291,27 @@ def test_export_of_a_quantization_aware_model_needs_no_calibration(tmp_path, cap
     cli.main(["export", str(path), "-o", str(out), "--quantize", "int8", "--int8-io"])
     printed = capsys.readouterr().out
     assert out.is_file() and "output quantization steps" in printed
+
+
+def test_a_missing_input_file_is_named_before_keras_loads(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, keras_prune_cli\n"
+            "try:\n"
+            f"    keras_prune_cli.main(['export', {str(tmp_path / 'none.keras')!r}, '-o', 'x.tflite'])\n"
+            "except SystemExit as exit:\n"
+            "    print(exit.code)\n"
+            "print('loaded:', 'keras' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert "keras-prune export: model: no such file" in done.stdout
+    assert done.stdout.strip().endswith("loaded: False")
+
+
+def test_convert_and_the_cli_agree_that_the_folder_must_exist(tmp_path):
+    pytest.importorskip("tensorflow")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(FileNotFoundError, match="folder .*missing does not exist"):
+        keras_prune.tflite.convert(model, str(tmp_path / "missing" / "x.tflite"), verbose=0)
+    assert not (tmp_path / "missing").exists()

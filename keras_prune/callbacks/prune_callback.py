@@ -5,6 +5,7 @@ import warnings
 
 import keras
 
+from keras_prune._models import flatten_layers
 from keras_prune.callbacks.summaries import SummaryWriter
 from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.masking.groups import apply_masks, make_groups, mask_sparsity
@@ -64,6 +65,7 @@ class PruneCallback(keras.callbacks.Callback):
         self._warned_short = False
         self._step = None
         self._sparsity = 0.0
+        self._last_update = None
         self._batch_start = None
 
     def get_config(self):
@@ -102,6 +104,7 @@ class PruneCallback(keras.callbacks.Callback):
         # The step is read at the first batch, after callbacks such as
         # BackupAndRestore have restored the model in their on_train_begin.
         self._updated = set()
+        self._last_update = None
         self._warned_idle = False
         self._warn_if_no_update_in_fit()
         if not self._warned_idle:  # one warning: nothing pruned says more than too short
@@ -154,6 +157,7 @@ class PruneCallback(keras.callbacks.Callback):
             self._sync_step_variables()
             self._warn_if_target_missed()
             self._warn_if_never_updated()
+            self._warn_if_batchnorm_stale()
         for wrapper in self._all_wrappers:
             wrapper.set_pruning_active(False)
         if self._summaries is not None:
@@ -247,9 +251,35 @@ class PruneCallback(keras.callbacks.Callback):
             apply_masks(updates, optimizer)
             self._updated.update(id(wrapper) for wrapper in group.wrappers)
         self._sparsity = mask_sparsity(self._wrappers)
+        self._last_update = step
         self._sync_step_variables()
         if self.verbose:
             print(f"\nkeras_prune: step {step}: masks updated, sparsity {self._sparsity:.3f}")
+
+    def _warn_if_batchnorm_stale(self):
+        """BatchNormalization's moving statistics need ~1 / (1 - momentum) steps to follow
+        a mask change; masks that changed later leave inference-mode outputs off."""
+        if self._last_update is None or not self._sparsity:
+            return
+        norms = [layer for layer in flatten_layers(self.model)
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+        if not norms:
+            return
+        settle = max(int(round(1.0 / max(1.0 - float(n.momentum), 1e-3))) for n in norms)
+        since = self._step - self._last_update
+        if since >= 2 * settle:
+            return
+        warnings.warn(
+            f"keras_prune: the masks last changed at step {self._last_update}, {since} step(s) "
+            f"before training ended, but the model's {len(norms)} BatchNormalization layer(s) "
+            f"need about {settle} steps (momentum) to follow a change: their moving "
+            "statistics are stale, so evaluate() and the converted model can be far less "
+            "accurate than training suggests. End the schedule earlier (end_step at about "
+            f"two thirds of the steps, at least {2 * settle} before the end), or re-estimate "
+            "them after strip_pruning: "
+            "keras_prune.structured.update_batchnorm_statistics(model, x_train).",
+            stacklevel=2,
+        )
 
     def _schedule_ends(self):
         return [w.pruning_schedule.end for w in self._all_wrappers if w.pruning_schedule.end >= 0]

@@ -1,12 +1,14 @@
 """`prune_one_shot`: prune a trained model from calibration data, without retraining."""
 
 import dataclasses
+import sys
+import warnings
 
 import keras
 import numpy as np
 
 from keras_prune._data import samples
-from keras_prune._models import flatten_layers
+from keras_prune._models import check_built, flatten_layers
 from keras_prune._models.hooks import hooked
 from keras_prune._progress import check_verbose
 from keras_prune._text import table
@@ -109,6 +111,7 @@ def prune_one_shot(model, data, sparsity=0.5, *, method="sparsegpt", sparsity_m_
         ValueError: for no data, a sparsity outside [0, 1), m >= n, or an unknown
             method.
     """
+    check_built(model, "model")
     options = _check_options(data, sparsity, method, sparsity_m_by_n, block_size, scope,
                              batch_size, verbose)
     options["blocksize"] = check_int("blocksize", blocksize, minimum=1)
@@ -125,18 +128,30 @@ def prune_one_shot(model, data, sparsity=0.5, *, method="sparsegpt", sparsity_m_
     targets = _targets(groups, pruned, batches, sparsity, layer_sparsity)
     rows = []
     for index, group in enumerate(groups):
-        statistics = _statistics(pruned, group, batches, full=True)  # errors need X^T X
+        statistics, counts = _statistics(pruned, group, batches, full=True)  # X^T X
         for target in group:
+            if id(target) not in statistics:
+                skipped.append((target.layer.name, "never called on the calibration data (the "
+                                "model builds it but its forward pass does not use it)"))
+                continue
+            _warn_if_underdetermined(target, counts[id(target)], method)
             row = _prune_kernel(target, statistics[id(target)], targets[id(target)], options)
             if row is None:
                 skipped.append((target.layer.name, _block_misfit(target, options["block"])))
             else:
                 rows.append(row)
         if verbose:
-            print(f"\r{method}: {index + 1}/{len(groups)} groups pruned", end="", flush=True)
-    if verbose:
-        print()
+            _progress_line(f"{method}: {index + 1}/{len(groups)} groups pruned",
+                           last=index + 1 == len(groups))
     return pruned, OneShotReport(method, rows, skipped)
+
+
+def _progress_line(text, last):
+    """In a terminal one line rewritten in place; in a file or CI log whole lines."""
+    if sys.stdout.isatty():
+        print(f"\r{text}", end="\n" if last else "", flush=True)
+    else:
+        print(text, flush=True)
 
 
 def _check_options(data, sparsity, method, m_by_n, block_size, scope, batch_size, verbose):
@@ -237,8 +252,10 @@ def _runner(model, group):
 
 
 def _statistics(model, group, batches, full):
-    """{id(target): X^T X (full) or the per-input sum of squares} over the batches."""
+    """({id(target): X^T X (full) or the per-input sum of squares}, {id(target): rows})
+    over the batches; a target whose layer the batches never reach is left out of both."""
     sums = {id(t): 0.0 for t in group}
+    counts = {id(t): 0 for t in group}
     by_layer = {}
     for target in group:
         by_layer.setdefault(id(target.layer), []).append(target)
@@ -252,6 +269,7 @@ def _statistics(model, group, batches, full):
         for target in by_layer[id(layer)]:
             rows = target.view.rows(x)
             sums[id(target)] = sums[id(target)] + (rows.T @ rows if full else (rows ** 2).sum(0))
+            counts[id(target)] += len(rows)
         seen.add(id(layer))
         if len(seen) == len(layers):  # the rest of the model cannot change the statistics
             raise _GroupMeasured()
@@ -265,9 +283,24 @@ def _statistics(model, group, batches, full):
             except _GroupMeasured:
                 pass
     for target in group:
-        if isinstance(sums[id(target)], float):
-            raise ValueError(f"The calibration data never reached layer `{target.layer.name}`.")
-    return sums
+        if isinstance(sums[id(target)], float):  # built, but never called by the model
+            del sums[id(target)], counts[id(target)]
+    return sums, counts
+
+
+def _warn_if_underdetermined(target, rows, method):
+    """SparseGPT fits each kernel to the calibration rows: with fewer rows than inputs
+    the fit is exact on the calibration set and says little about other inputs."""
+    inputs = target.view.to_matrix(np.zeros(tuple(
+        target.wrapper.prunable_weights[target.index].shape))).shape[1]
+    if method == "sparsegpt" and rows < inputs:
+        warnings.warn(
+            f"Layer `{target.layer.name}` reads {inputs} input features but the calibration "
+            f"data gave it {rows} rows: SparseGPT's weight update then fits the calibration "
+            f"set rather than the task. Pass at least {inputs} rows (samples x positions), "
+            "or method='wanda'.",
+            stacklevel=4,
+        )
 
 
 def _prune_kernel(target, statistics, sparsity, options):
@@ -324,20 +357,24 @@ def _owl(model, groups, batches, sparsity):
     """Outlier-weighed layerwise sparsity (OWL): a group with a larger share of outlier
     Wanda scores (> OWL_M x its mean) keeps more weights; the densities spread over
     2 x OWL_LAMBDA around 1 - sparsity."""
-    norms = _statistics(model, [t for g in groups for t in g], batches, full=False)
-    ratios = []
+    norms, _ = _statistics(model, [t for g in groups for t in g], batches, full=False)
+    ratios, sizes = [], []
     for group in groups:
         outliers = total = 0
         for target in group:
+            if id(target) not in norms:
+                continue
             kernel = target.wrapper.prunable_weights[target.index]
             matrix = target.view.to_matrix(np.asarray(keras.ops.convert_to_numpy(kernel)))
             scores = np.abs(matrix) * np.sqrt(norms[id(target)])[None, :]
             outliers += int((scores > OWL_M * scores.mean()).sum())
             total += scores.size
-        ratios.append(outliers / total)
-    ratios = np.array(ratios)
+        ratios.append(outliers / max(total, 1))
+        sizes.append(total)
+    ratios, sizes = np.array(ratios), np.array(sizes, np.float64)
     spread = ratios.max() - ratios.min()
     density = (ratios - ratios.min()) / spread * 2 * OWL_LAMBDA if spread > 0 else 0 * ratios
-    density = density - density.mean() + (1 - sparsity)
+    # Centred on the weights, not the groups: the share of all pruned weights is `sparsity`.
+    density = density - np.average(density, weights=np.maximum(sizes, 1)) + (1 - sparsity)
     sparsities = np.clip(1 - density, 0.0, 0.99)
     return {id(t): float(s) for group, s in zip(groups, sparsities) for t in group}

@@ -6,6 +6,7 @@ a fully int8 LiteRT file with `keras_prune.tflite.convert(model, path, quantize=
 without representative data.
 """
 
+from keras_prune.quantization import keras  # noqa: E402 (tfmot's quantization.keras names)
 from keras_prune.quantization.apply import (
     Default8BitPrunePreserveQuantizeScheme,
     Default8BitQuantizeScheme,
@@ -18,18 +19,18 @@ from keras_prune.quantization.apply import (
 )
 from keras_prune.quantization.configs import Default8BitQuantizeConfig, QuantizeConfig
 from keras_prune.quantization.quantizers import (
+    FixedQuantizer,
     LastValueQuantizer,
     MovingAverageQuantizer,
     Quantizer,
 )
 from keras_prune.quantization.wrapper import QuantizeAnnotate, QuantizeWrapper
 
-from keras_prune.quantization import keras  # noqa: E402 (tfmot's quantization.keras names)
-
 __all__ = [
     "Default8BitPrunePreserveQuantizeScheme",
     "Default8BitQuantizeConfig",
     "Default8BitQuantizeScheme",
+    "FixedQuantizer",
     "LastValueQuantizer",
     "MovingAverageQuantizer",
     "QuantizationReport",

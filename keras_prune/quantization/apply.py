@@ -194,6 +194,14 @@ def quantize_apply(model, scheme=None, *, preserve_sparsity=None, per_channel=Tr
         report.float_layers[:] = list(plan.float_layers)
 
     new, _ = _models.rewrite_graph_model(model, transform, restart)
+    if not report.quantized:
+        reasons = "; ".join(f"{name}: {why}" for name, why in report.float_layers[:4])
+        raise ValueError(
+            f"Nothing in `model` ({model.name}) can be quantized by the default int8 scheme"
+            + (f" ({reasons})" if reasons else "") + ". Quantization-aware training needs "
+            "at least one Dense, Conv, pooling, Add or activation layer; annotate custom "
+            "layers with quantize_annotate_layer(layer, quantize_config=...)."
+        )
     for wrapper in _models.flatten_layers(new):  # the copies hold their weights now
         if isinstance(wrapper, QuantizeWrapper) and preserve:
             wrapper.set_masks_from_weights()
@@ -278,6 +286,15 @@ def _check_graph_model(model, argument):
             f"Argument `{argument}` still has pruning wrappers ({', '.join(wrapped[:3])}"
             f"{'...' if len(wrapped) > 3 else ''}). Call keras_prune.strip_pruning(model) first: "
             "quantization keeps the zeros the pruning left (preserve_sparsity=True)."
+        )
+    quantized = [layer.name for layer in _models.flatten_layers(model)
+                 if isinstance(layer, QuantizeWrapper)]
+    if quantized:
+        raise ValueError(
+            f"Argument `{argument}` is already quantization-aware ({', '.join(quantized[:3])}"
+            f"{'...' if len(quantized) > 3 else ''} are QuantizeWrappers). Train it with fit "
+            "and convert it with keras_prune.tflite.convert(model, path, quantize='int8'); "
+            "to start over, quantize the float model it came from."
         )
     return model
 

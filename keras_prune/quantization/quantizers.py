@@ -155,6 +155,49 @@ class MovingAverageQuantizer(_BitsQuantizer):
         return self._fake_quant(inputs, low_value, high_value)
 
 
+@_SERIALIZABLE
+class FixedQuantizer(_BitsQuantizer):
+    """Quantizes to a fixed range [init_min, init_max] that training never moves
+    (tfmot's name). For outputs whose int8 range TFLite fixes itself: softmax and
+    sigmoid write [0, 255/256], tanh [-1, 127/128].
+
+    Args:
+      num_bits: bits per value (8 for int8).
+      init_min, init_max: the range.
+      narrow_range: leave out the lowest level.
+    """
+
+    def __init__(self, num_bits=8, init_min=-6.0, init_max=6.0, narrow_range=False):
+        super().__init__(num_bits, False, False, narrow_range)
+        if not init_min < init_max:
+            raise ValueError("Arguments `init_min` < `init_max` are required. Received: "
+                             f"init_min={init_min}, init_max={init_max}.")
+        self.init_min, self.init_max = float(init_min), float(init_max)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("per_axis", None)
+        config.pop("symmetric", None)
+        return {**config, "init_min": self.init_min, "init_max": self.init_max}
+
+    def build(self, tensor_shape, name, layer):
+        def variable(suffix, value):
+            return layer.add_weight(name=f"{name}_{suffix}", shape=(), dtype="float32",
+                                    initializer=keras.initializers.Constant(value),
+                                    trainable=False)
+
+        return {"min": variable("min", self.init_min), "max": variable("max", self.init_max)}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        return self._fake_quant(inputs, ops.convert_to_tensor(weights["min"]),
+                                ops.convert_to_tensor(weights["max"]))
+
+
+# TFLite's int8 kernels of these activations write a fixed output scale and zero point.
+FIXED_OUTPUT_RANGES = {"softmax": (0.0, 255 / 256), "sigmoid": (0.0, 255 / 256),
+                       "tanh": (-1.0, 127 / 128)}
+
+
 def weight_quantizer(per_axis):
     """tfmot's default 8-bit weight quantizer: symmetric, narrow range (-127..127)."""
     return LastValueQuantizer(num_bits=8, per_axis=per_axis, symmetric=True, narrow_range=True)

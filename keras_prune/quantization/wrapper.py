@@ -12,7 +12,12 @@ from keras import ops
 
 from keras_prune.layers.wrapper import adopt_call_signature
 from keras_prune.quantization.configs import QuantizeConfig, kernel_kind
-from keras_prune.quantization.quantizers import activation_quantizer
+from keras_prune.quantization.quantizers import (
+    FIXED_OUTPUT_RANGES,
+    FixedQuantizer,
+    MovingAverageQuantizer,
+    activation_quantizer,
+)
 
 
 def _output_shape(layer, input_shape):
@@ -114,6 +119,9 @@ class QuantizeWrapper(_ConfiguredWrapper):
         activations = list(config.get_activations_and_quantizers(self.layer))
         if not outputs and activations:  # a tfmot config quantizing layer.activation
             outputs = [activations[0][1]]
+        fixed = FIXED_OUTPUT_RANGES.get(_activation_name(self.layer))
+        if outputs and fixed and isinstance(outputs[0], MovingAverageQuantizer):
+            outputs = [FixedQuantizer(outputs[0].num_bits, *fixed)]
         output_shape = _output_shape(self.layer, input_shape)
         self._output_quantizers = [
             (quantizer, quantizer.build(output_shape, f"output_{i}", self))
@@ -214,11 +222,16 @@ class QuantizeWrapper(_ConfiguredWrapper):
                 "preserve_sparsity": self.preserve_sparsity}
 
 
+def _activation_name(layer):
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    return getattr(getattr(layer, "activation", None), "__name__", "linear")
+
+
 def _separate_activation(layer):
     """True for a kernel layer whose activation TFLite runs as an op of its own."""
-    activation = getattr(layer, "activation", None)
-    name = getattr(activation, "__name__", "linear")
-    return kernel_kind(layer) is not None and name not in ("linear", "relu", "relu6")
+    return kernel_kind(layer) is not None and _activation_name(layer) not in (
+        "linear", "relu", "relu6")
 
 
 def _is_float(tensor):

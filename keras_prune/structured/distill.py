@@ -109,6 +109,14 @@ def distill(student, teacher, data, y=None, *, epochs=1, batch_size=32, steps_pe
             f"alpha={alpha} gives {1 - alpha:.2f} of the loss to the labels, but `y` is None. "
             "Pass the labels as `y`, or alpha=1.0 to learn from the teacher alone."
         )
+    if data is None:
+        raise ValueError("Argument `data` is required: the inputs (or a dataset) the student "
+                         "learns the teacher's outputs on. Received: data=None.")
+    leaves = [] if hasattr(data, "as_numpy_iterator") else [
+        leaf for leaf in keras.tree.flatten(data) if hasattr(leaf, "shape")]
+    if leaves and any(len(leaf.shape) and leaf.shape[0] == 0 for leaf in leaves):
+        raise ValueError("Argument `data` holds no samples (0 rows), so distillation would "
+                         "return without training. Pass the training inputs, e.g. data=x_train.")
     if student is teacher:
         raise ValueError("Arguments `student` and `teacher` are the same model; pass the pruned "
                          "model as `student` and the unpruned one as `teacher`.")

@@ -18,6 +18,7 @@ import numpy as np
 from keras_prune._models import check_built, check_keras3, flatten_layers, is_graph_model
 from keras_prune._models.graph import iter_steps, producer_of
 from keras_prune.layers import collect_wrappers
+from keras_prune.quantization.wrapper import QuantizeWrapper
 from keras_prune.structured import registry
 
 
@@ -56,6 +57,15 @@ def check_graph_model(model, argument="model"):
             "weights over with `new.set_weights(old.get_weights())`, and prune that; or use "
             "unstructured pruning (keras_prune.prune_low_magnitude), which works on subclassed "
             "models."
+        )
+    quantized = [layer.name for layer in flatten_layers(model)
+                 if isinstance(layer, QuantizeWrapper)]
+    if quantized:
+        raise ValueError(
+            f"Argument `{argument}` is quantization-aware ({quantized[0]} and "
+            f"{len(quantized) - 1} more are QuantizeWrappers), and structured pruning cannot "
+            "change the width of a fake-quantized layer. Shrink the float model first, then "
+            "make it quantization-aware: prune_structured -> quantize_model -> fit."
         )
     wrapped = [layer.name for layer in collect_wrappers(model)]
     if wrapped:

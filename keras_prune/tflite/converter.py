@@ -115,6 +115,7 @@ def convert(
         up as a larger error).
       ImportError: when TensorFlow or a LiteRT runtime is missing.
     """
+    _check_path(path)
     model = load_model(model)
     quantization_aware = _quantization_aware(model, quantize)
     _check_options(quantize, sparse, int8_io, representative_data, verify,
@@ -179,6 +180,22 @@ def convert(
         content=content,
         float_ops=float_ops,
     )
+
+
+def _check_path(path):
+    """The CLI's rule: the file's folder must exist (nothing is created but the file)."""
+    if path is None:
+        return
+    path = os.fspath(path)
+    if not path or os.path.isdir(path):
+        raise ValueError(f"Argument `path` must name a file to write, such as "
+                         f"'model.tflite'. Received: path={path!r}.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"Argument `path`: the folder {folder} does not exist. Create it first "
+            f"(os.makedirs({folder!r})) or pass path=None to keep the file in memory."
+        )
 
 
 def _float_ops(content, model):

@@ -160,3 +160,27 @@ def test_tensorboard_log_dir_gets_event_files(digits, helpers, tmp_path):
     model.fit(x, y, epochs=1, verbose=0, callbacks=[PruneCallback(log_dir=str(tmp_path))])
     events = list(tmp_path.rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 100
+
+
+def test_masks_changing_at_the_end_warn_that_batchnorm_statistics_are_stale(digits):
+    x, y = digits
+
+    def run(end_step):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([
+            keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3), keras.layers.BatchNormalization(),
+            keras.layers.ReLU(), keras.layers.Flatten(), keras.layers.Dense(10)])
+        schedule = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=end_step, frequency=1)
+        pruned = keras_prune.prune_low_magnitude(model, pruning_schedule=schedule)
+        pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pruned.fit(x[:640], y[:640], batch_size=32, epochs=15, verbose=0,
+                       callbacks=[PruneCallback()])
+        return [str(w.message) for w in caught if "BatchNormalization" in str(w.message)]
+
+    stale = run(end_step=300)  # 300 steps in all: the last masks come at the very end
+    assert len(stale) == 1 and "update_batchnorm_statistics" in stale[0]
+    assert run(end_step=20) == []  # the statistics have 200+ steps to follow

@@ -274,3 +274,44 @@ def test_sequential_model_stays_sequential(digits):
         "kernel (per channel), output fused into the next op, input")
     fit(qat, x, y, steps=2)
     assert float(wrapper(qat, "relu")._output_quantizers[0][1]["batches"]) == 2.0
+
+
+def test_already_quantized_or_unquantizable_models_are_refused():
+    qat = quantization.quantize_model(cnn())
+    with pytest.raises(ValueError, match="already quantization-aware.*quantize='int8'"):
+        quantization.quantize_model(qat)
+    inputs = keras.Input((4,))
+    only_norm = keras.Model(inputs, keras.layers.LayerNormalization(name="norm")(inputs))
+    with pytest.raises(ValueError, match="Nothing in `model`.*norm"):
+        quantization.quantize_model(only_norm)
+    with pytest.raises(ValueError, match="quantization-aware.*Shrink the float model first"):
+        keras_prune.structured.prune_structured(qat, verbose=0)
+
+
+def test_tfmot_quantization_names_resolve_through_the_package():
+    import keras_prune as tfmot
+
+    assert tfmot.quantization.keras.quantize_model is quantization.quantize_model
+    assert tfmot.quantization.keras.quantize_apply is quantization.quantize_apply
+    assert (tfmot.quantization.keras.quantizers.LastValueQuantizer
+            is quantization.LastValueQuantizer)
+    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    annotated = tfmot.quantization.keras.quantize_annotate_model(cnn())
+    qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+    assert all(w.preserve_sparsity for w in qat.layers if isinstance(w, quantization.QuantizeWrapper))
+
+
+def test_a_saved_qat_model_reloads_after_a_plain_import_keras_prune(tmp_path):
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "qat.keras")
+    quantization.quantize_model(cnn()).save(path)
+    code = ("import keras, keras_prune, sys\n"
+            "assert 'keras_prune.quantization.wrapper' in sys.modules or True\n"
+            f"model = keras.saving.load_model({path!r})\n"
+            "print(sum(type(l).__name__ == 'QuantizeWrapper' for l in model.layers))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip().splitlines()[-1]) >= 5

@@ -210,3 +210,37 @@ def test_a_pruned_away_channel_with_a_bias_converts_exactly():
     assert result.verification.passed
     (step,) = ranges.output_steps(qat)
     assert result.verification.max_abs_diff <= step
+
+
+@tf_only
+def test_a_softmax_head_is_int8_and_float_ops_are_named(digits):
+    x, y = digits
+
+    def head_model(batchnorm_after_relu):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 1))
+        h = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+        if batchnorm_after_relu:
+            h = keras.layers.BatchNormalization(name="bn")(h)
+        h = keras.layers.GlobalAveragePooling2D()(h)
+        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="head")(h))
+
+    qat = quantization.quantize_model(head_model(False))
+    qat.compile("adam", "sparse_categorical_crossentropy")
+    qat.fit(x[:256], y[:256], batch_size=32, verbose=0)
+    result = keras_prune.tflite.convert(qat, None, quantize="int8", verify_data=x[:32],
+                                        verbose=0)
+    assert result.float_ops == []
+    info = keras_prune.tflite.inspect(result.content)
+    head = [t for t in info.tensors if t.op == "FULLY_CONNECTED" and len(t.shape) > 1]
+    assert head and all(t.dtype == "int8" for t in head)
+    assert "SOFTMAX" in info.ops
+
+    qat = quantization.quantize_model(head_model(True))
+    qat.compile("adam", "sparse_categorical_crossentropy")
+    qat.fit(x[:256], y[:256], batch_size=32, verbose=0)
+    with pytest.warns(UserWarning, match=r"runs 2 op\(s\) in float32: MUL.*ADD.*BatchNormalization"):
+        result = keras_prune.tflite.convert(qat, None, quantize="int8", verify_data=x[:32],
+                                            verbose=0)
+    assert [op.split(" ")[0] for op in result.float_ops] == ["MUL", "ADD"]
+    assert "stay float32" in str(result)

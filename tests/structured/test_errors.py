@@ -141,3 +141,12 @@ def test_report_names_custom_layers_whose_inner_layers_are_not_pruned():
     assert report.opaque == [("block", "_ConvBlock", ["inner_conv"])]
     assert "not pruned: `block` (_ConvBlock)" in str(report) and "inner_conv" in str(report)
     assert report.to_dict()["opaque"][0]["inner_layers"] == ["inner_conv"]
+
+
+def test_empty_data_is_refused_instead_of_pruning_anyway():
+    model = models.sequential_mlp()
+    x = np.zeros((0,) + tuple(model.inputs[0].shape[1:]), "float32")
+    with pytest.raises(ValueError, match="`data` holds no samples"):
+        prune_structured(model, importance="activation", data=x, verbose=0)
+    with pytest.raises(ValueError, match="`data` holds no samples"):
+        keras_prune.structured.distill(models.sequential_mlp(), model, x)

@@ -84,10 +84,14 @@ def _choose(hub, count, blocks, importance, data, seed):
                 )
             influence = scores.block_influence(hub, data)
             chosen = set(np.argsort(influence, kind="stable")[:count].tolist())
-    if len(chosen) >= total:
+    requested = len(chosen) if blocks is not None else count
+    if requested >= total:
+        received = (f"blocks={list(blocks)!r} ({requested} blocks)" if blocks is not None
+                    else f"count={count}")
         raise ValueError(
-            f"Argument `count` must leave at least one of the {total} blocks of {hub.name}. "
-            f"Received: {len(chosen)} to remove."
+            f"Argument `{'blocks' if blocks is not None else 'count'}` must leave at least "
+            f"one of the {total} blocks of {hub.name} (remove at most {total - 1}). "
+            f"Received: {received}."
         )
     return chosen
 
