@@ -32,6 +32,16 @@ def _fraction(text):
     return value
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
 def build_parser():
     formatter = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="keras-prune", description="Pruning for Keras 3.",
@@ -59,8 +69,19 @@ def build_parser():
         "shrink", help="structured pruning: remove channels of a .keras model, save a smaller one")
     shrink.add_argument("model", help="path to a Functional or Sequential .keras file")
     shrink.add_argument("-o", "--output", required=True, help="the .keras file to write")
-    shrink.add_argument("--ratio", type=_fraction, default=0.5,
-                        help="fraction of channels to remove, in [0, 1)")
+    shrink.add_argument("--ratio", type=_fraction, default=None,
+                        help="fraction of channels to remove, in [0, 1) (0.5 without a budget)")
+    budget = shrink.add_mutually_exclusive_group()
+    budget.add_argument("--latency", type=_fraction, help="LiteRT latency budget, a fraction "
+                        "of the dense model's (measured here; widths chosen to meet it)")
+    budget.add_argument("--latency-ms", type=_positive_float, help="LiteRT latency budget in ms")
+    budget.add_argument("--params", type=_positive_float,
+                        help="parameter budget: a fraction (0.5) or a count (250000)")
+    budget.add_argument("--flops", type=_fraction, help="FLOPs budget, a fraction of the dense")
+    shrink.add_argument("--calibration", help=".npz with inputs `x`: widths chosen per layer "
+                        "by sensitivity (with a budget), and data-based criteria")
+    shrink.add_argument("--threads", type=_positive_int, default=1,
+                        help="LiteRT threads for a latency budget")
     shrink.add_argument("--importance", default="l1",
                         choices=["l1", "l2", "bn_scale", "random", "activation", "apoz",
                                  "entropy"],

@@ -10,7 +10,7 @@ from keras_prune.layers import collect_wrappers
 from keras_prune.quantization.ranges import is_quantization_aware
 from keras_prune.report import sparsity_report
 from keras_prune.strip import strip_pruning
-from keras_prune.structured import prune_structured
+from keras_prune.structured import prune_structured, prune_to_budget
 
 
 def _check_output(path, flag, suffix=None):
@@ -70,12 +70,30 @@ def _strip(args):
 def _shrink(args):
     _check_output(args.output, "-o/--output", ".keras")
     model = _load_keras(args.model, "shrink")
-    data = _load_npz(args.data, "--data", ["x"])["x"] if args.data else None
-    smaller, report = prune_structured(model, ratio=args.ratio, importance=args.importance,
-                                       data=data, round_to=args.round_to,
-                                       ignore=args.ignore or None,
-                                       global_ranking=args.global_ranking,
-                                       verbose=0 if args.quiet else 1)
+    if is_quantization_aware(model):
+        raise ValueError(f"{args.model} is quantization-aware: shrink the float model first, "
+                         "then make it quantization-aware (prune_structured -> quantize_model)")
+    source = args.calibration or args.data
+    flag = "--calibration" if args.calibration else "--data"
+    data = _load_npz(source, flag, ["x"])["x"] if source else None
+    budget = {name: getattr(args, name) for name in ("latency", "latency_ms", "params", "flops")
+              if getattr(args, name) is not None}
+    if budget:
+        if args.ratio is not None or args.ignore or args.global_ranking:
+            raise ValueError("a budget (--latency, --latency-ms, --params, --flops) chooses "
+                             "the widths itself: leave out --ratio, --ignore and "
+                             "--global-ranking")
+        if "params" in budget and budget["params"] >= 1:
+            budget["params"] = int(budget["params"])
+        smaller, report = prune_to_budget(
+            model, data=data, importance=args.importance,
+            round_to=8 if args.round_to is None else args.round_to, threads=args.threads,
+            verbose=0 if args.quiet else 1, **budget)
+    else:
+        smaller, report = prune_structured(
+            model, ratio=0.5 if args.ratio is None else args.ratio, importance=args.importance,
+            data=data, round_to=args.round_to, ignore=args.ignore or None,
+            global_ranking=args.global_ranking, verbose=0 if args.quiet else 1)
     _io.save_model(smaller, args.output)
     print(report)
     print(f"Saved {args.output}")
@@ -188,6 +206,9 @@ _FLAGS = {
                "about 256 training inputs)",
                "e.g. data=x_train[:256]": "as an .npz with array x",
                "Argument `data`": "--data", "`data`": "--data", "Argument `ratio`": "--ratio",
+               "Argument `latency_ms`": "--latency-ms", "Argument `latency`": "--latency",
+               "Argument `params`": "--params", "Argument `flops`": "--flops",
+               "Pass exactly one budget": "Pass one budget flag",
                "keras_prune.strip_pruning(model)": "keras-prune strip"},
 }
 

@@ -315,3 +315,22 @@ def test_convert_and_the_cli_agree_that_the_folder_must_exist(tmp_path):
     with pytest.raises(FileNotFoundError, match="folder .*missing does not exist"):
         keras_prune.tflite.convert(model, str(tmp_path / "missing" / "x.tflite"), verbose=0)
     assert not (tmp_path / "missing").exists()
+
+
+def test_shrink_to_a_budget(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16,))
+    h = keras.layers.Dense(64, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Dense(64, activation="relu")(h)))
+    model.save(tmp_path / "m.keras")
+    np.savez(tmp_path / "calibration.npz", x=np.random.default_rng(0).normal(size=(64, 16)))
+    out = tmp_path / "small.keras"
+    assert cli.main(["shrink", str(tmp_path / "m.keras"), "-o", str(out), "--params", "0.5",
+                     "--calibration", str(tmp_path / "calibration.npz"), "-q"]) == 0
+    assert keras.saving.load_model(out).count_params() <= 0.5 * model.count_params()
+    with pytest.raises(SystemExit, match="budget .* leave out --ratio"):
+        cli.main(["shrink", str(tmp_path / "m.keras"), "-o", str(out), "--flops", "0.5",
+                  "--ratio", "0.3"])
+    with pytest.raises(SystemExit):
+        cli.main(["shrink", str(tmp_path / "m.keras"), "-o", str(out), "--flops", "0.5",
+                  "--params", "0.3"])

@@ -10,6 +10,7 @@ channels and the lowest go.
 
 from keras_prune.structured.api import prune_structured, remove_blocks
 from keras_prune.structured.blocks import ResidualBlock, find_residual_blocks
+from keras_prune.structured.budget import BudgetReport, Candidate, prune_to_budget
 from keras_prune.structured.collapse import CollapseReport, collapse_layers, linearizable_layers
 from keras_prune.structured.distill import Distiller, distill
 from keras_prune.structured.graph import DependencyGraph, Group, Space
@@ -38,6 +39,8 @@ from keras_prune.structured.training import (
 __all__ = [
     "APoZ",
     "BatchNormScale",
+    "BudgetReport",
+    "Candidate",
     "CollapseReport",
     "DependencyGraph",
     "Distiller",
@@ -63,6 +66,7 @@ __all__ = [
     "linearizable_layers",
     "prune_and_finetune",
     "prune_structured",
+    "prune_to_budget",
     "register_rule",
     "remove_blocks",
     "update_batchnorm_statistics",

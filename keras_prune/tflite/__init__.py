@@ -16,7 +16,8 @@ LiteRT runtime; both are optional extras.
 from keras_prune.tflite._runtime import InterpreterLoadError, load_interpreter, predict
 from keras_prune.tflite.blocks import BLOCK_FLOAT, BLOCK_INT8
 from keras_prune.tflite.converter import convert
-from keras_prune.tflite.evaluation import Latency, benchmark, evaluate
+from keras_prune.tflite.device import AdbDevice, parse_benchmark_output
+from keras_prune.tflite.evaluation import Latency, benchmark, compare_latency, evaluate
 from keras_prune.tflite.inspection import Inspection, TensorInfo, inspect
 from keras_prune.tflite.results import (
     ConversionError,
@@ -26,6 +27,7 @@ from keras_prune.tflite.results import (
 )
 
 __all__ = [
+    "AdbDevice",
     "BLOCK_FLOAT",
     "BLOCK_INT8",
     "ConversionError",
@@ -37,9 +39,11 @@ __all__ = [
     "Verification",
     "VerificationError",
     "benchmark",
+    "compare_latency",
     "convert",
     "evaluate",
     "inspect",
     "load_interpreter",
+    "parse_benchmark_output",
     "predict",
 ]

@@ -183,3 +183,44 @@ def benchmark(path, *, num_threads=1, runs=200, warmup=20, default_delegates=Tru
         num_threads=num_threads,
         default_delegates=default_delegates,
     )
+
+
+def compare_latency(files, *, num_threads=1, rounds=7, runs=20, warmup=5, seed=0):
+    """Median single-sample latency (microseconds) of each file, measured side by side.
+
+    Every file gets its interpreter once; then each of `rounds` rounds times `runs`
+    invocations of every file in turn, and each file's result is the median of its
+    round medians. Alternating rounds keep slow drifts of a shared machine (another
+    process, frequency changes) from favouring one file: compare files only within
+    one call.
+
+    Args:
+        files: .tflite paths or file bytes.
+        num_threads: interpreter threads; rounds, runs, warmup: see above.
+        seed: seed of the random inputs.
+
+    Returns:
+        A list of median latencies in microseconds, one per file.
+    """
+    check_int("num_threads", num_threads, minimum=1)
+    check_int("rounds", rounds, minimum=1)
+    check_int("runs", runs, minimum=1)
+    interpreters = []
+    for item in files:
+        interpreter = _runtime.load_interpreter(read_file(item), num_threads=num_threads)
+        rng = np.random.default_rng(seed)
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+        for _ in range(warmup):
+            interpreter.invoke()
+        interpreters.append(interpreter)
+    medians = [[] for _ in interpreters]
+    times = np.empty(runs)
+    for _ in range(rounds):
+        for index, interpreter in enumerate(interpreters):
+            for i in range(runs):
+                start = time.perf_counter()
+                interpreter.invoke()
+                times[i] = time.perf_counter() - start
+            medians[index].append(float(np.median(times)))
+    return [float(np.median(m) * 1e6) for m in medians]

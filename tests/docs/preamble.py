@@ -26,9 +26,9 @@ def build_model(seed=0):
     """A small residual CNN on 8x8 digits, softmax head."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    branch = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(h)
-    h = keras.layers.Add()([h, keras.layers.Conv2D(16, 1)(branch)])
+    h = keras.layers.Conv2D(48, 3, padding="same", activation="relu")(inputs)
+    branch = keras.layers.Conv2D(48, 3, padding="same", activation="relu")(h)
+    h = keras.layers.Add()([h, keras.layers.Conv2D(48, 1)(branch)])
     h = keras.layers.GlobalAveragePooling2D()(h)
     h = keras.layers.Dense(32, activation="relu")(h)
     return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))

@@ -1,0 +1,370 @@
+"""`prune_to_budget`: the widths that meet a latency, size or FLOPs budget.
+
+A budget is met by measuring candidates, never by guessing a ratio: each candidate
+model is built by structured pruning, and its cost is read off the model (params,
+FLOPs) or measured in LiteRT beside the dense model (latency, alternating rounds on
+this machine, or a `device` callable for another one). FLOPs never stand in for latency.
+
+Without data every group loses the same share of channels, and the share is found by
+bisection. With data the widths differ per group (FastNAS-style): each group is pruned
+alone to a few shares and the change of the model's outputs on the data is recorded
+(a sensitivity map); for a tolerated change `t`, every group takes the largest share
+whose change stays below `t`, and `t` is found by bisection under the budget. Groups
+the model barely needs then give up more channels than sensitive ones.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_prune._data import samples
+from keras_prune._progress import Progress
+from keras_prune._text import table
+from keras_prune._validation import check_int
+from keras_prune._views.hub import is_hub_model
+from keras_prune.structured.api import prune_structured
+from keras_prune.structured.pruner import StructuredPruner
+from keras_prune.structured.rebuild import count_flops
+
+SHARES = (0.25, 0.5, 0.75)  # sensitivity map: shares of a group's channels removed
+_MAX_SHARE = 0.9
+_KINDS = ("latency", "latency_ms", "params", "flops")
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One model tried: how it was pruned and what it costs."""
+
+    ratio: object  # the `ratio` given to prune_structured: a number or {layer: share}
+    cost: float  # in the budget's units: microseconds, parameters or FLOPs
+    params: int
+    flops: int | None
+    output_error: float | None = None  # relative squared change of the outputs on `data`
+    meets: bool = False
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class BudgetReport:
+    """What `prune_to_budget` looked for, what it tried and what it chose."""
+
+    kind: str  # "latency", "params" or "flops"
+    target: float  # in the kind's units (latency in microseconds)
+    dense_cost: float
+    chosen: Candidate
+    candidates: list
+    structured: object  # the chosen model's StructuredReport (per-layer widths)
+    method: str  # "uniform" or "sensitivity"
+    notes: list = dataclasses.field(default_factory=list)
+
+    @property
+    def ratio(self):
+        """The chosen model's cost as a fraction of the dense model's."""
+        return self.chosen.cost / self.dense_cost if self.dense_cost else 1.0
+
+    def to_dict(self):
+        return {"kind": self.kind, "target": self.target, "dense_cost": self.dense_cost,
+                "ratio": self.ratio, "method": self.method, "chosen": self.chosen.to_dict(),
+                "candidates": [c.to_dict() for c in self.candidates],
+                "layers": [dataclasses.asdict(r) for r in self.structured.layers],
+                "notes": list(self.notes)}
+
+    def __str__(self):
+        unit = {"latency": "us", "params": "params", "flops": "FLOPs"}[self.kind]
+        lines = [f"budget: {self.kind} <= {self.target:,.0f} {unit} "
+                 f"({self.target / self.dense_cost:.3f}x of the dense {self.dense_cost:,.0f}); "
+                 f"widths: {self.method}"]
+        rows = [(_describe_ratio(c.ratio), f"{c.cost:,.0f}", f"{c.cost / self.dense_cost:.3f}",
+                 "-" if c.output_error is None else f"{c.output_error:.4f}",
+                 ("chosen" if c is self.chosen else "yes") if c.meets else "no")
+                for c in self.candidates]
+        lines += table(("candidate", unit, "x dense", "output error", "meets"), rows,
+                       right=(1, 2, 3))
+        lines.append(str(self.structured))
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=None,
+                    data=None, importance="l1", round_to=8, threads=1, device=None,
+                    steps=8, verbose=1):
+    """Structured pruning to a budget; returns `(smaller_model, BudgetReport)`.
+
+    Exactly one budget: `latency`, `params` or `flops` as a fraction of the model's own
+    (0.5 = half), or absolute: `latency_ms` in milliseconds, `params` as an integer count.
+
+    Example:
+
+    ```python
+    small, report = keras_prune.structured.prune_to_budget(model, latency=0.6,
+                                                            data=x_train[:256])
+    print(report)   # the candidates tried, measured; the chosen one's widths
+    ```
+
+    Args:
+        model: a built Functional/Sequential model, or a keras_hub model (params and
+            FLOPs budgets; it keeps its class, widths uniform).
+        latency, latency_ms, params, flops: the budget (one of them).
+        data: samples (any form `data=` takes). With data, widths are chosen per group
+            from a sensitivity map; without, every group loses the same share.
+        importance: how channels are ranked within a group (see `prune_structured`).
+        round_to: keep channel counts multiples of this (8 suits SIMD kernels).
+        threads: LiteRT interpreter threads for latency.
+        device: for latency on another machine, a callable taking a list of .tflite
+            file bytes and returning one latency in microseconds per file; by default
+            LiteRT here, candidates timed beside the dense model in alternating rounds.
+        steps: bisection steps (each builds and measures one candidate).
+        verbose: 1 prints one progress line, 0 nothing.
+
+    Returns:
+        `(smaller_model, BudgetReport)`; `report.candidates` lists every model tried.
+
+    Raises:
+        ValueError: for no budget or several, a budget outside its range, or one no
+            candidate meets (the message names the smallest cost reached).
+    """
+    kind, value, fraction = _check_budget(latency, latency_ms, params, flops)
+    steps = check_int("steps", steps, minimum=1)
+    if kind == "latency" and is_hub_model(model):
+        raise NotImplementedError(
+            f"Latency budgets are not measured for keras_hub models yet ({type(model).__name__}): "
+            "their inputs need per-model conversion settings. Pass params= or flops= (the "
+            "class is kept), then time the result with keras_prune.tflite.benchmark."
+        )
+    found = None if data is None else samples(model, data, limit=256)
+    progress = Progress("Pruning to budget", verbose)
+    meter = _Meter(kind, model, threads, device)
+    with progress.stage(f"measure the dense model's {kind}"):
+        dense_cost = meter.dense_cost()
+    target = value * dense_cost if fraction else value
+    if target >= dense_cost:
+        raise ValueError(
+            f"The budget ({_format(kind, target)}) is not below the dense model's own "
+            f"({_format(kind, dense_cost)}): there is nothing to prune for it. Pass a smaller "
+            "budget (e.g. latency=0.7 for 70% of the dense latency)."
+        )
+    search = _Search(model, meter, target, importance, round_to, found)
+    if found is None or is_hub_model(model):
+        with progress.stage("search one share for every group"):
+            search.uniform(steps)
+    else:
+        with progress.stage("sensitivity of each group"):
+            search.sensitivity()
+        with progress.stage("search the tolerated output change"):
+            search.by_tolerance(steps)
+    chosen = search.best()
+    if chosen is None:
+        smallest = min(search.candidates, key=lambda c: c.cost)
+        raise ValueError(
+            f"No candidate meets the budget {_format(kind, target)}: the smallest reached "
+            f"is {_format(kind, smallest.cost)} ({smallest.cost / dense_cost:.3f}x of the dense "
+            f"model), at {_describe_ratio(smallest.ratio)}. Pass a budget of at least that, "
+            "or lower round_to."
+        )
+    small, structured = search.build(chosen.ratio)
+    progress.done(f"{chosen.cost / dense_cost:.3f}x {kind}")
+    notes = []
+    if kind == "latency":
+        notes.append(f"latency measured in {'the given device' if device else 'LiteRT here'} "
+                     f"({threads} thread(s)), each candidate beside the dense model")
+    report = BudgetReport(kind, target, dense_cost, chosen, search.candidates, structured,
+                          "uniform" if found is None or is_hub_model(model) else "sensitivity",
+                          notes)
+    return small, report
+
+
+def _check_budget(latency, latency_ms, params, flops):
+    given = {name: value for name, value in zip(_KINDS, (latency, latency_ms, params, flops))
+             if value is not None}
+    if len(given) != 1:
+        raise ValueError(
+            "Pass exactly one budget: latency= (a fraction of the dense latency, e.g. 0.5), "
+            "latency_ms=, params= (a fraction, or a count) or flops= (a fraction). "
+            f"Received: {', '.join(f'{k}={v!r}' for k, v in given.items()) or 'none'}."
+        )
+    (name, value), = given.items()
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or value <= 0:
+        raise ValueError(f"Argument `{name}` must be a positive number. Received: "
+                         f"{name}={value!r}.")
+    if name == "latency_ms":
+        return "latency", float(value) * 1000.0, False
+    if name == "params" and isinstance(value, (int, np.integer)) and value > 1:
+        return "params", float(value), False
+    if not value < 1:
+        raise ValueError(
+            f"Argument `{name}` as a fraction of the dense model's must be in (0, 1). "
+            f"Received: {name}={value!r}." + (" For a parameter count pass an integer."
+                                               if name == "params" else ""))
+    return name, float(value), True
+
+
+class _Meter:
+    """A candidate's cost in the budget's units; latency side by side with the dense model."""
+
+    def __init__(self, kind, model, threads, device):
+        self.kind, self.model, self.threads, self.device = kind, model, threads, device
+        self._dense_file = None
+        self._dense_us = None
+
+    def dense_cost(self):
+        if self.kind != "latency":
+            return float(self.cost(self.model))
+        self._dense_file = self._file(self.model)
+        self._dense_us = self._time([self._dense_file])[0]
+        return self._dense_us
+
+    def cost(self, candidate):
+        if self.kind == "params":
+            return float(candidate.count_params())
+        if self.kind == "flops":
+            value = count_flops(candidate)
+            if value is None:
+                raise ValueError(
+                    f"FLOPs of {self.model.name} cannot be counted (an input dimension is not "
+                    "fixed). Build the model with fixed input shapes, or pass params= or latency=.")
+            return float(value)
+        dense, this = self._time([self._dense_file, self._file(candidate)])
+        return this / dense * self._dense_us  # the ratio of one paired run, in dense units
+
+    def _time(self, files):
+        if self.device is not None:
+            values = list(self.device(files))
+            if len(values) != len(files) or not all(v > 0 for v in values):
+                raise ValueError(f"Argument `device` must return one positive latency (us) per "
+                                 f"file ({len(files)}). Received: {values!r}.")
+            return [float(v) for v in values]
+        from keras_prune.tflite.evaluation import compare_latency
+
+        return compare_latency(files, num_threads=self.threads)
+
+    def _file(self, model):
+        from keras_prune.tflite.converter import convert
+        from keras_prune.tflite.results import ConversionError
+
+        try:
+            return convert(model, None, verify=False, sparse=False, verbose=0).content
+        except (ConversionError, ValueError, NotImplementedError) as error:
+            raise ValueError(
+                f"A latency budget measures the model in LiteRT, and {model.name} does not "
+                f"convert: {error}. Pass params= or flops= instead, which need no conversion."
+            ) from None
+
+
+class _Search:
+    """Candidates built and measured; the cheapest search that meets the budget."""
+
+    def __init__(self, model, meter, target, importance, round_to, found):
+        self.model, self.meter, self.target = model, meter, target
+        self.importance, self.round_to, self.found = importance, round_to, found
+        self.candidates = []
+        self._reference = None if found is None else _outputs(model, found)
+        self._sensitivity = {}  # layer name -> [(share, output error)]
+        self._seen = {}  # layer widths -> the candidate built with them
+
+    def build(self, ratio):
+        return prune_structured(self.model, ratio=ratio, importance=self.importance,
+                                data=None if self.found is None else self.found.x,
+                                round_to=self.round_to, verbose=0)
+
+    def try_ratio(self, ratio):
+        small, report = self.build(ratio)
+        widths = tuple((row.layer, row.after) for row in report.layers)
+        if widths in self._seen:  # another ratio that rounds to the same widths
+            return self._seen[widths]
+        cost = self.meter.cost(small)
+        error = None if self.found is None else _error(self._reference, _outputs(small, self.found))
+        candidate = Candidate(ratio, cost, small.count_params(), count_flops(small)
+                              if not is_hub_model(small) else None, error, cost <= self.target)
+        self.candidates.append(candidate)
+        self._seen[widths] = candidate
+        return candidate
+
+    def best(self):
+        meeting = [c for c in self.candidates if c.meets]
+        if not meeting:
+            return None
+        if self.found is not None and all(c.output_error is not None for c in meeting):
+            close = [c for c in meeting if c.cost >= 0.9 * self.target] or meeting
+            return min(close, key=lambda c: c.output_error)
+        return max(meeting, key=lambda c: c.cost)
+
+    def uniform(self, steps):
+        low, high = 0.0, _MAX_SHARE
+        if not self.try_ratio(high).meets:
+            return
+        for _ in range(steps - 1):
+            middle = (low + high) / 2
+            candidate = self.try_ratio(middle)
+            if candidate.meets:
+                high = middle
+                if candidate.cost >= 0.9 * self.target:
+                    return
+            else:
+                low = middle
+
+    def sensitivity(self):
+        pruner = StructuredPruner(self.model, 0.5, round_to=self.round_to)
+        for group in pruner.graph.groups:
+            if group.frozen or not group.sources:
+                continue
+            name = group.sources[0].name
+            errors = []
+            for share in SHARES:
+                small, _ = self.build({name: share})
+                errors.append((share, _error(self._reference, _outputs(small, self.found))))
+            self._sensitivity[name] = errors
+
+    def shares_for(self, tolerance):
+        ratio = {}
+        for name, errors in self._sensitivity.items():
+            allowed = [share for share, error in errors if error <= tolerance]
+            if allowed:
+                ratio[name] = max(allowed)
+        return ratio
+
+    def by_tolerance(self, steps):
+        tolerances = sorted({error for errors in self._sensitivity.values() for _, error in errors})
+        if not tolerances:
+            return
+        if not self.try_ratio(self.shares_for(tolerances[-1])).meets:
+            self.uniform(steps)  # even the largest shares miss: fall back to a uniform share
+            return
+        low, high = -1, len(tolerances) - 1  # high meets; find the smallest index that meets
+        for _ in range(steps - 1):
+            if high - low <= 1:
+                break
+            middle = (low + high) // 2
+            if self.try_ratio(self.shares_for(tolerances[middle])).meets:
+                high = middle
+            else:
+                low = middle
+
+
+def _outputs(model, found):
+    outputs = [keras.tree.flatten(model(batch, training=False)) for batch in found.batches(64)]
+    return [np.concatenate([np.asarray(keras.ops.convert_to_numpy(o[i]), np.float64)
+                            for o in outputs]) for i in range(len(outputs[0]))]
+
+
+def _error(reference, outputs):
+    """Relative squared change of the outputs: ||f - g||^2 / ||f||^2, summed over outputs."""
+    num = sum(float(np.sum((a - b) ** 2)) for a, b in zip(reference, outputs))
+    den = sum(float(np.sum(a ** 2)) for a in reference)
+    return num / max(den, 1e-12)
+
+
+def _format(kind, value):
+    if kind == "latency":
+        return f"{value:,.0f} us ({value / 1000:.3f} ms)"
+    return f"{value:,.0f} {'parameters' if kind == 'params' else 'FLOPs'}"
+
+
+def _describe_ratio(ratio):
+    if isinstance(ratio, dict):
+        shares = sorted(ratio.values())
+        return (f"{len(shares)} groups, shares {shares[0]:.2f}-{shares[-1]:.2f}" if shares
+                else "no group pruned")
+    return f"ratio {ratio:.3f}"

@@ -1,0 +1,133 @@
+"""prune_to_budget: every budget kind is met by measured candidates; errors name the fix."""
+
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+import keras_prune
+from keras_prune.structured import prune_to_budget
+from keras_prune.tflite.device import AdbDevice, parse_benchmark_output
+
+
+def two_branch_model(seed=0, features=16, width=64):
+    """Two parallel hidden layers: `useful` drives the output, `idle` barely does."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((features,))
+    useful = keras.layers.Dense(width, activation="relu", name="useful")(inputs)
+    idle = keras.layers.Dense(width, activation="relu", name="idle")(inputs)
+    merged = keras.layers.Concatenate()([useful, idle])
+    model = keras.Model(inputs, keras.layers.Dense(4, name="out")(merged))
+    kernel = keras.ops.convert_to_numpy(model.get_layer("out").kernel).copy()
+    kernel[width:] *= 0.01  # the idle branch's units reach the output 100x weaker
+    model.get_layer("out").kernel.assign(kernel)
+    return model
+
+
+def data(n=128, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 16)).astype("float32")
+
+
+def test_params_and_flops_budgets_are_met_and_the_input_model_is_unchanged():
+    model = two_branch_model()
+    before = [w.copy() for w in model.get_weights()]
+    small, report = prune_to_budget(model, params=0.5, verbose=0)
+    assert small.count_params() <= 0.5 * model.count_params()
+    assert report.kind == "params" and report.chosen.cost == small.count_params()
+    assert report.chosen in report.candidates and report.method == "uniform"
+    assert all(c.meets == (c.cost <= report.target) for c in report.candidates)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    count = model.count_params() // 3
+    small, report = prune_to_budget(model, params=count, verbose=0)
+    assert small.count_params() <= count and report.target == count
+    small, report = prune_to_budget(model, flops=0.4, verbose=0)
+    flops = keras_prune.structured.count_flops
+    assert flops(small) <= 0.4 * flops(model) and report.ratio <= 0.4
+
+
+def test_with_data_the_idle_branch_gives_up_more_than_the_useful_one():
+    model, x = two_branch_model(), data()
+    small, report = prune_to_budget(model, params=0.6, data=x, verbose=0)
+    assert report.method == "sensitivity"
+    widths = {row.layer: row.after for row in report.structured.layers}
+    assert widths["idle"] < widths["useful"]
+    uniform, _ = prune_to_budget(model, params=0.6, verbose=0)
+    dense = model(x).numpy() if hasattr(model(x), "numpy") else keras.ops.convert_to_numpy(model(x))
+
+    def error(m):
+        out = keras.ops.convert_to_numpy(m(x))
+        return float(np.sum((out - dense) ** 2) / np.sum(dense ** 2))
+
+    assert report.chosen.output_error == pytest.approx(error(small), rel=1e-4)
+    assert error(small) < error(uniform)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="each candidate converts in a TF subprocess on other backends "
+                           "(tests/tflite/test_other_backends.py covers that path)")
+def test_a_latency_budget_uses_the_device_measurements():
+    model = two_branch_model()
+
+    def fake_device(files):  # latency proportional to the file size: deterministic
+        return [len(content) / 100.0 for content in files]
+
+    small, report = prune_to_budget(model, latency=0.5, device=fake_device, verbose=0)
+    assert report.kind == "latency" and report.chosen.cost <= report.target
+    assert report.target == pytest.approx(0.5 * report.dense_cost)
+    assert "the given device" in report.notes[0]
+    assert small.count_params() < model.count_params()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="converts in-process")
+def test_the_adb_round_trip_with_this_machines_litert_standing_in_for_the_phone(tmp_path):
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    commands = []
+
+    def fake_adb(arguments):  # pushes to a folder, runs LiteRT here, prints like the tool
+        commands.append(arguments[1])
+        if arguments[1] == "push":
+            shutil.copy(arguments[2], phone / os.path.basename(arguments[3]))
+            return ""
+        if arguments[2] == "rm":
+            os.remove(phone / os.path.basename(arguments[-1]))
+            return ""
+        graph = next(a for a in arguments if a.startswith("--graph="))[len("--graph="):]
+        latency = keras_prune.tflite.benchmark(str(phone / os.path.basename(graph)), runs=20)
+        return ("INFO: Inference timings in us: Init: 1234, First inference: 80, "
+                f"Warmup (avg): 70, Inference (avg): {latency.median_us:.1f}\n")
+
+    device = AdbDevice(runner=fake_adb, threads=1)
+    big = two_branch_model(features=512, width=1024)  # the matmuls dominate the latency
+    small, report = prune_to_budget(big, latency=0.7, device=device, steps=4, verbose=0)
+    assert report.chosen.cost <= report.target
+    assert commands[:3] == ["push", "shell", "shell"] and list(phone.iterdir()) == []
+
+
+def test_benchmark_output_is_parsed_or_quoted():
+    assert parse_benchmark_output("Inference timings in us: Init: 5, First inference: 9, "
+                                  "Warmup (avg): 8.5, Inference (avg): 812.25") == 812.25
+    assert parse_benchmark_output("count=50 first=900 curr=800 min=790 max=950 avg=811.5 "
+                                  "std=12") == 811.5
+    with pytest.raises(ValueError, match="(?s)no inference timing.*Failed to load"):
+        parse_benchmark_output("ERROR: Failed to load model")
+
+
+def test_bad_budgets_name_the_fix():
+    model = two_branch_model()
+    with pytest.raises(ValueError, match="exactly one budget.*Received: none"):
+        prune_to_budget(model, verbose=0)
+    with pytest.raises(ValueError, match="exactly one budget.*params=0.5, flops=0.5"):
+        prune_to_budget(model, params=0.5, flops=0.5, verbose=0)
+    with pytest.raises(ValueError, match="`flops` as a fraction .* must be in \\(0, 1\\)"):
+        prune_to_budget(model, flops=1.5, verbose=0)
+    with pytest.raises(ValueError, match="not below the dense model's"):
+        prune_to_budget(model, params=10 ** 9, verbose=0)
+    with pytest.raises(ValueError, match="No candidate meets .* smallest reached is"):
+        prune_to_budget(model, params=0.001, verbose=0)
+    if keras.backend.backend() == "tensorflow":
+        with pytest.raises(ValueError, match="`device` must return one positive latency"):
+            prune_to_budget(model, latency=0.5, device=lambda files: [1.0], verbose=0)
