@@ -9,12 +9,12 @@ from keras_prune._models.class_record import ClassRecord
 from keras_prune._models.copying import LayerCopier, copy_model
 
 
-def input_like(tensor):
-    """A new `keras.Input` like `tensor`, keeping its input layer's name."""
+def input_like(tensor, shape=None):
+    """A new `keras.Input` like `tensor` (or of `shape`), keeping its input layer's name."""
     operation = getattr(getattr(tensor, "_keras_history", None), "operation", None)
     name = operation.name if isinstance(operation, keras.layers.InputLayer) else tensor.name
     return keras.Input(
-        batch_shape=tensor.shape,
+        batch_shape=tensor.shape if shape is None else shape,
         dtype=tensor.dtype,
         sparse=getattr(tensor, "sparse", False),
         name=name,

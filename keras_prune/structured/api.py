@@ -9,6 +9,7 @@ from keras_prune._views.hub import is_hub_model
 from keras_prune.structured.blocks import remove_residual_blocks
 from keras_prune.structured.hub.depth import remove_transformer_blocks
 from keras_prune.structured.hub.pruner import TransformerPruner
+from keras_prune.structured.hub.stages import StagePruner, is_config_graph_model
 from keras_prune.structured.pruner import StructuredPruner
 from keras_prune.structured.results import RATIO_HINT
 
@@ -99,6 +100,20 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
         )
     ratio = check_fraction("ratio", ratio, hint=RATIO_HINT)
     progress = Progress("Structured pruning", verbose)
+    if is_config_graph_model(model):
+        for name, value in (("heads", heads), ("units", units), ("hidden", hidden),
+                            ("reconstruct", reconstruct)):
+            if value is not None:
+                raise ValueError(
+                    f"Argument `{name}` applies to keras_hub transformers; "
+                    f"{type(model).__name__} is a CNN whose filters follow `ratio`. "
+                    f"Received: {name}={value!r}.")
+        with progress.stage("probe the config's widths"):
+            pruner = StagePruner(model, ratio, importance, data=data, round_to=round_to)
+        with progress.stage("prune and rebuild"):
+            smaller, report = pruner.apply()
+        progress.done(f"{report.params_ratio:.2f}x params")
+        return smaller, report
     pruner = TransformerPruner(
         model, heads=ratio if heads is None else heads, units=ratio if units is None else units,
         hidden=0.0 if hidden is None else hidden, importance=importance, data=data,

@@ -26,6 +26,7 @@ from keras_prune._views.hub import is_hub_model
 from keras_prune.structured.api import prune_structured
 from keras_prune.structured.pruner import StructuredPruner
 from keras_prune.structured.rebuild import count_flops
+from keras_prune.structured.training import update_batchnorm_statistics
 
 SHARES = (0.25, 0.5, 0.75)  # sensitivity map: shares of a group's channels removed
 _MAX_SHARE = 0.9
@@ -108,8 +109,10 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
         model: a built Functional/Sequential model, or a keras_hub model (params and
             FLOPs budgets; it keeps its class, widths uniform).
         latency, latency_ms, params, flops: the budget (one of them).
-        data: samples (any form `data=` takes). With data, widths are chosen per group
-            from a sensitivity map; without, every group loses the same share.
+        data: samples (any form `data=` takes; up to 256 are used). With data, widths
+            are chosen per group from a sensitivity map, and every candidate's (and the
+            result's) BatchNormalization statistics are re-estimated on the data;
+            without, every group loses the same share.
         importance: how channels are ranked within a group (see `prune_structured`).
         round_to: keep channel counts multiples of this (8 suits SIMD kernels).
         threads: LiteRT interpreter threads for latency.
@@ -265,9 +268,14 @@ class _Search:
         self._seen = {}  # layer widths -> the candidate built with them
 
     def build(self, ratio):
-        return prune_structured(self.model, ratio=ratio, importance=self.importance,
-                                data=None if self.found is None else self.found.x,
-                                round_to=self.round_to, verbose=0)
+        small, report = prune_structured(self.model, ratio=ratio, importance=self.importance,
+                                         data=None if self.found is None else self.found.x,
+                                         round_to=self.round_to, verbose=0)
+        if self.found is not None and not is_hub_model(small):
+            # Removing channels shifts what every later BatchNormalization sees: without
+            # fresh statistics the output change measures stale statistics, not the widths.
+            update_batchnorm_statistics(small, self.found.x)
+        return small, report
 
     def try_ratio(self, ratio):
         small, report = self.build(ratio)

@@ -83,7 +83,7 @@ class DependencyGraph:
     must be kept; `rule_for(layer)` looks up a layer's `Rule` (the registry by default).
     """
 
-    def __init__(self, model, *, ignore=(), rule_for=None):
+    def __init__(self, model, *, ignore=(), rule_for=None, free_outputs=False):
         check_graph_model(model)
         self.model = model
         self.rule_for = rule_for or registry.rule_for
@@ -106,7 +106,8 @@ class DependencyGraph:
         for step in self.steps:
             self._visit(step, ignore)
         for tensor in keras.tree.flatten(model.outputs):
-            self.freeze(self.ids(tensor), "reaches a model output")
+            if not free_outputs:  # a backbone's outputs may narrow: its head is rebuilt
+                self.freeze(self.ids(tensor), "reaches a model output")
         self.groups = self._make_groups()
 
     # -- ids ------------------------------------------------------------------

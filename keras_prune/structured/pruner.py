@@ -29,6 +29,8 @@ class StructuredPruner:
         ignore: layer names (or layers) whose output channels must be kept.
         global_ranking: rank channels across all groups (scores normalized by each
             group's mean) and remove the lowest `ratio` of all of them.
+        free_outputs: let the channels of the model's outputs go too (a keras_hub
+            backbone, whose head is rebuilt to match); by default they are kept.
 
     `interactive()` yields each group with planned removals, so they can be looked
     at, changed (`group.remove = [...]`) or skipped (`group.skip()`) before
@@ -36,7 +38,7 @@ class StructuredPruner:
     """
 
     def __init__(self, model, ratio=0.5, importance="l1", *, data=None, round_to=None,
-                 ignore=None, global_ranking=False):
+                 ignore=None, global_ranking=False, free_outputs=False):
         check_graph_model(model)
         self.model = model
         names = {layer.name for layer in flatten_layers(model)}
@@ -56,6 +58,7 @@ class StructuredPruner:
                 "`data`: a batch of inputs (e.g. data=x_train[:256]), or (x, y) for 'taylor'."
             )
         self.data = data
+        self.free_outputs = bool(free_outputs)
         self._graph = None
         self._planned = False
 
@@ -63,7 +66,8 @@ class StructuredPruner:
     def graph(self):
         """The `DependencyGraph` of the model (traced on first use)."""
         if self._graph is None:
-            self._graph = DependencyGraph(self.model, ignore=self.ignore)
+            self._graph = DependencyGraph(self.model, ignore=self.ignore,
+                                          free_outputs=self.free_outputs)
         return self._graph
 
     @staticmethod

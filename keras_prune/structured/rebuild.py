@@ -21,10 +21,10 @@ def rebuild(model, make_layer, bypass=None):
     cache = {}
     bypass = bypass or {}
 
-    def new_operation(operation):
+    def new_operation(operation, shapes=None):
         if id(operation) not in cache:
             if isinstance(operation, keras.Model) and is_graph_model(operation):
-                cache[id(operation)] = rebuild_model(operation)
+                cache[id(operation)] = rebuild_model(operation, shapes)
             elif isinstance(operation, keras.layers.Layer):
                 new = make_layer(operation)
                 pairs.append((operation, new))
@@ -33,17 +33,21 @@ def rebuild(model, make_layer, bypass=None):
                 cache[id(operation)] = operation
         return cache[id(operation)]
 
-    def rebuild_model(graph_model):
+    def rebuild_model(graph_model, shapes=None):
+        """`shapes`: the new input shapes of a nested model (its inputs may narrow)."""
         if isinstance(graph_model, keras.Sequential):
             first = graph_model.inputs[0]
             layers = [new_operation(layer) for layer in graph_model.layers]
+            shape = first.shape if shapes is None else shapes[0]
             return keras.Sequential(
-                [keras.Input(batch_shape=first.shape, dtype=first.dtype), *layers],
+                [keras.Input(batch_shape=shape, dtype=first.dtype), *layers],
                 name=graph_model.name,
             )
         tensors = {}
+        structure = input_structure(graph_model)
+        new_shapes = iter(shapes or [None] * len(keras.tree.flatten(structure)))
         inputs = keras.tree.map_structure(
-            lambda t: _new_input(t, tensors), input_structure(graph_model)
+            lambda t: _new_input(t, tensors, next(new_shapes)), structure
         )
         needed = _needed_nodes(graph_model, bypass)
         for node in graph_nodes(graph_model):
@@ -57,7 +61,8 @@ def rebuild(model, make_layer, bypass=None):
                 continue
             feed = {id(t): tensors[id(t)] for t in node.input_tensors}
             args, kwargs = node.arguments.fill_in(feed)
-            outputs = keras.tree.flatten(new_operation(node.operation)(*args, **kwargs))
+            shapes = [tuple(tensors[id(t)].shape) for t in node.input_tensors]
+            outputs = keras.tree.flatten(new_operation(node.operation, shapes)(*args, **kwargs))
             for old, new in zip(node.output_tensors, outputs):
                 tensors[id(old)] = new
         outputs = keras.tree.map_structure(lambda t: tensors[id(t)], output_structure(graph_model))
@@ -91,8 +96,8 @@ def _bypass_target(target):
     return target if isinstance(target, tuple) else (target, None)
 
 
-def _new_input(tensor, tensors):
-    new = input_like(tensor)
+def _new_input(tensor, tensors, shape=None):
+    new = input_like(tensor, shape)
     tensors[id(tensor)] = new
     return new
 
