@@ -146,6 +146,8 @@ def sparsity_report(model, all_weights=False, print_fn=None):
         for weight in layer._trainable_variables + layer._non_trainable_variables:
             if id(weight) in seen or not (all_weights or _kernel_like(weight)):
                 continue
+            if "float" not in str(weight.dtype):  # masks (bool), counters: not parameters
+                continue
             seen.add(id(weight))
             rows.append(_row(layer.name, weight, to_numpy(weight)))
     report = SparsityReport(rows)

@@ -45,6 +45,17 @@ class PruningSchedule(abc.ABC):
     def get_config(self):
         """Returns the constructor's arguments as a dict."""
 
+    def _arguments(self):
+        """The constructor's arguments, from either form of `get_config()`."""
+        config = self.get_config()
+        return config["config"] if set(config) == {"class_name", "config"} else config
+
+    def _nested_config(self, arguments):
+        """tfmot's form, `{"class_name": ..., "config": {arguments}}`: tfmot code that calls
+        `keras.utils.deserialize_keras_object(schedule.get_config(), custom_objects=...)`
+        gets a schedule back (`from_config` takes both forms)."""
+        return {"class_name": type(self).__name__, "config": dict(arguments)}
+
     @classmethod
     def from_config(cls, config):
         if set(config) == {"class_name", "config"}:  # tfmot's schedules nest their config
@@ -129,11 +140,11 @@ class PruningSchedule(abc.ABC):
         return in_range and (step - begin) % freq == 0
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self._arguments().items())
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
+        return type(self) is type(other) and self._arguments() == other._arguments()
 
     def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+        return hash((type(self).__name__, tuple(sorted(self._arguments().items()))))

@@ -51,9 +51,9 @@ class ConstantSparsity(PruningSchedule):
         return type(self)(**{**self.get_config(), "target_sparsity": sparsity})
 
     def get_config(self):
-        return {
+        return self._nested_config({
             "target_sparsity": self.target_sparsity,
             "begin_step": self.begin_step,
             "end_step": self.end_step,
             "frequency": self.frequency,
-        }
+        })

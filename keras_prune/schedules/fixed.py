@@ -34,4 +34,4 @@ class FixedMask(PruningSchedule):
         return 0.0
 
     def get_config(self):
-        return {}
+        return self._nested_config({})

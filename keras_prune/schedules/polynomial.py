@@ -68,11 +68,11 @@ class PolynomialDecay(PruningSchedule):
                              "final_sparsity": sparsity})
 
     def get_config(self):
-        return {
+        return self._nested_config({
             "initial_sparsity": self.initial_sparsity,
             "final_sparsity": self.final_sparsity,
             "begin_step": self.begin_step,
             "end_step": self.end_step,
             "power": self.power,
             "frequency": self.frequency,
-        }
+        })

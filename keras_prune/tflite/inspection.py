@@ -102,6 +102,13 @@ class Inspection:
                 "Sparse weights are decoded to dense once at load time (smaller file, same "
                 "speed); the model does not meet XNNPACK's sparse-inference rules."
             )
+        if self.densify_ops and self.meets_xnnpack_sparse_rules:
+            notes.append(
+                "The file meets XNNPACK's sparse-inference rules: ARM, ARM64, RISC-V and Wasm "
+                "CPUs run its 1x1 convolutions sparse. x86 CPUs with AVX (desktops, most "
+                "servers, this machine if it has AVX) never take that path, so no speed-up "
+                "shows there; time it on the phone (keras_prune.tflite.AdbDevice)."
+            )
         if not notes:
             notes.append("Use the default interpreter options (XNNPACK on, threads as needed).")
         return notes
@@ -368,6 +375,7 @@ def _xnnpack_sparse_rules(model, subgraph, tensors):
     zeros = sum(t.zero_fraction * int(np.prod(t.shape)) for t in pointwise)
     pointwise_sparsity = zeros / weights if weights else 0.0
     densified_pointwise = bool(pointwise) and all(t.densify for t in pointwise)
+    spatial_mean = any(_is_spatial_mean(model, subgraph, op) for name, op in ops if name == "MEAN")
     return {
         "float model": (float_model, "sparse kernels are float only"),
         "sparse weights via DENSIFY": (
@@ -375,9 +383,22 @@ def _xnnpack_sparse_rules(model, subgraph, tensors):
             f"{sum(t.densify for t in pointwise)}/{len(pointwise)} 1x1 CONV_2D weights",
         ),
         "starts with 3x3 stride-2 CONV_2D on 3 channels": (stem_ok, "first CONV_2D"),
-        "ends with MEAN (global average pooling)": ("MEAN" in names, "MEAN op present" if "MEAN" in names else "no MEAN op"),
+        "ends with MEAN (global average pooling)": (
+            spatial_mean, "MEAN over height and width" if spatial_mean else
+            "no MEAN over the height and width of a 4-D tensor" + (
+                " (the MEAN ops here average other axes, e.g. LayerNormalization's)"
+                if "MEAN" in names else "")),
         ">= 2/3 zeros in 1x1 CONV_2D weights": (
             pointwise_sparsity >= 2 / 3,
             f"{pointwise_sparsity:.1%} over {len(pointwise)} 1x1 convolutions",
         ),
     }
+
+
+def _is_spatial_mean(model, subgraph, op):
+    """A MEAN of a 4-D tensor over axes 1 and 2: global average pooling."""
+    data = subgraph.tensors[int(op.inputs[0])]
+    if len(data.shape) != 4 or len(op.inputs) < 2:
+        return False
+    axes = _flatbuffer.buffer_array(model, subgraph.tensors[int(op.inputs[1])])
+    return sorted(int(a) % 4 for a in np.ravel(axes)) == [1, 2]

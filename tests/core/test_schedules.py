@@ -98,3 +98,18 @@ def test_constant_sparsity_keeps_target_constant():
     schedule = ConstantSparsity(0.6, begin_step=0)
     values = [float(_numpy(schedule(s)[1])) for s in (0, 100, 10_000)]
     np.testing.assert_allclose(values, 0.6, rtol=1e-6)
+
+
+def test_tfmot_serialize_deserialize_returns_a_schedule():
+    """tfmot's testSerializeDeserialize: get_config() in tfmot's nested form."""
+    import keras
+
+    for schedule in (ConstantSparsity(0.7, 10, 20, 10), PolynomialDecay(0.2, 0.8, 10, 20)):
+        config = schedule.get_config()
+        assert set(config) == {"class_name", "config"}
+        again = keras.utils.deserialize_keras_object(
+            config, custom_objects={"ConstantSparsity": ConstantSparsity,
+                                    "PolynomialDecay": PolynomialDecay})
+        assert again.__dict__ == schedule.__dict__ and again == schedule
+        assert hash(again) == hash(schedule) and "target_sparsity" in repr(
+            ConstantSparsity(0.5, 0)) 

@@ -315,3 +315,10 @@ def test_a_saved_qat_model_reloads_after_a_plain_import_keras_prune(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.strip().splitlines()[-1]) >= 5
+
+
+def test_sparsity_report_of_a_qat_model_counts_weights_not_masks():
+    model = zero_out(cnn())
+    plain = keras_prune.sparsity_report(model)
+    qat = keras_prune.sparsity_report(quantization.quantize_model(model))
+    assert qat.total_size == plain.total_size and qat.total_zeros == plain.total_zeros

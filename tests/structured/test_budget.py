@@ -55,7 +55,7 @@ def test_with_data_the_idle_branch_gives_up_more_than_the_useful_one():
     widths = {row.layer: row.after for row in report.structured.layers}
     assert widths["idle"] < widths["useful"]
     uniform, _ = prune_to_budget(model, params=0.6, verbose=0)
-    dense = model(x).numpy() if hasattr(model(x), "numpy") else keras.ops.convert_to_numpy(model(x))
+    dense = keras.ops.convert_to_numpy(model(x))
 
     def error(m):
         out = keras.ops.convert_to_numpy(m(x))

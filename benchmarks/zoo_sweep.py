@@ -1,0 +1,225 @@
+"""The zoo sweep: every model built from a tiny config, pruned as users would prune it.
+
+Models: keras.applications (weights=None, 32x32) and the keras_hub backbones this
+project builds from tiny configs (the tests' configs: text transformers, vision
+transformers, CNN backbones, Swin, SegFormer, RWKV7, Moonshine, ...), random weights.
+For each one:
+
+- structured: `prune_structured(model, 0.5)`; does it shrink (params ratio), keep its
+  class, and reload from .keras computing the same outputs? or the refusal's first line;
+- unstructured: `prune_low_magnitude` (ConstantSparsity 0.5, one fit step), strip;
+  class kept and reload equal;
+- one-shot (keras_hub models): `prune_one_shot(model, sample, 0.5)` runs, or its error.
+
+    python benchmarks/zoo_sweep.py [--only Bert,ResNet]
+
+Writes benchmarks/results/zoo_sweep.md (and .json). Never part of `make test`.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_prune  # noqa: E402
+from keras_prune._io import write_json, write_text  # noqa: E402
+from keras_prune.schedules import ConstantSparsity  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+
+
+# Tiny values for the constructor arguments keras_hub backbones share; every Backbone
+# whose required arguments are all here is built with them (`_auto`).
+TINY = dict(vocabulary_size=50, vocab_size=50, num_layers=2, num_heads=2, num_query_heads=2,
+            num_key_value_heads=1, hidden_dim=16, intermediate_dim=32, max_sequence_length=16,
+            head_dim=8, head_size=8, embedding_dim=16, num_groups=1, num_inner_repetitions=1,
+            num_experts=4, top_k=2, moe_intermediate_dim=16, shared_expert_intermediate_dim=16,
+            shared_expert_intermediate_size=16, encoder_num_layers=1, decoder_num_layers=1,
+            image_shape=(32, 32, 3), patch_size=4, mlp_dim=32, num_attention_heads=2,
+            filter_dim=16, encoder_num_heads=2, decoder_num_heads=2, dropout=0.0,
+            global_attention_layer_indices=[1], image_size=32)
+
+
+def _auto(cls):
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    required = [name for name, p in params.items() if name not in ("self", "args", "kwargs")
+                and p.default is inspect.Parameter.empty and p.kind != p.VAR_KEYWORD]
+    if any(name not in TINY for name in required):
+        return None
+    kwargs = {name: TINY[name] for name in required}
+    for name in ("dropout", "max_sequence_length", "image_shape"):
+        if name in params and name not in kwargs:
+            kwargs[name] = TINY[name]
+    return lambda: cls(**kwargs)
+
+
+def models():
+    """{name: (family, constructor)}: the test suite's tiny configs, then every other
+    keras_hub Backbone that builds from the shared tiny arguments."""
+    import keras_hub
+
+    from tests import test_zoo
+    from tests.structured import test_hub_stages, test_transformers
+
+    found = {name: ("keras.applications", make) for name, make in test_zoo.APPLICATIONS.items()}
+    for name, (make, _) in test_transformers.FAMILIES.items():
+        found[f"{name}Backbone"] = ("keras_hub transformer", make)
+    for name, make in {**test_zoo._hub_backbones(), **test_zoo._hub_families()}.items():
+        found.setdefault(name, ("keras_hub", make))
+    for name, make in test_hub_stages.BACKBONES.items():
+        found[f"{name}Backbone"] = ("keras_hub CNN", make)
+    for name in sorted(dir(keras_hub.models)):
+        if name.endswith("Backbone") and name != "Backbone" and name not in found:
+            make = _auto(getattr(keras_hub.models, name))
+            found[name] = ("keras_hub (auto config)", make) if make else (
+                "keras_hub (no tiny config here)", None)
+    return found
+
+
+def _sample(model, batch=4):
+    rng = np.random.default_rng(0)
+    length = min(16, getattr(model, "get_config", dict)().get("max_sequence_length") or 16)
+
+    def one(tensor):
+        shape = [batch, *[length if d is None else d for d in tensor.shape[1:]]]
+        if "int" in str(tensor.dtype):
+            if "mask" in tensor.name:
+                return np.ones(shape, "int32")
+            if "segment" in tensor.name:
+                return np.zeros(shape, "int32")
+            return rng.integers(0, 40, size=shape).astype("int32")
+        return rng.random(shape, dtype="float32")
+
+    return keras.tree.map_structure(one, keras_prune._models.input_structure(model))
+
+
+def _first(outputs):
+    return keras.ops.convert_to_numpy(keras.tree.flatten(outputs)[0]).astype(np.float64)
+
+
+def _reload_equal(model, x, folder):
+    path = os.path.join(folder, "model.keras")
+    model.save(path)
+    again = keras.saving.load_model(path)
+    same = np.allclose(_first(again(x)), _first(model(x)), rtol=1e-4, atol=1e-4,
+                       equal_nan=True)
+    return type(again) is type(model), same
+
+
+def _error(error):
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text[:160]}"
+
+
+def structured_row(model, x, folder):
+    try:
+        smaller, _ = keras_prune.structured.prune_structured(model, 0.5, verbose=0)
+    except Exception as error:  # noqa: BLE001 (the sweep records every outcome)
+        return dict(structured=_error(error))
+    class_kept = type(smaller) is type(model)
+    try:
+        reloaded_class, same = _reload_equal(smaller, x, folder)
+    except Exception as error:  # noqa: BLE001
+        return dict(structured_ratio=smaller.count_params() / model.count_params(),
+                    structured=f"reload failed: {_error(error)}")
+    ratio = smaller.count_params() / model.count_params()
+    ok = ratio < 0.999 and class_kept and reloaded_class and same
+    return dict(structured_ratio=ratio, structured="ok" if ok else
+                f"ratio {ratio:.3f}, class kept {class_kept}, reload class {reloaded_class}, "
+                f"equal {same}")
+
+
+def unstructured_row(model, x, folder):
+    try:
+        pruned = keras_prune.prune_low_magnitude(
+            model, pruning_schedule=ConstantSparsity(0.5, 0, frequency=1))
+        targets = keras.tree.map_structure(lambda o: np.zeros(o.shape, "float32"), model(x))
+        pruned.compile(keras.optimizers.SGD(1e-4), "mse", run_eagerly=True)
+        pruned.fit(x, targets, epochs=1, verbose=0,
+                   callbacks=[keras_prune.callbacks.PruneCallback()])
+        stripped = keras_prune.strip_pruning(pruned)
+        reloaded_class, same = _reload_equal(stripped, x, folder)
+        ok = type(stripped) is type(model) and reloaded_class and same
+        return dict(unstructured="ok" if ok else
+                    f"class kept {type(stripped) is type(model)}, reload class "
+                    f"{reloaded_class}, equal {same}")
+    except Exception as error:  # noqa: BLE001
+        return dict(unstructured=_error(error))
+
+
+def one_shot_row(model, x):
+    try:
+        _, report = keras_prune.prune_one_shot(model, x, 0.5, verbose=0)
+        return dict(one_shot=f"ok ({report.sparsity:.2f} of {len(report.layers)} kernels)")
+    except Exception as error:  # noqa: BLE001
+        return dict(one_shot=_error(error))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated model names")
+    args = parser.parse_args(argv)
+    rows = []
+    for name, (family, make) in sorted(models().items(), key=lambda kv: (kv[1][0], kv[0])):
+        if args.only and not any(part in name for part in args.only.split(",")):
+            continue
+        start = time.perf_counter()
+        keras.utils.set_random_seed(0)
+        row = dict(model=name, family=family)
+        if make is None:
+            row["build"] = "no tiny config in this sweep"
+            rows.append(row)
+            continue
+        try:
+            model = make()
+            x = _sample(model)
+        except Exception as error:  # noqa: BLE001
+            row["build"] = _error(error)
+            rows.append(row)
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            row.update(structured_row(model, x, folder))
+            row.update(unstructured_row(model, x, folder))
+        if family != "keras.applications":
+            row.update(one_shot_row(model, x))
+        row["seconds"] = time.perf_counter() - start
+        rows.append(row)
+        print(row, flush=True)
+    lines = ["| family | model | structured 0.5 | params | unstructured | one-shot |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r.get("structured_ratio")
+        lines.append(f"| {r['family']} | {r['model']} | {r.get('structured', r.get('build'))} | "
+                     f"{'' if ratio is None else f'{ratio:.3f}'} | {r.get('unstructured', '')} | "
+                     f"{r.get('one_shot', '')} |")
+    shrunk = sum(1 for r in rows if r.get("structured") == "ok")
+    unstructured = sum(1 for r in rows if r.get("unstructured") == "ok")
+    summary = (f"{len(rows)} models: structured ratio 0.5 shrinks, keeps the class and reloads "
+               f"equal on {shrunk}; unstructured prune/fit/strip keeps the class and reloads "
+               f"equal on {unstructured}.")
+    os.makedirs(RESULTS, exist_ok=True)
+    write_json(rows, os.path.join(RESULTS, "zoo_sweep.json"))
+    write_text("# Zoo sweep\n\n" + summary + "\n\n" + "\n".join(lines) + "\n",
+               os.path.join(RESULTS, "zoo_sweep.md"))
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        sys.exit(1)

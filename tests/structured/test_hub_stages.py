@@ -1,0 +1,116 @@
+"""keras_hub CNN backbones and their Tasks: smaller config, same class, same function."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_prune import structured
+
+keras_hub = pytest.importorskip("keras_hub")
+M = keras_hub.models
+IMAGE = (32, 32, 3)
+
+BACKBONES = {
+    "ResNet": lambda: M.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 64],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2],
+        block_type="bottleneck_block", image_shape=IMAGE),
+    "VGG": lambda: M.VGGBackbone(stackwise_num_repeats=[1, 1], stackwise_num_filters=[16, 32],
+                                 image_shape=IMAGE),
+    "DenseNet": lambda: M.DenseNetBackbone(stackwise_num_repeats=[2, 2], image_shape=IMAGE),
+    "EfficientNet": lambda: M.EfficientNetBackbone(
+        stackwise_kernel_sizes=[3, 3], stackwise_num_repeats=[1, 1],
+        stackwise_input_filters=[32, 16], stackwise_output_filters=[16, 24],
+        stackwise_expansion_ratios=[1, 6], stackwise_strides=[1, 2],
+        stackwise_squeeze_and_excite_ratios=[0.25, 0.25], stackwise_block_types=["v1", "v1"],
+        stackwise_force_input_filters=[0, 0], stackwise_nores_option=[False, False],
+        width_coefficient=1.0, depth_coefficient=1.0, input_shape=IMAGE),
+    "Xception": lambda: M.XceptionBackbone(
+        stackwise_conv_filters=[[32, 64], [128, 128], [256, 256]],
+        stackwise_pooling=[False, True, False], image_shape=IMAGE),
+}
+
+
+def _images(n=2):
+    return np.random.default_rng(0).random((n,) + IMAGE).astype("float32")
+
+
+def _reloads_equal(model, x, tmp_path):
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    again = keras.saving.load_model(path)
+    assert type(again) is type(model)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(again(x)),
+                               keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_cnn_backbone_shrinks_through_its_config_and_keeps_its_class(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = BACKBONES[name]()
+    smaller, report = structured.prune_structured(model, 0.5, verbose=0)
+    assert type(smaller) is type(model)
+    assert smaller.count_params() < 0.9 * model.count_params()
+    assert any("config:" in note and "->" in note for note in report.notes)
+    assert keras.ops.convert_to_numpy(smaller(_images())).shape[:-1] == (
+        keras.ops.convert_to_numpy(model(_images())).shape[:-1])
+    _reloads_equal(smaller, _images(), tmp_path)
+
+
+def test_the_smaller_vgg_computes_the_dense_one_with_the_removed_filters_zeroed():
+    """VGG is conv + ReLU + pooling: a filter zeroed (kernel and bias) outputs zeros, which
+    is what removing it does, so the two must agree on the kept channels."""
+    keras.utils.set_random_seed(0)
+    model = BACKBONES["VGG"]()
+    smaller, _ = structured.prune_structured(model, 0.5, verbose=0)
+    dense_convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    small_convs = [l for l in smaller.layers if isinstance(l, keras.layers.Conv2D)]
+    kept_inputs = np.arange(3)
+    for dense, small in zip(dense_convs, small_convs):
+        kernel = keras.ops.convert_to_numpy(dense.kernel)[:, :, kept_inputs, :]
+        small_kernel = keras.ops.convert_to_numpy(small.kernel)
+        kept = [next(c for c in range(kernel.shape[-1])
+                     if np.array_equal(kernel[..., c], small_kernel[..., j]))
+                for j in range(small_kernel.shape[-1])]
+        zeroed_kernel = keras.ops.convert_to_numpy(dense.kernel).copy()
+        zeroed_bias = keras.ops.convert_to_numpy(dense.bias).copy()
+        removed = np.setdiff1d(np.arange(kernel.shape[-1]), kept)
+        zeroed_kernel[..., removed] = 0.0
+        zeroed_bias[removed] = 0.0
+        dense.kernel.assign(zeroed_kernel)
+        dense.bias.assign(zeroed_bias)
+        kept_inputs = np.array(kept)
+    dense_out = keras.ops.convert_to_numpy(model(_images()))[..., kept_inputs]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(smaller(_images())), dense_out,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_image_classifier_task_keeps_its_head_and_class(tmp_path):
+    keras.utils.set_random_seed(0)
+    task = M.ResNetImageClassifier(backbone=BACKBONES["ResNet"](), num_classes=5)
+    smaller, report = structured.prune_structured(task, 0.5, verbose=0)
+    assert type(smaller) is M.ResNetImageClassifier
+    assert type(smaller.backbone) is M.ResNetBackbone
+    assert smaller.count_params() < 0.7 * task.count_params()
+    assert keras.ops.convert_to_numpy(smaller(_images())).shape == (2, 5)  # classes kept
+    _reloads_equal(smaller, _images(), tmp_path)
+
+
+def test_families_the_config_cannot_express_are_refused_with_the_reason():
+    mobilenet = M.MobileNetBackbone(
+        stackwise_expansion=[[1], [4]], stackwise_num_blocks=[1, 1],
+        stackwise_num_filters=[[16], [24]], stackwise_kernel_size=[[3], [3]],
+        stackwise_num_strides=[[2], [2]], stackwise_se_ratio=[[None], [None]],
+        stackwise_activation=[["relu"], ["relu"]], stackwise_padding=[[1], [1]],
+        output_num_filters=64, depthwise_filters=8, depthwise_stride=2,
+        depthwise_residual=False, last_layer_filter=32, input_num_filters=16,
+        image_shape=IMAGE)
+    with pytest.raises(NotImplementedError, match="custom layers .*InvertedResidualBlock.*"
+                                                  "prune_low_magnitude"):
+        structured.prune_structured(mobilenet, 0.5, verbose=0)
+    resnet = BACKBONES["ResNet"]()
+    _, report = structured.prune_structured(resnet, 0.5, verbose=0)
+    assert any("kept stackwise_num_filters[0]=64" in note and "must be 64" in note
+               for note in report.notes)
+    with pytest.raises(ValueError, match="`heads` applies to keras_hub transformers"):
+        structured.prune_structured(resnet, 0.5, heads=0.5, verbose=0)
