@@ -23,6 +23,7 @@ from keras_prune.layers import PrunableLayer, PruneLowMagnitude, register_prunab
 from keras_prune.masks import get_masks, set_masks
 from keras_prune.oneshot import OneShotReport, prune_one_shot
 from keras_prune.prune import prune_low_magnitude
+from keras_prune.pruning_policy import PruneForLatencyOnXNNPack, PruningPolicy
 from keras_prune.report import PruningReport, SparsityReport, sparsity_report
 from keras_prune.strip import strip_pruning
 
@@ -47,7 +48,9 @@ def __dir__():
 __all__ = [
     "OneShotReport",
     "PrunableLayer",
+    "PruneForLatencyOnXNNPack",
     "PruneLowMagnitude",
+    "PruningPolicy",
     "PruningReport",
     "SparsityReport",
     "callbacks",

@@ -9,6 +9,7 @@ from keras_prune.errors import NotALayerError, UnsupportedLayerError
 from keras_prune.layers import registry
 from keras_prune.layers.wrapper import PruneLowMagnitude, check_schedule
 from keras_prune.masking.block import is_blockable
+from keras_prune.pruning_policy import PruningPolicy
 from keras_prune.report import PruningReport
 from keras_prune.schedules import PruningSchedule
 
@@ -76,6 +77,7 @@ def prune_low_magnitude(
     global_pruning=False,
     layer_sparsity=None,
     verbose=False,
+    pruning_policy=None,
     **kwargs,
 ):
     """Wraps layers so that their weights are pruned by magnitude during training.
@@ -116,6 +118,9 @@ def prune_low_magnitude(
             `pruning_schedule`. Layers inside custom layers may be named
             "outer/inner" or by their own name.
         verbose: Print the pruning report.
+        pruning_policy: tfmot's `PruningPolicy` for a model, e.g.
+            `keras_prune.PruneForLatencyOnXNNPack()`: the model's structure is checked
+            (ValueError otherwise) and only the layers the policy allows are wrapped.
         **kwargs: Passed to each `PruneLowMagnitude` wrapper.
 
     Returns:
@@ -142,10 +147,24 @@ def prune_low_magnitude(
         return _wrap_layers(to_prune, wrapper_args)
     if not (isinstance(to_prune, keras.Sequential) and not to_prune.built):
         _models.check_built(to_prune)  # an unbuilt Sequential builds on its first call
+    filters = _with_policy(pruning_policy, to_prune, filters)
     new = _ModelPruning(to_prune, wrapper_args, filters, per_layer).run()
     if verbose:
         print(new.pruning_report)
     return new
+
+
+def _with_policy(policy, model, filters):
+    """`filters` narrowed to the layers `policy` allows, after it checked the model."""
+    if policy is None:
+        return filters
+    if not isinstance(policy, PruningPolicy):
+        raise TypeError(
+            "Argument `pruning_policy` must be a keras_prune.PruningPolicy, e.g. "
+            f"PruneForLatencyOnXNNPack(). Received: pruning_policy={policy!r}.")
+    policy.ensure_model_supports_pruning(model)
+    selected = _make_filter(filters)
+    return lambda layer: policy.allow_pruning(layer) and selected(layer)
 
 
 def _wrapper_arguments(pruning_schedule, block_size, block_pooling_type, sparsity_m_by_n,

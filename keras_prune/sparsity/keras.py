@@ -7,6 +7,7 @@ import keras as _keras
 from keras_prune.callbacks import PruningSummaries, UpdatePruningStep
 from keras_prune.layers import PrunableLayer, PruneLowMagnitude
 from keras_prune.prune import prune_low_magnitude
+from keras_prune.pruning_policy import PruneForLatencyOnXNNPack, PruningPolicy
 from keras_prune.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
 from keras_prune.strip import strip_pruning
 
@@ -14,7 +15,9 @@ __all__ = [
     "ConstantSparsity",
     "PolynomialDecay",
     "PrunableLayer",
+    "PruneForLatencyOnXNNPack",
     "PruneLowMagnitude",
+    "PruningPolicy",
     "PruningSchedule",
     "PruningSummaries",
     "UpdatePruningStep",
