@@ -59,6 +59,9 @@ benchmark: $(STAMP) $(TFMOT_VENV)/.installed
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/mask_update.py
 	$(PY) benchmarks/structured_transformers.py
+	$(PY) benchmarks/budget.py met
+	$(PY) benchmarks/budget.py accuracy
+	$(PY) benchmarks/zoo_sweep.py
 	$(PY) benchmarks/oneshot.py
 	$(PY) benchmarks/oneshot_scale.py
 	KERAS_BACKEND=jax $(PY) benchmarks/transformer_lm.py teacher

@@ -65,6 +65,37 @@ def _auto(cls):
     return lambda: cls(**kwargs)
 
 
+def _extra(M):
+    """Tiny configs of keras_hub families whose constructors take per-stage lists."""
+    image = (32, 32, 3)
+    return {
+        "CSPNetBackbone": lambda: M.CSPNetBackbone(
+            stem_filters=16, stem_kernel_size=3, stem_strides=1, stackwise_strides=2,
+            stackwise_depth=[1, 1], stackwise_num_filters=[16, 32], image_shape=image,
+            down_growth=True, bottle_ratio=(0.5, 1.0), block_ratio=(1.0, 0.5),
+            expand_ratio=(2.0, 1.0), block_type="dark_block", stage_type="csp",
+            stem_padding="same"),
+        "MobileNetBackbone": lambda: M.MobileNetBackbone(
+            stackwise_expansion=[[1], [4]], stackwise_num_blocks=[1, 1],
+            stackwise_num_filters=[[16], [24]], stackwise_kernel_size=[[3], [3]],
+            stackwise_num_strides=[[2], [2]], stackwise_se_ratio=[[None], [None]],
+            stackwise_activation=[["relu"], ["relu"]], stackwise_padding=[[1], [1]],
+            output_num_filters=64, depthwise_filters=8, depthwise_stride=2,
+            depthwise_residual=False, last_layer_filter=32, input_num_filters=16,
+            image_shape=image),
+        "HGNetV2Backbone": lambda: M.HGNetV2Backbone(
+            embedding_size=32, stem_channels=[3, 16, 32], hidden_act="relu",
+            use_learnable_affine_block=False, image_shape=image, depths=[1, 1],
+            hidden_sizes=[64, 128], stackwise_stage_filters=[[32, 16, 64, 1, 1, 3],
+                                                             [64, 32, 128, 1, 1, 3]],
+            apply_downsample=[False, True], use_lightweight_conv_block=[False, False]),
+        "MiTBackbone": lambda: M.MiTBackbone(
+            layerwise_depths=[1, 1], num_layers=2, layerwise_num_heads=[1, 2],
+            layerwise_sr_ratios=[2, 1], max_drop_path_rate=0.0, layerwise_patch_sizes=[7, 3],
+            layerwise_strides=[4, 2], image_shape=image, hidden_dims=[8, 16]),
+    }
+
+
 def models():
     """{name: (family, constructor)}: the test suite's tiny configs, then every other
     keras_hub Backbone that builds from the shared tiny arguments."""
@@ -80,12 +111,20 @@ def models():
         found.setdefault(name, ("keras_hub", make))
     for name, make in test_hub_stages.BACKBONES.items():
         found[f"{name}Backbone"] = ("keras_hub CNN", make)
+    for name, make in _extra(keras_hub.models).items():
+        found[name] = ("keras_hub CNN", make)
     for name in sorted(dir(keras_hub.models)):
         if name.endswith("Backbone") and name != "Backbone" and name not in found:
             make = _auto(getattr(keras_hub.models, name))
             found[name] = ("keras_hub (auto config)", make) if make else (
                 "keras_hub (no tiny config here)", None)
     return found
+
+
+def _family_sample(name, model):
+    from tests import test_zoo
+
+    return test_zoo._family_sample(name, model) if name == "MoonshineBackbone" else _sample(model)
 
 
 def _sample(model, batch=4):
@@ -184,7 +223,7 @@ def main(argv=None):
             continue
         try:
             model = make()
-            x = _sample(model)
+            x = _family_sample(name, model)
         except Exception as error:  # noqa: BLE001
             row["build"] = _error(error)
             rows.append(row)

@@ -7,6 +7,7 @@ from keras_prune._progress import Progress
 from keras_prune._validation import check_fraction
 from keras_prune._views.hub import is_hub_model
 from keras_prune.structured.blocks import remove_residual_blocks
+from keras_prune.structured.hub.axes import ProbeError
 from keras_prune.structured.hub.depth import remove_transformer_blocks
 from keras_prune.structured.hub.pruner import TransformerPruner
 from keras_prune.structured.hub.stages import StagePruner, is_config_graph_model
@@ -114,14 +115,24 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
             smaller, report = pruner.apply()
         progress.done(f"{report.params_ratio:.2f}x params")
         return smaller, report
-    pruner = TransformerPruner(
-        model, heads=ratio if heads is None else heads, units=ratio if units is None else units,
-        hidden=0.0 if hidden is None else hidden, importance=importance, data=data,
-        round_to=round_to, reconstruct=reconstruct)  # checks the arguments before any work
-    with progress.stage("score heads and units"):
-        pruner.plan()
-    with progress.stage("rebuild"):
-        smaller, report = pruner.apply()
+    try:
+        pruner = TransformerPruner(
+            model, heads=ratio if heads is None else heads,
+            units=ratio if units is None else units, hidden=0.0 if hidden is None else hidden,
+            importance=importance, data=data, round_to=round_to,
+            reconstruct=reconstruct)  # checks the arguments before any work
+        with progress.stage("score heads and units"):
+            pruner.plan()
+        with progress.stage("rebuild"):
+            smaller, report = pruner.apply()
+    except (ProbeError, KeyError) as error:  # a layout the config probes cannot follow
+        detail = error.args[0] if isinstance(error, ProbeError) else f"no {error} in the plan"
+        raise NotImplementedError(
+            f"{type(model).__name__}'s layout is not supported by keras_hub structured "
+            f"pruning yet: {detail} (e.g. experts or towers whose widths the config ties "
+            "together). Prune it unstructured (prune_low_magnitude) or one-shot "
+            "(prune_one_shot), which work on every keras_hub model."
+        ) from None
     progress.done(f"{report.params_ratio:.2f}x params")
     return smaller, report
 

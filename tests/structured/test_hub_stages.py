@@ -114,3 +114,12 @@ def test_families_the_config_cannot_express_are_refused_with_the_reason():
                for note in report.notes)
     with pytest.raises(ValueError, match="`heads` applies to keras_hub transformers"):
         structured.prune_structured(resnet, 0.5, heads=0.5, verbose=0)
+
+
+def test_layouts_the_config_probes_cannot_follow_are_refused_in_words():
+    moe = M.QwenMoeBackbone(vocabulary_size=50, num_layers=2, num_query_heads=2,
+                            num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
+                            moe_intermediate_dim=16, shared_expert_intermediate_dim=16,
+                            num_experts=4)
+    with pytest.raises(NotImplementedError, match="QwenMoeBackbone's layout .*prune_one_shot"):
+        structured.prune_structured(moe, 0.5, verbose=0)
