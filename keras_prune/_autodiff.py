@@ -6,6 +6,8 @@ SynFlow (pruning at initialization) and the Taylor criterion of structured pruni
 
 import keras
 
+from keras_prune._models.calls import takes_training
+
 
 def gradients(model, inputs, objective):
     """Gradients of `objective(model(inputs))` for `model.trainable_variables`.
@@ -26,7 +28,7 @@ def gradients(model, inputs, objective):
 
         non_trainable = [v.value for v in model.non_trainable_variables]
         # stateless_call hands its keywords to call(); a subclassed call() may take none.
-        mode = {"training": False} if getattr(model, "_call_has_training_arg", True) else {}
+        mode = {"training": False} if takes_training(model) else {}
 
         def compute(trainable):
             outputs, _ = model.stateless_call(trainable, non_trainable, inputs, **mode)

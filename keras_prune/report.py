@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_prune._arrays import to_numpy
 from keras_prune._models import flatten_layers
+from keras_prune._models.calls import own_variables
 from keras_prune._text import table
 from keras_prune.layers.wrapper import PruneLowMagnitude
 
@@ -143,7 +144,7 @@ def sparsity_report(model, all_weights=False, print_fn=None):
                 rows.append(_row(layer.name, weight, value))
             seen.update(id(v) for v in layer.weights)
             continue
-        for weight in layer._trainable_variables + layer._non_trainable_variables:
+        for weight in own_variables(layer):
             if id(weight) in seen or not (all_weights or _kernel_like(weight)):
                 continue
             if "float" not in str(weight.dtype):  # masks (bool), counters: not parameters

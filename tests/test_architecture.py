@@ -9,7 +9,8 @@ PACKAGE = pathlib.Path(keras_prune.__file__).parent
 ROOT = PACKAGE.parent
 PRIVATE_KERAS = ("_inbound_nodes", "_outbound_nodes", "_keras_history", "_flatten_layers",
                  "_operation_nodes", "_nodes_by_depth", "_functional", "_operations",
-                 "_inputs_struct", "_outputs_struct")
+                 "_inputs_struct", "_outputs_struct", "_trainable_variables",
+                 "_non_trainable_variables", "_call_has_training_arg", "_call_signature")
 
 
 def _modules():

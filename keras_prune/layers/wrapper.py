@@ -14,13 +14,13 @@ not faster (benchmarks/README.md).
 """
 
 import contextlib
-import inspect
 
 import keras
 from keras import ops
 
 from keras_prune import _validation
 from keras_prune._models import flatten_layers
+from keras_prune._models.calls import adopt_call_signature, own_variables
 from keras_prune.errors import NotALayerError, UnsupportedLayerError
 from keras_prune.layers import registry
 from keras_prune.masking.block import POOLING_TYPES, check_block_fits
@@ -245,7 +245,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             track(threshold, name=f"threshold_{index}", overwrite=True)
 
     def load_own_variables(self, store):
-        own = self._trainable_variables + self._non_trainable_variables
+        own = own_variables(self)
         if len(store.keys()) == len(own) + len(self._prunable):
             # Files written before masks were boolean also stored the pruned weights here,
             # first (the wrapped layer loads its own copy from its entry).
@@ -325,32 +325,6 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 schedule, custom_objects=custom_objects
             )
         return cls(layer, pruning_schedule=schedule, **config)
-
-
-def adopt_call_signature(wrapper, layer):
-    """Makes Keras bind a wrapper's call arguments to the wrapped layer's signature.
-
-    The wrapper's own `call(*args, training=None, **kwargs)` forwards anything,
-    but Keras binds arguments to the signature it records in `Layer.__init__`:
-    with the inner layer's signature (plus `training`), keyword calls such as
-    `MultiHeadAttention(query=x, value=x)` work through the wrapper. Sets
-    `wrapper._inner_takes_training`: whether the wrapped layer's call takes `training`.
-    """
-    signature = inspect.signature(layer.call)
-    wrapper._inner_takes_training = "training" in signature.parameters
-    parameters = list(signature.parameters.values())
-    if "training" not in signature.parameters:
-        training = inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=None)
-        variadic = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
-        parameters = [p for p in parameters if p not in variadic] + [training] + variadic
-    wrapper._call_signature = signature.replace(parameters=parameters)
-    wrapper.call_signature_parameters = [p.name for p in parameters]
-    wrapper._call_has_training_arg = True
-    wrapper._call_has_mask_arg = "mask" in wrapper.call_signature_parameters
-    if hasattr(wrapper, "_call_has_context_arg"):
-        wrapper._call_has_context_arg = {
-            arg: arg in wrapper.call_signature_parameters for arg in wrapper._call_context_args
-        }
 
 
 def collect_wrappers(model):

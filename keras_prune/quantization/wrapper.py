@@ -10,7 +10,7 @@ backend and traces into TensorFlow FakeQuant ops for the TFLite converter.
 import keras
 from keras import ops
 
-from keras_prune.layers.wrapper import adopt_call_signature
+from keras_prune._models.calls import adopt_call_signature
 from keras_prune.quantization.configs import QuantizeConfig, kernel_kind
 from keras_prune.quantization.quantizers import (
     FIXED_OUTPUT_RANGES,
