@@ -48,7 +48,7 @@ class ConstantSparsity(PruningSchedule):
 
     def with_final_sparsity(self, sparsity):
         """The same schedule with `target_sparsity=sparsity`."""
-        return type(self)(**{**self.get_config(), "target_sparsity": sparsity})
+        return type(self)(**{**self._arguments(), "target_sparsity": sparsity})
 
     def get_config(self):
         return self._nested_config({

@@ -64,7 +64,7 @@ class PolynomialDecay(PruningSchedule):
     def with_final_sparsity(self, sparsity):
         """The same schedule ending at `sparsity` (the start scaled in proportion)."""
         start = self.initial_sparsity * sparsity / self.final_sparsity if self.final_sparsity else 0.0
-        return type(self)(**{**self.get_config(), "initial_sparsity": min(start, sparsity),
+        return type(self)(**{**self._arguments(), "initial_sparsity": min(start, sparsity),
                              "final_sparsity": sparsity})
 
     def get_config(self):
