@@ -117,6 +117,7 @@ def distill(student, teacher, data, y=None, *, epochs=1, batch_size=32, steps_pe
     if leaves and any(len(leaf.shape) and leaf.shape[0] == 0 for leaf in leaves):
         raise ValueError("Argument `data` holds no samples (0 rows), so distillation would "
                          "return without training. Pass the training inputs, e.g. data=x_train.")
+    _check_same_outputs(student, teacher)
     if student is teacher:
         raise ValueError("Arguments `student` and `teacher` are the same model; pass the pruned "
                          "model as `student` and the unpruned one as `teacher`.")
@@ -130,3 +131,24 @@ def distill(student, teacher, data, y=None, *, epochs=1, batch_size=32, steps_pe
             callbacks=callbacks, verbose=verbose)
     finally:
         teacher.trainable = trainable
+
+
+def _output_widths(model):
+    """The last dimension of each output, where the model's graph records it."""
+    try:
+        outputs = keras.tree.flatten(model.outputs)
+    except (AttributeError, ValueError):  # a subclassed model: nothing recorded
+        return None
+    return [t.shape[-1] for t in outputs]
+
+
+def _check_same_outputs(student, teacher):
+    mine, theirs = _output_widths(student), _output_widths(teacher)
+    if mine is None or theirs is None or mine == theirs:
+        return
+    raise ValueError(
+        f"The student's outputs ({mine} classes or tokens) differ from the teacher's "
+        f"({theirs}): distillation compares them one by one, so both need the same "
+        "vocabulary or classes. Prune the teacher itself for the student (its output layer "
+        "keeps its width), or give both the same head."
+    )

@@ -150,3 +150,11 @@ def test_empty_data_is_refused_instead_of_pruning_anyway():
         prune_structured(model, importance="activation", data=x, verbose=0)
     with pytest.raises(ValueError, match="`data` holds no samples"):
         keras_prune.structured.distill(models.sequential_mlp(), model, x)
+
+
+def test_distill_names_an_output_width_mismatch():
+    inputs = keras.Input((4,))
+    teacher = keras.Model(inputs, keras.layers.Dense(5)(inputs))
+    student = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    with pytest.raises(ValueError, match=r"student's outputs \(\[3\].*teacher's \(\[5\]\)"):
+        keras_prune.structured.distill(student, teacher, np.zeros((8, 4), "float32"))
