@@ -17,6 +17,7 @@ from keras_prune._progress import Progress
 from keras_prune._validation import check_int
 from keras_prune.quantization import ranges
 from keras_prune.tflite import _flatbuffer
+from keras_prune.tflite.inspection import name_weights
 from keras_prune.tflite.inputs import (
     collect_samples,
     input_specs,
@@ -143,6 +144,7 @@ def convert(
             content, sparse_tensors, kept_dense = convert_in_subprocess(
                 model, quantize, converter_calibration, int8_io, sparse
             )
+    content = _named(content, model)
     float_ops = _float_ops(content, model) if quantize == "int8" else []
     verification = None
     if verify:
@@ -180,6 +182,15 @@ def convert(
         content=content,
         float_ops=float_ops,
     )
+
+
+def _named(content, model):
+    """The file with its weights named after the Keras weights (best effort: a file
+    whose names cannot be matched is kept as the converter wrote it)."""
+    try:
+        return name_weights(content, model)
+    except Exception:  # noqa: BLE001 (naming is cosmetic; the conversion stands)
+        return content
 
 
 def _check_path(path):

@@ -218,6 +218,26 @@ def inspect(model, *, keras_model=None, check_loading=True):
     )
 
 
+def name_weights(content, keras_model):
+    """`content` with each weight tensor renamed after the Keras weight it holds
+    (`conv2d/kernel`), so that a later `inspect` of the file alone names them right.
+
+    The converter's own names follow the traced graph, whose scopes it numbers again
+    (a quantization-aware model's first kernel came out as `quant_conv2d_1/conv2d_1`).
+    Tensors no Keras weight matches (folded BatchNorm) keep their names.
+    """
+    flatbuffer = _flatbuffer.read(content)
+    subgraph = flatbuffer.subgraphs[0]
+    tensors = _weights(flatbuffer, subgraph)
+    _name_by_layer(flatbuffer, subgraph, tensors, keras_model)
+    renamed = 0
+    for tensor, info in tensors:
+        if info.layer:
+            tensor.name = info.layer.encode()
+            renamed += 1
+    return _flatbuffer.write(flatbuffer) if renamed else content
+
+
 def _content_of(model, keras_model):
     """(bytes, path label, Keras model or None) for what `inspect` was given."""
     import keras

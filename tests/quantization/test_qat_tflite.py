@@ -244,3 +244,12 @@ def test_a_softmax_head_is_int8_and_float_ops_are_named(digits):
                                             verbose=0)
     assert [op.split(" ")[0] for op in result.float_ops] == ["MUL", "ADD"]
     assert "stay float32" in str(result)
+
+
+@tf_only
+def test_a_qat_file_names_its_weights_after_the_keras_layers(trained_qat):
+    qat, x = trained_qat
+    result = keras_prune.tflite.convert(qat, None, quantize="int8", verify=False, verbose=0)
+    labels = {t.label for t in keras_prune.tflite.inspect(result.content).tensors}
+    # was quant_pointwise_1/pointwise_1, ...; `conv` has its BatchNorm folded in (other values)
+    assert {"depthwise", "pointwise", "logits"} <= labels, labels
