@@ -18,13 +18,14 @@ from keras_prune.tflite.blocks import BLOCK_FLOAT, BLOCK_INT8
 from keras_prune.tflite.converter import convert
 from keras_prune.tflite.device import AdbDevice, parse_benchmark_output
 from keras_prune.tflite.evaluation import Latency, benchmark, compare_latency, evaluate
-from keras_prune.tflite.inspection import Inspection, TensorInfo, inspect
+from keras_prune.tflite.inspection import Inspection, inspect
 from keras_prune.tflite.results import (
     ConversionError,
     ConversionResult,
     Verification,
     VerificationError,
 )
+from keras_prune.tflite.weights import TensorInfo
 
 __all__ = [
     "AdbDevice",

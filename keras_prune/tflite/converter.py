@@ -17,7 +17,6 @@ from keras_prune._progress import Progress
 from keras_prune._validation import check_int
 from keras_prune.quantization import ranges
 from keras_prune.tflite import _flatbuffer
-from keras_prune.tflite.inspection import name_weights
 from keras_prune.tflite.inputs import (
     collect_samples,
     input_specs,
@@ -30,6 +29,7 @@ from keras_prune.tflite.inputs import (
 from keras_prune.tflite.results import ConversionResult
 from keras_prune.tflite.tensorflow_conversion import convert_in_subprocess, convert_tensorflow
 from keras_prune.tflite.verification import verify_against_keras
+from keras_prune.tflite.weights import name_weights
 
 QUANTIZE_MODES = (None, "dynamic", "float16", "int8")
 SPARSE_MODES = ("auto", True, False)
