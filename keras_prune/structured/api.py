@@ -133,6 +133,12 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
             "together). Prune it unstructured (prune_low_magnitude) or one-shot "
             "(prune_one_shot), which work on every keras_hub model."
         ) from None
+    if report.params_after >= report.params_before and max(pruner.heads, pruner.units,
+                                                           pruner.hidden) > 0:
+        raise NotImplementedError(
+            f"Nothing of {type(model).__name__} shrank: "
+            + "; ".join(report.notes or ["no weight holds the heads or units its config names"])
+            + ". Prune it unstructured (prune_low_magnitude) or one-shot (prune_one_shot).")
     progress.done(f"{report.params_ratio:.2f}x params")
     return smaller, report
 

@@ -123,3 +123,12 @@ def test_layouts_the_config_probes_cannot_follow_are_refused_in_words():
                             num_experts=4)
     with pytest.raises(NotImplementedError, match="QwenMoeBackbone's layout .*prune_one_shot"):
         structured.prune_structured(moe, 0.5, verbose=0)
+
+
+def test_a_model_where_nothing_would_shrink_is_refused_not_returned_unchanged():
+    moe = M.Qwen3_5MoeBackbone(vocabulary_size=50, num_layers=2, num_query_heads=2,
+                               num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
+                               moe_intermediate_dim=16, shared_expert_intermediate_size=16,
+                               num_experts=4, head_dim=8, top_k=2)
+    with pytest.raises(NotImplementedError, match="Nothing of Qwen3_5MoeBackbone shrank"):
+        structured.prune_structured(moe, 0.5, verbose=0)
