@@ -67,7 +67,9 @@ def _auto(cls):
 
 def _extra(M):
     """Tiny configs of keras_hub families whose constructors take per-stage lists."""
-    image = (32, 32, 3)
+    from tests.structured import test_hub_stages
+
+    image = test_hub_stages.IMAGE
     return {
         "CSPNetBackbone": lambda: M.CSPNetBackbone(
             stem_filters=16, stem_kernel_size=3, stem_strides=1, stackwise_strides=2,
@@ -75,14 +77,7 @@ def _extra(M):
             down_growth=True, bottle_ratio=(0.5, 1.0), block_ratio=(1.0, 0.5),
             expand_ratio=(2.0, 1.0), block_type="dark_block", stage_type="csp",
             stem_padding="same"),
-        "MobileNetBackbone": lambda: M.MobileNetBackbone(
-            stackwise_expansion=[[1], [4]], stackwise_num_blocks=[1, 1],
-            stackwise_num_filters=[[16], [24]], stackwise_kernel_size=[[3], [3]],
-            stackwise_num_strides=[[2], [2]], stackwise_se_ratio=[[None], [None]],
-            stackwise_activation=[["relu"], ["relu"]], stackwise_padding=[[1], [1]],
-            output_num_filters=64, depthwise_filters=8, depthwise_stride=2,
-            depthwise_residual=False, last_layer_filter=32, input_num_filters=16,
-            image_shape=image),
+        "MobileNetBackbone": test_hub_stages.MOBILENET,
         "HGNetV2Backbone": lambda: M.HGNetV2Backbone(
             embedding_size=32, stem_channels=[3, 16, 32], hidden_act="relu",
             use_learnable_affine_block=False, image_shape=image, depths=[1, 1],
@@ -122,26 +117,13 @@ def models():
 
 
 def _family_sample(name, model):
+    """The tests' random inputs (Moonshine's own audio), 4 samples, sequences <= 16."""
     from tests import test_zoo
 
-    return test_zoo._family_sample(name, model) if name == "MoonshineBackbone" else _sample(model)
-
-
-def _sample(model, batch=4):
-    rng = np.random.default_rng(0)
-    length = min(16, getattr(model, "get_config", dict)().get("max_sequence_length") or 16)
-
-    def one(tensor):
-        shape = [batch, *[length if d is None else d for d in tensor.shape[1:]]]
-        if "int" in str(tensor.dtype):
-            if "mask" in tensor.name:
-                return np.ones(shape, "int32")
-            if "segment" in tensor.name:
-                return np.zeros(shape, "int32")
-            return rng.integers(0, 40, size=shape).astype("int32")
-        return rng.random(shape, dtype="float32")
-
-    return keras.tree.map_structure(one, keras_prune._models.input_structure(model))
+    if name == "MoonshineBackbone":
+        return test_zoo._family_sample(name, model)
+    length = min(16, model.get_config().get("max_sequence_length") or 16)
+    return test_zoo._sample(model, batch=4, length=length)
 
 
 def _first(outputs):

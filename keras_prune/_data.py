@@ -50,11 +50,12 @@ class Samples:
         for start in range(0, len(self), batch_size):
             yield [a[start:start + batch_size] for a in self.input_arrays()]
 
-    def labelled_batches(self, batch_size):
-        """(x, y) pairs, `batch_size` samples at a time."""
-        for start in range(0, len(self), batch_size):
-            yield (keras.tree.map_structure(lambda a: a[start:start + batch_size], self.x),
-                   keras.tree.map_structure(lambda a: a[start:start + batch_size], self.y))
+    def head(self, limit):
+        """The first `limit` samples (all of them when `limit` is None)."""
+        if limit is None or len(self) <= limit:
+            return self
+        return Samples(*(None if part is None else keras.tree.map_structure(
+            lambda a: a[:limit], part) for part in (self.x, self.y)))
 
 
 def samples(model, data, *, argument="data", labels=False, limit=None):
@@ -73,9 +74,7 @@ def samples(model, data, *, argument="data", labels=False, limit=None):
         TypeError: for a kind of data not listed above.
     """
     if isinstance(data, Samples):
-        return data if limit is None or len(data) <= limit else Samples(*(
-            None if part is None else keras.tree.map_structure(lambda a: a[:limit], part)
-            for part in (data.x, data.y)))
+        return data.head(limit)
     if data is None:
         wanted = "labelled samples, `(x, y)` or a dataset of (x, y) batches" if labels else _FORMS
         raise ValueError(f"Argument `{argument}` is required here: pass {wanted}. "
@@ -94,17 +93,9 @@ def samples(model, data, *, argument="data", labels=False, limit=None):
             "(arrays, e.g. a batch of training data) or a dataset of (x, y) batches. "
             f"Received: {_describe(data)}."
         )
-    result = Samples(x, y)
-    if limit is not None and len(result) > limit:
-        result = Samples(*(None if part is None else keras.tree.map_structure(
-            lambda a: a[:limit], part) for part in (x, y)))
+    result = Samples(x, y).head(limit)
     _check(model, result, argument)
     return result
-
-
-def input_arrays(model, data, *, argument="data"):
-    """`data` (any form) as a list with one array of samples per model input."""
-    return samples(model, data, argument=argument).input_arrays()
 
 
 def _is_iterator(data):

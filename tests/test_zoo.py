@@ -70,11 +70,12 @@ HUB = ["BertBackbone", "GPT2Backbone", "ViTBackbone", "ResNetBackbone"]
 SEQUENCE = 16
 
 
-def _sample(model, batch=2):
+def _sample(model, batch=2, length=SEQUENCE):
+    """Random inputs for `model`; unknown (sequence) dimensions get `length`."""
     rng = np.random.default_rng(0)
 
     def one(tensor):
-        shape = [batch, *[SEQUENCE if d is None else d for d in tensor.shape[1:]]]
+        shape = [batch, *[length if d is None else d for d in tensor.shape[1:]]]
         if "int" in str(tensor.dtype):
             if "mask" in tensor.name:
                 return np.ones(shape, "int32")

@@ -65,14 +65,9 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
     if is_hub_model(model):
         return _prune_hub_model(model, ratio, importance, data, round_to, ignore,
                                 global_ranking, verbose, heads, units, hidden, reconstruct)
-    for name, value in (("heads", heads), ("units", units), ("hidden", hidden),
-                        ("reconstruct", reconstruct)):
-        if value is not None:
-            raise ValueError(
-                f"Argument `{name}` applies to keras_hub transformers only; for "
-                f"{type(model).__name__} pass `ratio` (a number, or a dict per layer). "
-                f"Received: {name}={value!r}."
-            )
+    _refuse_transformer_options(
+        heads=heads, units=units, hidden=hidden, reconstruct=reconstruct,
+        instead=f" only; for {type(model).__name__} pass `ratio` (a number, or a dict per layer)")
     progress = Progress("Structured pruning", verbose)
     pruner = StructuredPruner(model, ratio, importance, data=data, round_to=round_to,
                               ignore=ignore, global_ranking=global_ranking)  # checks arguments
@@ -102,13 +97,9 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
     ratio = check_fraction("ratio", ratio, hint=RATIO_HINT)
     progress = Progress("Structured pruning", verbose)
     if is_config_graph_model(model):
-        for name, value in (("heads", heads), ("units", units), ("hidden", hidden),
-                            ("reconstruct", reconstruct)):
-            if value is not None:
-                raise ValueError(
-                    f"Argument `{name}` applies to keras_hub transformers; "
-                    f"{type(model).__name__} is a CNN whose filters follow `ratio`. "
-                    f"Received: {name}={value!r}.")
+        _refuse_transformer_options(
+            heads=heads, units=units, hidden=hidden, reconstruct=reconstruct,
+            instead=f"; {type(model).__name__} is a CNN whose filters follow `ratio`")
         with progress.stage("probe the config's widths"):
             pruner = StagePruner(model, ratio, importance, data=data, round_to=round_to)
         with progress.stage("prune and rebuild"):
@@ -141,6 +132,14 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
             + ". Prune it unstructured (prune_low_magnitude) or one-shot (prune_one_shot).")
     progress.done(f"{report.params_ratio:.2f}x params")
     return smaller, report
+
+
+def _refuse_transformer_options(instead, **options):
+    """The keras_hub transformer knobs (`heads`, ...) name what to pass instead elsewhere."""
+    for name, value in options.items():
+        if value is not None:
+            raise ValueError(f"Argument `{name}` applies to keras_hub transformers{instead}. "
+                             f"Received: {name}={value!r}.")
 
 
 def remove_blocks(model, count=1, *, blocks=None, importance="l1", data=None):

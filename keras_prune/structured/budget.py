@@ -267,8 +267,11 @@ class _Search:
         self._reference = None if found is None else _outputs(model, found)
         self._sensitivity = {}  # layer name -> [(share, output error)]
         self._seen = {}  # layer widths -> the candidate built with them
+        self._last = None  # (ratio, model, report) of the last build: confirm, then return
 
     def build(self, ratio):
+        if self._last is not None and self._last[0] == ratio:
+            return self._last[1:]
         small, report = prune_structured(self.model, ratio=ratio, importance=self.importance,
                                          data=None if self.found is None else self.found.x,
                                          round_to=self.round_to, verbose=0)
@@ -276,6 +279,7 @@ class _Search:
             # Removing channels shifts what every later BatchNormalization sees: without
             # fresh statistics the output change measures stale statistics, not the widths.
             update_batchnorm_statistics(small, self.found.x)
+        self._last = (ratio, small, report)
         return small, report
 
     def try_ratio(self, ratio):

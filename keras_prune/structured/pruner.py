@@ -109,9 +109,8 @@ class StructuredPruner:
         return self.round_to if self.round_to and group.kind == "channels" else 1
 
     def _rounded_keep(self, group, keep):
-        if self.round_to and group.kind == "channels":
-            keep = math.ceil(keep / self.round_to) * self.round_to
-        return min(group.size, max(keep, 1))
+        return rounded_width(keep, group.size,
+                             self.round_to if group.kind == "channels" else None)
 
     def plan(self):
         """Scores every prunable group and chooses what to remove (once)."""
@@ -271,6 +270,13 @@ def _check_layer_name(argument, name, names):
             f"Layers include: {sorted(names)[:8]}."
         )
     return name
+
+
+def rounded_width(keep, size, round_to=None):
+    """`keep` of `size` channels rounded up to a multiple of `round_to`, in [1, size]."""
+    if round_to:
+        keep = math.ceil(keep / round_to) * round_to
+    return min(size, max(keep, 1))
 
 
 def _check_removal(group):

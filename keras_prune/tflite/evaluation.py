@@ -163,19 +163,8 @@ def benchmark(path, *, num_threads=1, runs=200, warmup=20, default_delegates=Tru
     content = read_file(path)
     check_int("num_threads", num_threads, minimum=1)
     check_int("runs", runs, minimum=1)
-    interpreter = _runtime.load_interpreter(
-        content, num_threads=num_threads, default_delegates=default_delegates
-    )
-    rng = np.random.default_rng(seed)
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
-    for _ in range(warmup):
-        interpreter.invoke()
-    times = np.empty(runs)
-    for i in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times[i] = time.perf_counter() - start
+    interpreter = _warm_interpreter(content, num_threads, default_delegates, seed, warmup)
+    times = _invoke_times(interpreter, runs)
     return Latency(
         median_us=float(np.median(times) * 1e6),
         p90_us=float(np.percentile(times, 90) * 1e6),
@@ -205,22 +194,33 @@ def compare_latency(files, *, num_threads=1, rounds=7, runs=20, warmup=5, seed=0
     check_int("num_threads", num_threads, minimum=1)
     check_int("rounds", rounds, minimum=1)
     check_int("runs", runs, minimum=1)
-    interpreters = []
-    for item in files:
-        interpreter = _runtime.load_interpreter(read_file(item), num_threads=num_threads)
-        rng = np.random.default_rng(seed)
-        for detail in interpreter.get_input_details():
-            interpreter.set_tensor(detail["index"], _random_input(detail, rng))
-        for _ in range(warmup):
-            interpreter.invoke()
-        interpreters.append(interpreter)
+    interpreters = [_warm_interpreter(read_file(item), num_threads, True, seed, warmup)
+                    for item in files]
     medians = [[] for _ in interpreters]
-    times = np.empty(runs)
     for _ in range(rounds):
         for index, interpreter in enumerate(interpreters):
-            for i in range(runs):
-                start = time.perf_counter()
-                interpreter.invoke()
-                times[i] = time.perf_counter() - start
-            medians[index].append(float(np.median(times)))
+            medians[index].append(float(np.median(_invoke_times(interpreter, runs))))
     return [float(np.median(m) * 1e6) for m in medians]
+
+
+def _warm_interpreter(content, num_threads, default_delegates, seed, warmup):
+    """An interpreter with random single-sample inputs set, invoked `warmup` times."""
+    interpreter = _runtime.load_interpreter(
+        content, num_threads=num_threads, default_delegates=default_delegates
+    )
+    rng = np.random.default_rng(seed)
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+    for _ in range(warmup):
+        interpreter.invoke()
+    return interpreter
+
+
+def _invoke_times(interpreter, runs):
+    """Seconds each of `runs` invocations took."""
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times[i] = time.perf_counter() - start
+    return times

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune.oneshot import solvers
 from keras_prune._views.kernels import view_of
+from keras_prune.oneshot import solvers
 
 L = keras.layers
 

@@ -1,11 +1,10 @@
 """prune_structured on every layer kind: the model shrinks and computes what a masked copy computes."""
 
 import keras
-
-import keras_prune
 import numpy as np
 import pytest
 
+import keras_prune
 from keras_prune.structured import DependencyGraph, StructuredPruner, prune_structured
 from tests.structured import models
 

@@ -20,14 +20,13 @@ traces them; their widths live in the config as integers or (nested) per-stage l
 """
 
 import dataclasses
-import math
 
 import keras
 import numpy as np
 
 from keras_prune._models import flatten_layers, input_sample
 from keras_prune._views.hub import HubModel
-from keras_prune.structured.pruner import StructuredPruner
+from keras_prune.structured.pruner import StructuredPruner, rounded_width
 from keras_prune.structured.results import StructuredReport
 
 # Config fields that are not widths, by a word of their name (`stackwise_num_strides`).
@@ -46,7 +45,7 @@ class _Entry:
     field: str
     path: tuple  # positions in nested lists, () for a plain integer field
     value: int
-    layers: dict = dataclasses.field(default_factory=dict)  # layer name -> width factor
+    width: bool = False  # changing it moves some kernel's output width
     fixed: str | None = None  # why it keeps its value
 
     @property
@@ -108,16 +107,18 @@ class StagePruner:
 
     def _probe(self):
         base = [tuple(v.shape) for v in self.hub.backbone.weights]
-        owners = _kernel_owners(self.hub.backbone)
+        position = {id(v): i for i, v in enumerate(self.hub.backbone.weights)}
+        kernels = {position[id(layer.kernel)] for layer in _kernel_layers(self.hub.backbone)
+                   if id(layer.kernel) in position}
         entries = []
         for field, value in self.hub.config.items():
             if not _not_width(field):
                 entries += [_Entry(field, path, v) for path, v in _integers(value)]
         for entry in entries:
-            self._probe_one(entry, owners, base)
-        return [e for e in entries if e.layers or e.fixed]
+            self._probe_one(entry, kernels, base)
+        return [e for e in entries if e.width or e.fixed]
 
-    def _probe_one(self, entry, owners, base):
+    def _probe_one(self, entry, kernels, base):
         if entry.value < 2:
             return
         changes = entry.changed(self.hub.config, entry.value - entry.value // 2)
@@ -129,17 +130,14 @@ class StagePruner:
         shapes = [tuple(v.shape) for v in probe.weights]
         if len(shapes) != len(base):
             return  # not a width: it adds or removes weights (a count of blocks)
-        for index, (old, new) in enumerate(zip(base, shapes)):
-            if index in owners and old[-1] != new[-1]:
-                entry.layers[owners[index]] = new[-1]
+        entry.width = any(index in kernels and old[-1] != new[-1]
+                          for index, (old, new) in enumerate(zip(base, shapes)))
 
     # -- pruning --------------------------------------------------------------------
 
     def kept_value(self, entry):
         keep = entry.value - int(entry.value * self.ratio + 1e-9)
-        if self.round_to:
-            keep = math.ceil(keep / self.round_to) * self.round_to
-        return min(entry.value, max(keep, 1))
+        return rounded_width(keep, entry.value, self.round_to)
 
     def apply(self):
         """Returns (the smaller model of the same class, StructuredReport)."""
@@ -195,21 +193,15 @@ def _describe(plan):
 
 def _widths(model):
     """{layer name: output width} of the Conv/Dense layers of `model`."""
-    return {layer.name: int(layer.kernel.shape[-1]) for layer in flatten_layers(model)
+    return {layer.name: int(layer.kernel.shape[-1]) for layer in _kernel_layers(model)}
+
+
+def _kernel_layers(model):
+    """The layers of `model` whose kernel's last axis is their output width (Conv, Dense;
+    a depthwise kernel's last axis is its multiplier)."""
+    return [layer for layer in flatten_layers(model)
             if getattr(layer, "kernel", None) is not None
-            and not isinstance(layer, keras.layers.DepthwiseConv2D)}
-
-
-def _kernel_owners(backbone):
-    """{weight index: layer name} for the kernels (Conv/Dense) of the backbone."""
-    position = {id(v): i for i, v in enumerate(backbone.weights)}
-    owners = {}
-    for layer in flatten_layers(backbone):
-        kernel = getattr(layer, "kernel", None)
-        if kernel is not None and id(kernel) in position and not isinstance(
-                layer, keras.layers.DepthwiseConv2D):
-            owners[position[id(kernel)]] = layer.name
-    return owners
+            and not isinstance(layer, keras.layers.DepthwiseConv2D)]
 
 
 def _name_map(original, smaller):
