@@ -13,11 +13,18 @@ import keras
 
 HEADS_FIELDS = ("num_query_heads", "num_heads")
 KV_FIELD = "num_key_value_heads"
-UNITS_FIELDS = ("intermediate_dim", "mlp_dim", "ffn_dim", "feedforward_dim")
+UNITS_FIELDS = ("intermediate_dim", "mlp_dim", "ffn_dim", "feedforward_dim",
+                "moe_intermediate_dim", "shared_expert_intermediate_dim",
+                "shared_expert_intermediate_size", "feedforward_expansion_factor")
 HIDDEN_FIELD = "hidden_dim"
 HEAD_DIM_FIELD = "head_dim"
 DEPTH_FIELD = "num_layers"
-_BLOCK_LISTS = ("transformer_layers", "encoder_layers", "decoder_layers")
+# Attributes that keras_hub backbones (or a layer inside them) keep their repeated
+# blocks in; an encoder-decoder model has two, encoder first.
+BLOCK_LISTS = ("transformer_layers", "encoder_layers", "encoder_transformer_layers",
+                "encoder_blocks", "decoder_layers", "decoder_transformer_layers",
+                "decoder_blocks", "rwkv_layers")
+_NESTED_BLOCK_LIST = "layers"  # DINOv2/v3: `backbone.get_layer("encoder").layers`
 
 
 def hub_classes():
@@ -65,6 +72,13 @@ class HubModel:
             units=next((f for f in UNITS_FIELDS if f in config), None),
             blocks=find_blocks(backbone),
         )
+
+    @property
+    def units_fields(self):
+        """Every feed-forward width of the config (a mixture of experts has the experts'
+        own, and a shared expert's, beside the dense one)."""
+        return [f for f in UNITS_FIELDS if isinstance(self.config.get(f), int)
+                and not isinstance(self.config.get(f), bool) and self.config[f] > 0]
 
     @property
     def is_task(self):
@@ -135,24 +149,32 @@ class HubModel:
         return owner
 
 
+def _stacks(backbone):
+    """[(attribute, blocks)] for every list of blocks of the backbone, in call order."""
+    found, seen = [], set()
+    for holder in [backbone] + list(backbone.layers):
+        names = list(BLOCK_LISTS)
+        if not isinstance(holder, keras.Model):  # a Model's `.layers` is every layer
+            names.append(_NESTED_BLOCK_LIST)
+        for attribute in names:
+            blocks = vars(holder).get(attribute)
+            if isinstance(blocks, (list, tuple)) and blocks and all(
+                    isinstance(group, (list, tuple)) for group in blocks):
+                blocks = [block for group in blocks for block in group]  # ALBERT's groups
+            if (isinstance(blocks, (list, tuple)) and blocks
+                    and all(isinstance(b, keras.layers.Layer) for b in blocks)
+                    and not seen & {id(b) for b in blocks}):
+                found.append((attribute, list(blocks)))
+                seen |= {id(b) for b in blocks}
+    return sorted(found, key=lambda item: "decoder" in item[0])
+
+
 def block_stacks(backbone):
     """Names of the backbone's lists of blocks (two for an encoder-decoder model)."""
-    found = []
-    for holder in [backbone] + list(backbone.layers):
-        for attribute in _BLOCK_LISTS:
-            blocks = getattr(holder, attribute, None)
-            if isinstance(blocks, (list, tuple)) and blocks and attribute not in found:
-                found.append(attribute)
-    return found
+    return [attribute for attribute, _ in _stacks(backbone)]
 
 
 def find_blocks(backbone):
-    """The backbone's repeated transformer blocks, from keras_hub's own lists."""
-    for holder in [backbone] + list(backbone.layers):
-        for attribute in _BLOCK_LISTS:
-            blocks = getattr(holder, attribute, None)
-            if isinstance(blocks, (list, tuple)) and blocks and all(
-                isinstance(b, keras.layers.Layer) for b in blocks
-            ):
-                return list(blocks)
-    return []
+    """The backbone's repeated blocks, from keras_hub's own lists: every stack's, the
+    encoder's before the decoder's."""
+    return [block for _, blocks in _stacks(backbone) for block in blocks]

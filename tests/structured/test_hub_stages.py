@@ -119,19 +119,8 @@ def test_families_the_config_cannot_express_are_refused_with_the_reason():
         structured.prune_structured(resnet, 0.5, heads=0.5, verbose=0)
 
 
-def test_layouts_the_config_probes_cannot_follow_are_refused_in_words():
-    moe = M.QwenMoeBackbone(vocabulary_size=50, num_layers=2, num_query_heads=2,
-                            num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
-                            moe_intermediate_dim=16, shared_expert_intermediate_dim=16,
-                            num_experts=4)
-    with pytest.raises(NotImplementedError, match="QwenMoeBackbone's layout .*prune_one_shot"):
-        structured.prune_structured(moe, 0.5, verbose=0)
-
-
 def test_a_model_where_nothing_would_shrink_is_refused_not_returned_unchanged():
-    moe = M.Qwen3_5MoeBackbone(vocabulary_size=50, num_layers=2, num_query_heads=2,
-                               num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
-                               moe_intermediate_dim=16, shared_expert_intermediate_size=16,
-                               num_experts=4, head_dim=8, top_k=2)
-    with pytest.raises(NotImplementedError, match="Nothing of Qwen3_5MoeBackbone shrank"):
-        structured.prune_structured(moe, 0.5, verbose=0)
+    rwkv = M.RWKV7Backbone(hidden_size=16, head_size=8, num_layers=2, vocabulary_size=50,
+                           intermediate_dim=32, gate_lora=8, mv_lora=8, aaa_lora=8, decay_lora=8)
+    with pytest.raises(NotImplementedError, match="Nothing of RWKV7Backbone shrank: heads kept"):
+        structured.prune_structured(rwkv, 0.5, units=0.0, verbose=0)

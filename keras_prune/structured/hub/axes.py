@@ -5,6 +5,12 @@ probe) and comparing variable shapes, in order: an axis that changes size with
 `intermediate_dim` holds feed-forward units, with the head count heads, with
 `hidden_dim` residual channels. Nothing is guessed from names or sizes, so a new
 keras_hub family needs no rule as long as its config holds its widths.
+
+A fused axis holds two kinds' worth of one width side by side (a mixture of
+experts' gate and up projections in one `(experts, hidden, 2 * units)` weight):
+its size moves by twice the step of the plain axes. keras_hub concatenates the
+halves (`ops.split(gate_up, 2)`), except where `_INTERLEAVED` says the halves
+alternate (GPT-OSS's `gate_up[..., ::2]`, `gate_up[..., 1::2]`).
 """
 
 import dataclasses
@@ -13,7 +19,19 @@ import keras
 import numpy as np
 
 HEADS, KV_HEADS, UNITS, HIDDEN, HEAD_DIM = "heads", "kv_heads", "units", "hidden", "head_dim"
-PER_BLOCK = (HEADS, KV_HEADS, UNITS, HEAD_DIM)
+EXPERTS = "experts"
+_INTERLEAVED = ("gate_up_proj", "gate_up_proj_bias")  # GPT-OSS: gate, up alternate
+
+
+def per_block(kind):
+    """Every kind but the residual width is chosen block by block."""
+    return kind != HIDDEN
+
+
+def is_units(kind):
+    """The feed-forward kinds: `units`, and a second width field such as an MoE's
+    `moe_intermediate_dim`, which is its own kind named after the field."""
+    return kind not in (HEADS, KV_HEADS, HIDDEN, HEAD_DIM, EXPERTS)
 
 
 @dataclasses.dataclass
@@ -23,6 +41,7 @@ class Labels:
     axes: dict
     blocks: list  # block index of each variable, or None outside the blocks
     sizes: dict  # kind -> size of its axes before pruning
+    fused: dict = dataclasses.field(default_factory=dict)  # (index, axis) -> (factor, layout)
 
     def of_kind(self, kind, block=None):
         """(variable index, axis) pairs that hold `kind` (in `block`, for per-block kinds)."""
@@ -59,24 +78,38 @@ def label_axes(hub, probes):
                 f"Changing {name} ({changes}) changes the number of weights of "
                 f"{hub.name} ({len(old)} -> {len(new)}), so they cannot be matched."
             )
+        moved = []  # (index, axis, before, after)
         for index, (a, b) in enumerate(zip(old, new)):
             if len(a.shape) != len(b.shape):
                 raise ProbeError(f"Changing {name} changes the rank of weight `{a.path}`.")
-            for axis, (before, after) in enumerate(zip(a.shape, b.shape)):
-                if before == after:
-                    continue
-                if isinstance(kinds, str):
-                    kinds = {before: kinds}  # one kind: its size is read off the probe
-                if before not in kinds:
-                    raise ProbeError(
-                        f"Changing {name} ({changes}) also resizes axis {axis} of weight "
-                        f"`{a.path}` ({before} -> {after})."
-                    )
-                labels.axes.setdefault(index, {})[axis] = kinds[before]
+            moved += [(index, axis, before, after)
+                      for axis, (before, after) in enumerate(zip(a.shape, b.shape))
+                      if before != after]
+        if not moved:
+            continue
+        if isinstance(kinds, str):  # one kind: its size is the smallest axis it moves
+            base = min(moved, key=lambda m: m[2])
+            kinds = {base[2]: kinds}
+            step = base[2] - base[3]
+            for index, axis, before, after in moved:
+                factor = before // base[2]
+                if factor > 1 and before == factor * base[2] and before - after == factor * step:
+                    name_ = old[index].path.split("/")[-1]
+                    layout = "interleave" if name_ in _INTERLEAVED else "concat"
+                    labels.fused[(index, axis)] = (factor, layout)
+                    kinds.setdefault(before, kinds[base[2]])
+        for index, axis, before, after in moved:
+            if before not in kinds:
+                raise ProbeError(
+                    f"Changing {name} ({changes}) also resizes axis {axis} of weight "
+                    f"`{old[index].path}` ({before} -> {after})."
+                )
+            labels.axes.setdefault(index, {})[axis] = kinds[before]
+            if (index, axis) not in labels.fused:
                 labels.sizes[kinds[before]] = before
     for index, axes in labels.axes.items():
         for axis, kind in axes.items():
-            if kind in PER_BLOCK and labels.blocks[index] is None:
+            if per_block(kind) and labels.blocks[index] is None:
                 raise ProbeError(
                     f"Weight `{old[index].path}` has {kind} on axis {axis} but belongs to no "
                     "transformer block, so it is unclear which block's choice to follow."
@@ -105,8 +138,30 @@ def slice_weights(hub, labels, keep, new_model):
 def _kept_per_axis(labels, keep, index):
     """(axis, kept indices) for every labelled axis of the model's weight number `index`."""
     for axis, kind in labels.axes.get(index, {}).items():
-        block = labels.blocks[index] if kind in PER_BLOCK else None
-        yield axis, keep[(kind, block)]
+        block = labels.blocks[index] if per_block(kind) else None
+        yield axis, fused_indices(labels, index, axis, keep[(kind, block)])
+
+
+def fused_indices(labels, index, axis, kept):
+    """The positions on a (possibly fused) axis that hold the kept channels."""
+    if (index, axis) not in labels.fused:
+        return kept
+    factor, layout = labels.fused[(index, axis)]
+    kept = np.asarray(kept)
+    if layout == "interleave":
+        return (kept[:, None] * factor + np.arange(factor)).reshape(-1)
+    size = labels.sizes[labels.axes[index][axis]]
+    return np.concatenate([kept + part * size for part in range(factor)])
+
+
+def fold_fused(labels, index, axis, scores):
+    """Per-channel scores of a fused axis: its parts summed."""
+    if (index, axis) not in labels.fused:
+        return scores
+    factor, layout = labels.fused[(index, axis)]
+    if layout == "interleave":
+        return scores.reshape(-1, factor).sum(axis=1)
+    return scores.reshape(factor, -1).sum(axis=0)
 
 
 def surviving(labels, keep, index, value):

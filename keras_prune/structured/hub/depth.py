@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from keras_prune._validation import check_int
-from keras_prune._views.hub import DEPTH_FIELD, HubModel
+from keras_prune._views.hub import DEPTH_FIELD, HubModel, block_stacks
 from keras_prune.structured.hub import scores
 from keras_prune.structured.results import StructuredReport
 
@@ -29,6 +29,12 @@ def remove_transformer_blocks(model, count=1, *, blocks=None, importance="influe
             f"{hub.name} has no `{DEPTH_FIELD}` in its config or no list of blocks, so its "
             "depth cannot be changed by config."
         )
+    stacks = block_stacks(hub.backbone)
+    if len(stacks) > 1:
+        raise NotImplementedError(
+            f"{hub.name} has {len(stacks)} stacks of blocks ({', '.join(stacks)}) and one "
+            f"`{DEPTH_FIELD}` for them, so removing a block from one stack is not something "
+            "its config can hold. Prune its heads and units with prune_structured instead.")
     chosen = _choose(hub, count, blocks, importance, data, seed)
     new_model = hub.build({DEPTH_FIELD: total - len(chosen)}, keep_preprocessor=True)
     owner = hub.block_of()

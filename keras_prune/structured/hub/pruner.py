@@ -14,10 +14,10 @@ import numpy as np
 
 from keras_prune._validation import check_fraction, check_int
 from keras_prune._views.hub import (
+    BLOCK_LISTS,
     HEAD_DIM_FIELD,
     HIDDEN_FIELD,
     HubModel,
-    block_stacks,
 )
 from keras_prune.structured.hub import axes, scores
 from keras_prune.structured.hub import reconstruct as refitting
@@ -51,19 +51,11 @@ class TransformerPruner:
     def __init__(self, model, heads=0.5, units=0.5, hidden=0.0, importance="l1", *, data=None,
                  round_to=None, reconstruct=None):
         self.hub = HubModel.of(model)
-        stacks = block_stacks(self.hub.backbone)
         if not self.hub.blocks and (self.hub.units or self.hub.heads):
             raise NotImplementedError(
                 f"{self.hub.name} has head or feed-forward fields in its config but no list "
-                "of blocks keras_prune knows (transformer_layers, encoder_layers, "
-                "decoder_layers), so its blocks cannot be pruned structurally yet. Prune it "
-                "unstructured (prune_low_magnitude) or one-shot (prune_one_shot) instead."
-            )
-        if len(stacks) > 1:
-            raise NotImplementedError(
-                f"{self.hub.name} has separate block stacks ({', '.join(stacks)}): "
-                "structured pruning of keras_hub encoder-decoder models is not supported yet "
-                "(the pruner gives every block of one stack the same widths). Prune it "
+                f"of blocks keras_prune knows ({', '.join(BLOCK_LISTS)}), so its blocks "
+                "cannot be pruned structurally yet. Prune it "
                 "unstructured (prune_low_magnitude) or one-shot (prune_one_shot) instead."
             )
         self.heads = check_fraction("heads", heads, hint=_HINT)
@@ -99,10 +91,10 @@ class TransformerPruner:
         """{kind: (config changes, kept count)} for each kind that shrinks."""
         hub, config, targets = self.hub, self.hub.config, {}
         if self.units:
-            if hub.units is None:
+            if not hub.units_fields:
                 self.notes.append(f"units kept: {hub.name}'s config has no feed-forward width")
             else:
-                targets[axes.UNITS] = None  # the count is read off the probe
+                targets[axes.UNITS] = None  # the counts are read off the probes
         self._joint = False  # heads and residual width cut together (tied head width)
         if self.heads:
             if hub.heads is None:
@@ -132,8 +124,11 @@ class TransformerPruner:
         hub, config, probes = self.hub, self.hub.config, {}
         pinned = {HEAD_DIM_FIELD: hub.head_dim} if hub.head_dim_is_free else {}
         if axes.UNITS in self._targets:
-            value = config[hub.units]
-            probes["units"] = ({hub.units: value - value // 2 if value > 1 else value}, axes.UNITS)
+            for field in hub.units_fields:
+                value = config[field]
+                if value > 1:
+                    probes[f"units ({field})"] = ({field: value - value // 2},
+                                                  self._units_kind(field))
         if axes.HEADS in self._targets:
             kept = self._targets[axes.HEADS]
             if hub.key_values_go:
@@ -153,6 +148,13 @@ class TransformerPruner:
                 kinds[hub.head_dim] = axes.HEAD_DIM  # heads get narrower with the stream
             probes["hidden"] = ({HIDDEN_FIELD: self._targets[axes.HIDDEN], **pinned}, kinds)
         return probes
+
+    def _units_kind(self, field):
+        """`units` for the config's first feed-forward width, the field's name for others."""
+        return axes.UNITS if field == self.hub.units_fields[0] else field
+
+    def _blocks_with(self, kind):
+        return sorted({self.labels.blocks[i] for i, _ in self.labels.of_kind(kind)})
 
     def _label(self):
         probes = self._probes()
@@ -181,11 +183,11 @@ class TransformerPruner:
             return np.sort(np.argsort(-values, kind="stable")[:count])
 
         blocks = range(len(self.hub.blocks))
-        if axes.UNITS in labels.sizes:
-            size = labels.sizes[axes.UNITS]
-            count = self._kept(size, self.units)
-            for b in blocks:
-                keep[(axes.UNITS, b)] = top(score_of(axes.UNITS, b), count)
+        for kind, size in labels.sizes.items():
+            if axes.is_units(kind):
+                count = self._kept(size, self.units)
+                for b in self._blocks_with(kind):
+                    keep[(kind, b)] = top(score_of(kind, b), count)
         if axes.HEADS in labels.sizes:
             self._plan_heads(keep, score_of, top)
         if axes.HIDDEN in labels.sizes:
@@ -202,6 +204,12 @@ class TransformerPruner:
         per_group = hub.heads_per_group
         for b in range(len(hub.blocks)):
             head_scores = score_of(axes.HEADS, b)
+            if head_scores is None:
+                raise axes.ProbeError(
+                    f"block {hub.blocks[b].name} has no weight whose axis is its heads (its "
+                    "attention kernels fold heads into one axis as wide as the residual "
+                    "stream), so heads and hidden width cannot be told apart; prune units "
+                    "only (heads=0, hidden=0)")
             if per_group == 1:
                 keep[(axes.HEADS, b)] = top(head_scores, kept)
                 continue
@@ -220,16 +228,19 @@ class TransformerPruner:
         hub, changes = self.hub, {}
         for _, (probe_changes, _) in self._probes().items():
             changes.update(probe_changes)
-        if axes.UNITS in self._targets:
-            kept_units = len(self.keep[(axes.UNITS, 0)])
-            size = self.labels.sizes[axes.UNITS]
-            value = hub.config[hub.units]
+        for field in hub.units_fields if axes.UNITS in self._targets else ():
+            kind, value = self._units_kind(field), hub.config[field]
+            if kind not in self.labels.sizes:  # no weight holds it (no dense layer in an MoE)
+                changes[field] = value
+                continue
+            kept_units = len(self.keep[(kind, self._blocks_with(kind)[0])])
+            size = self.labels.sizes[kind]
             if (value * kept_units) % size:
                 raise ValueError(
-                    f"{hub.name}'s `{hub.units}`={value} holds {size} units per block; keeping "
-                    f"{kept_units} has no whole-number `{hub.units}`. Use round_to=2."
+                    f"{hub.name}'s `{field}`={value} holds {size} units per block; keeping "
+                    f"{kept_units} has no whole-number `{field}`. Use round_to=2."
                 )
-            changes[hub.units] = value * kept_units // size
+            changes[field] = value * kept_units // size
         return changes
 
     def apply(self):

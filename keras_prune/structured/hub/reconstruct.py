@@ -45,7 +45,8 @@ def find_readers(hub, labels, keep):
         view, _ = view_of(layer)
         shape = tuple(weights[index].shape)
         reading = {axis: kind for axis, kind in labelled.items()
-                   if kind in (axes.UNITS, axes.HEADS)
+                   if (axes.is_units(kind) or kind == axes.HEADS)
+                   and (index, axis) not in labels.fused
                    and input_axis(layer, axis, len(shape)) is not None}
         if view is None or not reading:
             continue

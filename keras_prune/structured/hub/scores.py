@@ -17,6 +17,7 @@ import numpy as np
 from keras_prune._data import samples
 from keras_prune._models.hooks import hooked
 from keras_prune._views.kernels import kernel_owners
+from keras_prune.structured.hub.axes import fold_fused
 
 
 def _run(hub, data):
@@ -50,6 +51,7 @@ def weight_scores(hub, labels, kind, block):
     for index, axis in pairs:
         value = np.abs(np.asarray(keras.ops.convert_to_numpy(weights[index]), np.float64))
         scores = np.moveaxis(value, axis, 0).reshape(value.shape[axis], -1).mean(axis=1)
+        scores = fold_fused(labels, index, axis, scores)
         scores = scores / max(scores.mean(), 1e-12)
         total = scores if total is None else total + scores
     return total
@@ -70,7 +72,7 @@ class ActivationRecorder:
                 continue
             for axis, kind in axes.items():
                 axis_in = input_axis(layer, axis, len(variable.shape))
-                if axis_in is not None:
+                if axis_in is not None and (index, axis) not in labels.fused:
                     entry = self.readers.setdefault(id(layer), (layer, []))
                     entry[1].append((kind, labels.blocks[index], axis_in))
         self.sums = {}

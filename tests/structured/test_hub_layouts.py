@@ -1,0 +1,139 @@
+"""keras_hub layouts beyond one stack of transformer blocks: encoder-decoders, ALBERT's
+shared groups, DINOv2's nested encoder, RWKV7, Moonshine, and mixtures of experts.
+
+Tiny configs, random weights. The exactness check is the transformers': the smaller
+model computes what the original computes with the removed units and heads zeroed.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_prune import structured
+from keras_prune.structured import TransformerPruner
+
+keras_hub = pytest.importorskip("keras_hub")
+M = keras_hub.models
+TEXT = dict(vocabulary_size=50, num_layers=2, hidden_dim=16, intermediate_dim=32)
+DECODER = dict(vocabulary_size=50, num_layers=2, hidden_dim=16, num_query_heads=2,
+               num_key_value_heads=1)
+
+LAYOUTS = {
+    # two stacks: encoder and decoder blocks, cross-attention in the decoder's
+    "T5": lambda: M.T5Backbone(**TEXT, num_heads=2),
+    "Bart": lambda: M.BartBackbone(**TEXT, num_heads=2, max_sequence_length=16),
+    # one layer group shared by every repetition, embeddings narrower than the stream
+    "Albert": lambda: M.AlbertBackbone(**TEXT, num_heads=2, num_groups=1,
+                                       num_inner_repetitions=1, embedding_dim=8,
+                                       max_sequence_length=16),
+    # blocks in a list of a nested encoder layer
+    "DINOV2": lambda: M.DINOV2Backbone(patch_size=4, num_layers=2, hidden_dim=16, num_heads=2,
+                                       intermediate_dim=32, layer_scale_init_value=1.0,
+                                       image_shape=(16, 16, 3),
+                                       position_embedding_shape=(16, 16, 3)),
+    "RWKV7": lambda: M.RWKV7Backbone(hidden_size=16, head_size=8, num_layers=2,
+                                     vocabulary_size=50, intermediate_dim=32, gate_lora=8,
+                                     mv_lora=8, aaa_lora=8, decay_lora=8),
+    # feed-forward width as `intermediate_dim * feedforward_expansion_factor`
+    "Moonshine": lambda: M.MoonshineBackbone(
+        vocabulary_size=50, filter_dim=16, encoder_num_layers=1, decoder_num_layers=1,
+        hidden_dim=16, intermediate_dim=32, encoder_num_heads=2, decoder_num_heads=2),
+    # experts stacked in one weight, gate and up fused: concatenated halves ...
+    "QwenMoe": lambda: M.QwenMoeBackbone(**DECODER, intermediate_dim=32,
+                                         moe_intermediate_dim=16,
+                                         shared_expert_intermediate_dim=16, num_experts=4),
+    # ... and alternating ones
+    "GptOss": lambda: M.GptOssBackbone(**DECODER, intermediate_dim=32, num_experts=4,
+                                       top_k=2),
+}
+
+
+def _sample(model, batch=2, length=8):
+    rng = np.random.default_rng(0)
+    if "MoonshineBackbone" == type(model).__name__:
+        return {"encoder_input_values": rng.normal(size=(batch, 1600, 1)).astype("float32"),
+                "encoder_padding_mask": np.ones((batch, 1600), "int32"),
+                "decoder_token_ids": rng.integers(0, 40, (batch, length)).astype("int32"),
+                "decoder_padding_mask": np.ones((batch, length), "int32")}
+    x = {}
+    for tensor in model.inputs:
+        shape = [batch, *[length if d is None else d for d in tensor.shape[1:]]]
+        if "int" not in str(tensor.dtype):
+            x[tensor.name] = rng.uniform(size=shape).astype("float32")
+        elif "mask" in tensor.name:
+            x[tensor.name] = np.ones(shape, "int32")
+        elif "segment" in tensor.name:
+            x[tensor.name] = np.zeros(shape, "int32")
+        else:
+            x[tensor.name] = rng.integers(0, 40, size=shape).astype("int32")
+    return x if len(x) > 1 else next(iter(x.values()))
+
+
+def _first(outputs):
+    return keras.ops.convert_to_numpy(keras.tree.flatten(outputs)[0])
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_layout_shrinks_keeps_its_class_and_equals_the_masked_original(layout, tmp_path):
+    model = LAYOUTS[layout]()
+    x = _sample(model)
+    pruner = TransformerPruner(model, heads=0.5, units=0.5)
+    smaller, report = pruner.apply()
+    assert type(smaller) is type(model)
+    assert report.params_after < 0.95 * report.params_before
+    assert {row.kind for row in report.layers}  # something was cut, per block
+    expected = _first(pruner.masked_copy()(x))
+    np.testing.assert_allclose(_first(smaller(x)), expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(_first(model(x)) - expected).max() > 1e-6  # the removed part mattered
+    path = str(tmp_path / "small.keras")
+    smaller.save(path)
+    again = keras.saving.load_model(path)
+    assert type(again) is type(model)
+    np.testing.assert_allclose(_first(again(x)), _first(smaller(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_every_stack_of_an_encoder_decoder_shrinks_and_the_seq2seq_lm_generates():
+    lm = M.BartSeq2SeqLM(backbone=LAYOUTS["Bart"](), preprocessor=None)
+    pruner = TransformerPruner(lm, heads=0.0, units=0.5)
+    smaller, report = pruner.apply()
+    widths = {row.layer: row.after for row in report.layers}
+    assert any("encoder" in name for name in widths) and any("decoder" in name for name in widths)
+    assert set(widths.values()) == {16}
+    assert type(smaller) is M.BartSeq2SeqLM
+    prompt = {"encoder_token_ids": np.full((2, 8), 7, "int32"),
+              "encoder_padding_mask": np.ones((2, 8), "int32"),
+              "decoder_token_ids": np.array([[2, 0] + [1] * 6] * 2, "int32"),
+              "decoder_padding_mask": np.array([[1, 1] + [0] * 6] * 2, "int32")}
+    masked = pruner.masked_copy()
+    for lm in (smaller, masked):
+        lm.compile(sampler="greedy")
+    generated = smaller.generate(prompt, max_length=8, stop_token_ids=None)
+    expected = masked.generate(prompt, max_length=8, stop_token_ids=None)
+    tokens = keras.ops.convert_to_numpy(generated["decoder_token_ids"])
+    assert tokens.shape == (2, 8)
+    np.testing.assert_array_equal(tokens, keras.ops.convert_to_numpy(
+        expected["decoder_token_ids"]))
+
+
+def test_every_expert_loses_the_same_units_and_the_config_says_so():
+    model = LAYOUTS["QwenMoe"]()
+    smaller, report = structured.prune_structured(model, 0.5, verbose=0)
+    config = smaller.get_config()
+    assert config["moe_intermediate_dim"] == 8
+    assert config["shared_expert_intermediate_dim"] == 8
+    assert config["intermediate_dim"] == 32  # no dense feed-forward layer holds it: kept
+    assert {row.kind for row in report.layers} == {"moe_intermediate_dim",
+                                                   "shared_expert_intermediate_dim"}
+    experts = [w for w in smaller.weights if "expert_feedforward_gate_dense" in w.path]
+    assert experts and all(tuple(w.shape) == (4, 16, 16) for w in experts)  # 2 x 8, fused
+
+
+def test_layouts_that_cannot_be_pruned_say_why_in_words():
+    with pytest.raises(NotImplementedError, match="no weight whose axis is its heads"):
+        structured.prune_structured(LAYOUTS["T5"](), 0.5, hidden=0.5, verbose=0)
+    with pytest.raises(NotImplementedError, match="2 stacks of blocks"):
+        structured.remove_blocks(LAYOUTS["Bart"](), count=1, importance="random")
+    swin = M.SwinTransformerBackbone(image_shape=(32, 32, 3), embed_dim=16, depths=[2, 2],
+                                     num_heads=[2, 2], window_size=4, patch_size=4)
+    with pytest.raises(NotImplementedError, match="SwinTransformerBackbone.*prune_one_shot"):
+        structured.prune_structured(swin, 0.5, verbose=0)
