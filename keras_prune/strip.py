@@ -89,6 +89,16 @@ def _never_pruned(wrapper):
 
 
 def _warn_if_never_pruned(wrappers):
+    uncalled = [wrapper.name for wrapper in wrappers if not wrapper.built]
+    if uncalled:
+        warnings.warn(
+            f"keras_prune: {len(uncalled)} wrapped layer(s) were never called "
+            f"({', '.join(uncalled[:3])}{', ...' if len(uncalled) > 3 else ''}): the layer "
+            "that owns them builds them but does not use them (e.g. a block's optional "
+            "squeeze-excite layers), so they have no masks and stay dense. They do not "
+            "affect the model's outputs.",
+            stacklevel=3,
+        )
     never = [wrapper.name for wrapper in wrappers if _never_pruned(wrapper)]
     if never:
         warnings.warn(
@@ -111,6 +121,7 @@ def _unwrapped(owner):
     masks = {
         id(weight): mask
         for _, wrapper, _ in swapped
+        if wrapper.built  # a layer that its owner builds but never calls has no masks
         for weight, mask in zip(wrapper.prunable_weights, wrapper.masks)
     }
     try:

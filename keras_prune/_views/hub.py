@@ -19,6 +19,8 @@ UNITS_FIELDS = ("intermediate_dim", "mlp_dim", "ffn_dim", "feedforward_dim",
 HIDDEN_FIELD = "hidden_dim"
 HEAD_DIM_FIELD = "head_dim"
 DEPTH_FIELD = "num_layers"
+EXPERTS_FIELD = "num_experts"
+TOP_K_FIELD = "top_k"
 # Attributes that keras_hub backbones (or a layer inside them) keep their repeated
 # blocks in; an encoder-decoder model has two, encoder first.
 BLOCK_LISTS = ("transformer_layers", "encoder_layers", "encoder_transformer_layers",

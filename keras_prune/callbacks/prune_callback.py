@@ -187,9 +187,12 @@ class PruneCallback(keras.callbacks.Callback):
 
     def _bind(self):
         """Finds the masks to update once every wrapper is built (an unbuilt
-        Sequential builds inside its first training step). True when bound."""
-        if not self._wrappers and all(w.built for w in self._all_wrappers):
-            self._wrappers = [w for w in self._all_wrappers if w.prunable_weights]
+        Sequential builds inside its first training step). A wrapper still unbuilt in a
+        built model (a layer its owner creates and never calls, such as a block's unused
+        squeeze-excite) will never be: it is left out. True when bound."""
+        model_built = getattr(self._model, "built", False)
+        if not self._wrappers and (model_built or all(w.built for w in self._all_wrappers)):
+            self._wrappers = [w for w in self._all_wrappers if w.built and w.prunable_weights]
             self._groups = make_groups(self._wrappers)
         return bool(self._wrappers)
 

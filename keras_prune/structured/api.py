@@ -17,7 +17,7 @@ from keras_prune.structured.results import RATIO_HINT
 
 def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None, ignore=None,
                      global_ranking=False, verbose=1, *, heads=None, units=None, hidden=None,
-                     reconstruct=None):
+                     reconstruct=None, experts=None):
     """Removes whole channels, filters, units and heads; returns (new_model, report).
 
     The new model is a plain Functional/Sequential model with fewer channels and the
@@ -53,6 +53,9 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
             every block. `heads` and `units` default to `ratio`, `hidden` to 0.
         reconstruct: keras_hub models only: calibration data on which the layers that
             read removed heads and units are re-fitted by least squares (no training).
+        experts: keras_hub mixtures of experts only: the fraction of experts to remove
+            from every block, ranked by the router's probability on `data` (default 0:
+            every expert keeps its place and loses `units` of its width).
 
     Returns:
         `(new_model, StructuredReport)`.
@@ -64,9 +67,10 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
     """
     if is_hub_model(model):
         return _prune_hub_model(model, ratio, importance, data, round_to, ignore,
-                                global_ranking, verbose, heads, units, hidden, reconstruct)
+                                global_ranking, verbose, heads, units, hidden, reconstruct,
+                                experts)
     _refuse_transformer_options(
-        heads=heads, units=units, hidden=hidden, reconstruct=reconstruct,
+        heads=heads, units=units, hidden=hidden, reconstruct=reconstruct, experts=experts,
         instead=f" only; for {type(model).__name__} pass `ratio` (a number, or a dict per layer)")
     progress = Progress("Structured pruning", verbose)
     pruner = StructuredPruner(model, ratio, importance, data=data, round_to=round_to,
@@ -82,7 +86,7 @@ def prune_structured(model, ratio=0.5, importance="l1", data=None, round_to=None
 
 
 def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ranking, verbose,
-                     heads, units, hidden, reconstruct):
+                     heads, units, hidden, reconstruct, experts):
     if global_ranking:
         raise ValueError(
             f"global_ranking=True would give every block of {type(model).__name__} its own "
@@ -98,7 +102,7 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
     progress = Progress("Structured pruning", verbose)
     if is_config_graph_model(model):
         _refuse_transformer_options(
-            heads=heads, units=units, hidden=hidden, reconstruct=reconstruct,
+            heads=heads, units=units, hidden=hidden, reconstruct=reconstruct, experts=experts,
             instead=f"; {type(model).__name__} is a CNN whose filters follow `ratio`")
         with progress.stage("probe the config's widths"):
             pruner = StagePruner(model, ratio, importance, data=data, round_to=round_to)
@@ -111,7 +115,8 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
             model, heads=ratio if heads is None else heads,
             units=ratio if units is None else units, hidden=0.0 if hidden is None else hidden,
             importance=importance, data=data, round_to=round_to,
-            reconstruct=reconstruct)  # checks the arguments before any work
+            reconstruct=reconstruct,
+            experts=0.0 if experts is None else experts)  # checks the arguments first
         with progress.stage("score heads and units"):
             pruner.plan()
         with progress.stage("rebuild"):
@@ -124,8 +129,8 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
             "together). Prune it unstructured (prune_low_magnitude) or one-shot "
             "(prune_one_shot), which work on every keras_hub model."
         ) from None
-    if report.params_after >= report.params_before and max(pruner.heads, pruner.units,
-                                                           pruner.hidden) > 0:
+    if report.params_after >= report.params_before and max(
+            pruner.heads, pruner.units, pruner.hidden, pruner.experts) > 0:
         raise NotImplementedError(
             f"Nothing of {type(model).__name__} shrank: "
             + "; ".join(report.notes or ["no weight holds the heads or units its config names"])

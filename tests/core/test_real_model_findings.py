@@ -125,3 +125,38 @@ def test_a_pruned_keras_hub_causal_lm_generates_after_stripping(tmp_path):
     stripped.save(tmp_path / "lm.keras")
     loaded = keras.saving.load_model(tmp_path / "lm.keras")
     assert isinstance(loaded, keras_hub.models.GPT2CausalLM)
+
+
+def test_layers_a_block_builds_but_never_calls_do_not_stop_pruning_or_strip(tmp_path):
+    # keras_hub's fused EfficientNet blocks create squeeze-excite layers they do not
+    # call when their ratio is 0: those wrappers are never built. They kept every
+    # other wrapper from being pruned, and strip_pruning crashed on them.
+    import pytest
+
+    keras_hub = pytest.importorskip("keras_hub")
+    model = keras_hub.models.EfficientNetBackbone(
+        stackwise_kernel_sizes=[3, 3], stackwise_num_repeats=[1, 1],
+        stackwise_input_filters=[16, 16], stackwise_output_filters=[16, 24],
+        stackwise_expansion_ratios=[1, 4], stackwise_strides=[1, 2],
+        stackwise_squeeze_and_excite_ratios=[0.0, 0.25],
+        stackwise_block_types=["fused", "unfused"], stackwise_force_input_filters=[0, 0],
+        stackwise_nores_option=[False, False], width_coefficient=1.0, depth_coefficient=1.0,
+        input_shape=(32, 32, 3))
+    x = np.random.default_rng(0).uniform(size=(6, 32, 32, 3)).astype("float32")
+    pruned = keras_prune.prune_low_magnitude(model, ConstantSparsity(0.5, 0, frequency=1))
+    pruned.compile("sgd", "mse")
+    pruned.fit(x, np.zeros(model(x).shape, "float32"), batch_size=2, verbose=0,
+               callbacks=[keras_prune.callbacks.PruneCallback()])
+    wrappers = collect_wrappers(pruned)
+    uncalled = [w for w in wrappers if not w.built]
+    assert len(uncalled) == 2
+    for wrapper in wrappers:
+        if wrapper.built and wrapper.prunable_weights:
+            assert int(keras.ops.convert_to_numpy(wrapper.pruning_step)) == 3
+            mask = keras.ops.convert_to_numpy(wrapper.masks[0])
+            assert abs(1 - mask.mean() - 0.5) < 0.05, wrapper.name
+    with pytest.warns(UserWarning, match="2 wrapped layer.* never called"):
+        stripped = keras_prune.strip_pruning(pruned)
+    assert type(stripped) is type(model)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(stripped(x)),
+                               keras.ops.convert_to_numpy(pruned(x)), rtol=1e-5, atol=1e-5)

@@ -137,3 +137,51 @@ def test_layouts_that_cannot_be_pruned_say_why_in_words():
                                      num_heads=[2, 2], window_size=4, patch_size=4)
     with pytest.raises(NotImplementedError, match="SwinTransformerBackbone.*prune_one_shot"):
         structured.prune_structured(swin, 0.5, verbose=0)
+
+
+def _expert_weights(model, name="gate_up_proj"):
+    return [keras.ops.convert_to_numpy(w) for w in model.weights
+            if w.path.endswith(f"experts/{name}")]
+
+
+def test_experts_go_by_the_router_probability_they_receive_on_the_data(tmp_path):
+    model = LAYOUTS["GptOss"]()
+    for weight in model.weights:
+        if "router_dense/kernel" in weight.path:
+            weight.assign(np.zeros(weight.shape, "float32"))
+        elif "router_dense/bias" in weight.path:
+            weight.assign(np.array([0.0, 5.0, 0.0, 5.0], "float32"))  # experts 1 and 3 win
+        elif weight.path.endswith("experts/gate_up_proj"):
+            value = keras.ops.convert_to_numpy(weight).copy()
+            value[[0, 2]] *= 10.0  # ... though experts 0 and 2 have the larger weights
+            weight.assign(value)
+    x = _sample(model)
+    routed, report = structured.prune_structured(model, 0.5, heads=0.0, units=0.0,
+                                                 experts=0.5, data=x, verbose=0)
+    assert routed.get_config()["num_experts"] == 2 and routed.get_config()["top_k"] == 2
+    assert [row.kind for row in report.layers] == ["experts", "experts"]
+    for before, after in zip(_expert_weights(model), _expert_weights(routed)):
+        np.testing.assert_array_equal(after, before[[1, 3]])
+    by_weight, _ = structured.prune_structured(model, 0.5, heads=0.0, units=0.0, experts=0.5,
+                                               verbose=0)
+    for before, after in zip(_expert_weights(model), _expert_weights(by_weight)):
+        np.testing.assert_array_equal(after, before[[0, 2]])
+    path = str(tmp_path / "routed.keras")
+    routed.save(path)
+    again = keras.saving.load_model(path)
+    np.testing.assert_allclose(_first(again(x)), _first(routed(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_top_k_is_lowered_to_the_experts_left_and_reported():
+    model = LAYOUTS["QwenMoe"]()  # top_k defaults to 4 of 4 experts
+    smaller, report = structured.prune_structured(model, 0.5, heads=0.0, units=0.0,
+                                                  experts=0.75, verbose=0)
+    assert smaller.get_config()["num_experts"] == 1
+    assert smaller.get_config()["top_k"] == 1
+    assert any("top_k: 4 -> 1" in note for note in report.notes)
+    _, dense = structured.prune_structured(LAYOUTS["T5"](), 0.5, experts=0.5, verbose=0)
+    assert any("experts kept: T5Backbone is not a mixture of experts" in note
+               for note in dense.notes)
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="`experts` applies to keras_hub transformers"):
+        structured.prune_structured(plain, 0.5, experts=0.5, verbose=0)

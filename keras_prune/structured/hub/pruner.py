@@ -15,8 +15,10 @@ import numpy as np
 from keras_prune._validation import check_fraction, check_int
 from keras_prune._views.hub import (
     BLOCK_LISTS,
+    EXPERTS_FIELD,
     HEAD_DIM_FIELD,
     HIDDEN_FIELD,
+    TOP_K_FIELD,
     HubModel,
 )
 from keras_prune.structured.hub import axes, scores
@@ -46,10 +48,16 @@ class TransformerPruner:
             layers that read the removed heads and units (the attention output and
             down projections, biases included), so the smaller model computes what the
             original computed as closely as the kept channels allow; no training.
+        experts: fraction of a mixture of experts' experts to remove from every block
+            (`num_experts` shrinks), ranked by the share of the router's probability
+            they receive on `data` (by their weights' magnitude without data); `top_k`
+            is lowered to the experts left if it would exceed them. The router then
+            chooses among fewer experts, so this changes what the model computes more
+            than removing units does: fine-tune or distill afterwards.
     """
 
     def __init__(self, model, heads=0.5, units=0.5, hidden=0.0, importance="l1", *, data=None,
-                 round_to=None, reconstruct=None):
+                 round_to=None, reconstruct=None, experts=0.0):
         self.hub = HubModel.of(model)
         if not self.hub.blocks and (self.hub.units or self.hub.heads):
             raise NotImplementedError(
@@ -61,6 +69,7 @@ class TransformerPruner:
         self.heads = check_fraction("heads", heads, hint=_HINT)
         self.units = check_fraction("units", units, hint=_HINT)
         self.hidden = check_fraction("hidden", hidden, hint=_HINT)
+        self.experts = check_fraction("experts", experts, hint=_HINT)
         if importance not in _IMPORTANCE:
             raise ValueError(
                 f"Argument `importance` must be one of {_IMPORTANCE} for a keras_hub model. "
@@ -113,6 +122,13 @@ class TransformerPruner:
                     if not hub.head_dim_is_free:
                         self._joint = True
                         targets[axes.HIDDEN] = kept_groups * hub.heads_per_group * hub.head_dim
+        if self.experts:
+            total = config.get(EXPERTS_FIELD)
+            if not isinstance(total, int) or total < 2:
+                self.notes.append(f"experts kept: {hub.name} is not a mixture of experts "
+                                  f"(no `{EXPERTS_FIELD}` above 1 in its config)")
+            elif self._kept(total, self.experts) < total:
+                targets[axes.EXPERTS] = self._kept(total, self.experts)
         if self.hidden and not self._joint:
             multiple = 1 if hub.head_dim_is_free or not hub.heads else hub.num_heads
             kept = self._kept(config[HIDDEN_FIELD], self.hidden, multiple)
@@ -142,6 +158,13 @@ class TransformerPruner:
                 changes[HIDDEN_FIELD] = self._targets[axes.HIDDEN]
                 kinds[config[HIDDEN_FIELD]] = axes.HIDDEN
             probes["heads"] = ({**changes, **pinned}, kinds)
+        if axes.EXPERTS in self._targets:
+            kept = self._targets[axes.EXPERTS]
+            changes = {EXPERTS_FIELD: kept}
+            top_k = config.get(TOP_K_FIELD)
+            if isinstance(top_k, int) and top_k > kept:
+                changes[TOP_K_FIELD] = kept
+            probes["experts"] = (changes, {config[EXPERTS_FIELD]: axes.EXPERTS})
         if axes.HIDDEN in self._targets and not self._joint:
             kinds = {config[HIDDEN_FIELD]: axes.HIDDEN}
             if hub.heads and not hub.head_dim_is_free:
@@ -190,6 +213,15 @@ class TransformerPruner:
                     keep[(kind, b)] = top(score_of(kind, b), count)
         if axes.HEADS in labels.sizes:
             self._plan_heads(keep, score_of, top)
+        if axes.EXPERTS in labels.sizes:
+            mass = (scores.router_mass(self.hub, labels, self.data)
+                    if self.data is not None else {})
+            for b in self._blocks_with(axes.EXPERTS):
+                measured = mass.get(b)
+                keep[(axes.EXPERTS, b)] = top(measured if measured is not None else
+                                              scores.weight_scores(self.hub, labels,
+                                                                   axes.EXPERTS, b),
+                                              self._targets[axes.EXPERTS])
         if axes.HIDDEN in labels.sizes:
             keep[(axes.HIDDEN, None)] = top(score_of(axes.HIDDEN, None), self._targets[axes.HIDDEN])
             if axes.HEAD_DIM in labels.sizes:
@@ -247,7 +279,11 @@ class TransformerPruner:
         """Builds the smaller model. Returns (new_model, report)."""
         self.plan()
         hub = self.hub
-        new_model = hub.build(self.changes(), keep_preprocessor=True)
+        changes = self.changes()
+        if TOP_K_FIELD in changes and changes[TOP_K_FIELD] != hub.config[TOP_K_FIELD]:
+            self.notes.append(f"{TOP_K_FIELD}: {hub.config[TOP_K_FIELD]} -> "
+                              f"{changes[TOP_K_FIELD]}, as only that many experts are left")
+        new_model = hub.build(changes, keep_preprocessor=True)
         axes.slice_weights(hub, self.labels, self.keep, new_model)
         if self.reconstruct is not None:
             readers = refitting.find_readers(hub, self.labels, self.keep)

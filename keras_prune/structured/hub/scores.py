@@ -107,6 +107,34 @@ class ActivationRecorder:
         return total
 
 
+def router_mass(hub, labels, data):
+    """{block: the share of the router's probability each expert receives}, averaged
+    over the calibration tokens; the routers are the Dense layers whose kernel's output
+    axis holds the experts."""
+    by_kernel = kernel_owners(hub.model)
+    routers = {}
+    for index, labelled in labels.axes.items():
+        variable = hub.model.weights[index]
+        layer = by_kernel.get(id(variable))
+        if (isinstance(layer, keras.layers.Dense) and len(variable.shape) == 2
+                and labelled.get(1) == "experts"):
+            routers[id(layer)] = (layer, labels.blocks[index])
+    sums, counts = {}, {}
+
+    def record(layer, args, kwargs, output):
+        logits = np.asarray(keras.ops.convert_to_numpy(output), np.float64)
+        logits = logits.reshape(-1, logits.shape[-1])
+        probability = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probability /= probability.sum(axis=1, keepdims=True)
+        block = routers[id(layer)][1]
+        sums[block] = sums.get(block, 0.0) + probability.sum(axis=0)
+        counts[block] = counts.get(block, 0) + len(probability)
+
+    with hooked([layer for layer, _ in routers.values()], record):
+        _run(hub, data)
+    return {block: sums[block] / counts[block] for block in sums}
+
+
 def block_influence(hub, data):
     """1 - cos(input, output) of every block, averaged over tokens (ShortGPT)."""
     sums = np.zeros(len(hub.blocks))
