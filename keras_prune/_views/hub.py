@@ -11,11 +11,12 @@ import dataclasses
 
 import keras
 
-HEADS_FIELDS = ("num_query_heads", "num_heads")
+HEADS_FIELDS = ("num_query_heads", "num_heads", "num_attention_heads")
 KV_FIELD = "num_key_value_heads"
+# A config integer whose name ends so is a feed-forward width (`intermediate_dim`,
+# `moe_intermediate_dim`, `decoder_ffn_dim`, ...); each is probed on its own.
 UNITS_FIELDS = ("intermediate_dim", "mlp_dim", "ffn_dim", "feedforward_dim",
-                "moe_intermediate_dim", "shared_expert_intermediate_dim",
-                "shared_expert_intermediate_size", "feedforward_expansion_factor")
+                "intermediate_size", "feedforward_expansion_factor")
 HIDDEN_FIELD = "hidden_dim"
 HEAD_DIM_FIELD = "head_dim"
 DEPTH_FIELD = "num_layers"
@@ -56,11 +57,12 @@ class HubModel:
     blocks: list  # the transformer blocks, in order
 
     @classmethod
-    def of(cls, model):
+    def of(cls, model, tower=False):
+        """`tower=True` takes any keras.Model with a config (a sub-model of a backbone)."""
         backbone_cls, task_cls = hub_classes()
         if isinstance(model, task_cls):
             backbone = model.backbone
-        elif isinstance(model, backbone_cls):
+        elif isinstance(model, backbone_cls) or tower:
             backbone = model
         else:
             raise TypeError(f"Expected a keras_hub Backbone or Task. Received: {type(model)}.")
@@ -79,8 +81,23 @@ class HubModel:
     def units_fields(self):
         """Every feed-forward width of the config (a mixture of experts has the experts'
         own, and a shared expert's, beside the dense one)."""
-        return [f for f in UNITS_FIELDS if isinstance(self.config.get(f), int)
-                and not isinstance(self.config.get(f), bool) and self.config[f] > 0]
+        fields = [f for f, v in self.config.items()
+                  if f.endswith(UNITS_FIELDS) and isinstance(v, int) and not isinstance(v, bool)
+                  and v > 0]
+        return sorted(fields, key=lambda f: (f not in UNITS_FIELDS, UNITS_FIELDS.index(f)
+                                             if f in UNITS_FIELDS else 0))
+
+    @property
+    def towers(self):
+        """[(config field, sub-model)]: the backbone's models of their own, each built
+        from its own config (CLIP's vision and text encoders, SAM's image encoder)."""
+        found = []
+        for field, value in self.config.items():
+            layer = getattr(self.backbone, field, None)
+            if (isinstance(value, dict) and "config" in value and isinstance(layer, keras.Model)
+                    and hasattr(layer, "get_config")):
+                found.append((field, layer))
+        return found
 
     @property
     def is_task(self):
@@ -178,5 +195,19 @@ def block_stacks(backbone):
 
 def find_blocks(backbone):
     """The backbone's repeated blocks, from keras_hub's own lists: every stack's, the
-    encoder's before the decoder's."""
-    return [block for _, blocks in _stacks(backbone) for block in blocks]
+    encoder's before the decoder's; or, for a backbone that keeps no list (ViTDet), its
+    `num_layers` top-level layers of one class that hold weights."""
+    blocks = [block for _, blocks in _stacks(backbone) for block in blocks]
+    return blocks or _repeated_layers(backbone)
+
+
+def _repeated_layers(backbone):
+    depth = backbone.get_config().get(DEPTH_FIELD) if hasattr(backbone, "get_config") else None
+    if not isinstance(depth, int) or depth < 1:
+        return []
+    by_class = {}
+    for layer in backbone.layers:
+        if layer.weights and not isinstance(layer, keras.Model):
+            by_class.setdefault(type(layer), []).append(layer)
+    found = [layers for layers in by_class.values() if len(layers) == depth]
+    return found[0] if len(found) == 1 else []

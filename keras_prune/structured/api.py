@@ -11,6 +11,7 @@ from keras_prune.structured.hub.axes import ProbeError
 from keras_prune.structured.hub.depth import remove_transformer_blocks
 from keras_prune.structured.hub.pruner import TransformerPruner
 from keras_prune.structured.hub.stages import StagePruner, is_config_graph_model
+from keras_prune.structured.hub.towers import TowerPruner, has_towers
 from keras_prune.structured.pruner import StructuredPruner
 from keras_prune.structured.results import RATIO_HINT
 
@@ -100,6 +101,10 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
         )
     ratio = check_fraction("ratio", ratio, hint=RATIO_HINT)
     progress = Progress("Structured pruning", verbose)
+    if has_towers(model):
+        return _prune_towers(model, importance, data, round_to, verbose, progress,
+                             ratio if heads is None else heads, ratio if units is None else units,
+                             hidden, reconstruct, experts)
     if is_config_graph_model(model):
         _refuse_transformer_options(
             heads=heads, units=units, hidden=hidden, reconstruct=reconstruct, experts=experts,
@@ -135,6 +140,33 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
             f"Nothing of {type(model).__name__} shrank: "
             + "; ".join(report.notes or ["no weight holds the heads or units its config names"])
             + ". Prune it unstructured (prune_low_magnitude) or one-shot (prune_one_shot).")
+    progress.done(f"{report.params_ratio:.2f}x params")
+    return smaller, report
+
+
+def _prune_towers(model, importance, data, round_to, verbose, progress, heads, units, hidden,
+                  reconstruct, experts):
+    name = type(model).__name__
+    if importance != "l1" or data is not None or reconstruct is not None:
+        raise ValueError(
+            f"{name} is made of towers (sub-models with their own inputs), which are ranked "
+            "by their weights only: pass importance='l1' and no `data` or `reconstruct`. "
+            f"Received: importance={importance!r}, data={'given' if data is not None else None}"
+            f", reconstruct={'given' if reconstruct is not None else None}.")
+    if hidden:
+        raise ValueError(
+            f"Argument `hidden` would narrow what {name}'s towers hand to the layers around "
+            f"them, which keras_prune does not follow yet. Received: hidden={hidden!r}. Pass "
+            "heads and units (a number, or a dict by tower).")
+    with progress.stage("score every tower's heads and units"):
+        pruner = TowerPruner(model, heads=heads, units=units,
+                             experts=0.0 if experts is None else experts, round_to=round_to)
+    if not pruner.pruners:
+        raise NotImplementedError(
+            f"Nothing of {name} shrank: " + "; ".join(pruner.notes or ["no tower to prune"])
+            + ". Prune it unstructured (prune_low_magnitude) or one-shot (prune_one_shot).")
+    with progress.stage("rebuild"):
+        smaller, report = pruner.apply()
     progress.done(f"{report.params_ratio:.2f}x params")
     return smaller, report
 

@@ -185,3 +185,68 @@ def test_top_k_is_lowered_to_the_experts_left_and_reported():
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="`experts` applies to keras_hub transformers"):
         structured.prune_structured(plain, 0.5, experts=0.5, verbose=0)
+
+
+VISION = dict(patch_size=4, hidden_dim=16, num_layers=2, num_heads=2, intermediate_dim=32,
+              image_shape=(16, 16, 3))
+WORDS = dict(vocabulary_size=50, embedding_dim=16, hidden_dim=16, num_layers=2, num_heads=2,
+             intermediate_dim=32, max_sequence_length=8)
+TOWERS = {
+    "CLIP": lambda: M.CLIPBackbone(M.CLIPVisionEncoder(**VISION), M.CLIPTextEncoder(**WORDS),
+                                   projection_dim=8),
+    # the vision tower's pooling head has a feed-forward width outside the blocks
+    "SigLIP": lambda: M.SigLIPBackbone(M.SigLIPVisionEncoder(**VISION),
+                                       M.SigLIPTextEncoder(**WORDS, projection_dim=16)),
+    # the image encoder (ViTDet) keeps its blocks as top-level layers, in no list
+    "SAM": lambda: M.SAMBackbone(
+        M.ViTDetBackbone(hidden_size=16, num_layers=2, intermediate_dim=32, num_heads=2,
+                         global_attention_layer_indices=[1], image_shape=(32, 32, 3),
+                         patch_size=4, num_output_channels=8, window_size=2),
+        keras_hub.layers.SAMPromptEncoder(hidden_size=8, image_embedding_size=(8, 8),
+                                          input_image_size=(32, 32), mask_in_channels=4),
+        keras_hub.layers.SAMMaskDecoder(hidden_size=8, num_layers=2, intermediate_dim=16,
+                                        num_heads=2, embedding_dim=8, iou_head_hidden_dim=8)),
+}
+
+
+def _tower_sample(model):
+    from tests.test_zoo import _sample as zoo_sample
+
+    return zoo_sample(model, batch=2, length=8)
+
+
+@pytest.mark.parametrize("name", sorted(TOWERS))
+def test_every_tower_shrinks_and_the_model_keeps_its_class(name, tmp_path):
+    from keras_prune.structured.hub.towers import TowerPruner
+
+    model = TOWERS[name]()
+    x = _tower_sample(model)
+    pruner = TowerPruner(model, heads=0.5, units=0.5)
+    smaller, report = pruner.apply()
+    assert type(smaller) is type(model)
+    assert report.params_after < 0.9 * report.params_before
+    expected = _first(pruner.masked_copy()(x))
+    np.testing.assert_allclose(_first(smaller(x)), expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(_first(model(x)) - expected).max() > 1e-6
+    path = str(tmp_path / "small.keras")
+    smaller.save(path)
+    again = keras.saving.load_model(path)
+    assert type(again) is type(model)
+    np.testing.assert_allclose(_first(again(x)), _first(smaller(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_towers_take_their_own_fractions_and_refuse_what_they_cannot_follow():
+    model = TOWERS["CLIP"]()
+    smaller, report = structured.prune_structured(
+        model, units={"vision_encoder": 0.5, "text_encoder": 0.25}, verbose=0)
+    vision = smaller.get_config()["vision_encoder"]["config"]
+    text = smaller.get_config()["text_encoder"]["config"]
+    assert (vision["intermediate_dim"], text["intermediate_dim"]) == (16, 24)
+    assert {row.layer.split("/")[0] for row in report.layers} == {"vision_encoder",
+                                                                 "text_encoder"}
+    with pytest.raises(ValueError, match=r"`units` names \['image'\].*Towers: "):
+        structured.prune_structured(model, units={"image": 0.5}, verbose=0)
+    with pytest.raises(ValueError, match="`hidden` would narrow"):
+        structured.prune_structured(model, 0.5, hidden=0.5, verbose=0)
+    with pytest.raises(ValueError, match="towers .* importance='l1' and no `data`"):
+        structured.prune_structured(model, 0.5, data=_tower_sample(model), verbose=0)

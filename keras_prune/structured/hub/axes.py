@@ -108,12 +108,10 @@ def label_axes(hub, probes):
             if (index, axis) not in labels.fused:
                 labels.sizes[kinds[before]] = before
     for index, axes in labels.axes.items():
-        for axis, kind in axes.items():
-            if per_block(kind) and labels.blocks[index] is None:
-                raise ProbeError(
-                    f"Weight `{old[index].path}` has {kind} on axis {axis} but belongs to no "
-                    "transformer block, so it is unclear which block's choice to follow."
-                )
+        if labels.blocks[index] is None and any(per_block(kind) for kind in axes.values()):
+            # a layer outside the blocks with a width of its own (SigLIP's pooling head):
+            # its top-level layer chooses for itself, as a block does
+            labels.blocks[index] = old[index].path.split("/")[0]
     return labels
 
 

@@ -58,7 +58,7 @@ class TransformerPruner:
 
     def __init__(self, model, heads=0.5, units=0.5, hidden=0.0, importance="l1", *, data=None,
                  round_to=None, reconstruct=None, experts=0.0):
-        self.hub = HubModel.of(model)
+        self.hub = model if isinstance(model, HubModel) else HubModel.of(model)
         if not self.hub.blocks and (self.hub.units or self.hub.heads):
             raise NotImplementedError(
                 f"{self.hub.name} has head or feed-forward fields in its config but no list "
@@ -177,7 +177,8 @@ class TransformerPruner:
         return axes.UNITS if field == self.hub.units_fields[0] else field
 
     def _blocks_with(self, kind):
-        return sorted({self.labels.blocks[i] for i, _ in self.labels.of_kind(kind)})
+        return sorted({self.labels.blocks[i] for i, _ in self.labels.of_kind(kind)},
+                      key=_block_order)
 
     def _label(self):
         probes = self._probes()
@@ -234,7 +235,8 @@ class TransformerPruner:
     def _plan_heads(self, keep, score_of, top):
         hub, kept = self.hub, self._targets[axes.HEADS]
         per_group = hub.heads_per_group
-        for b in range(len(hub.blocks)):
+        outside = [b for b in self._blocks_with(axes.HEADS) if not isinstance(b, int)]
+        for b in [*range(len(hub.blocks)), *outside]:
             head_scores = score_of(axes.HEADS, b)
             if head_scores is None:
                 raise axes.ProbeError(
@@ -292,9 +294,10 @@ class TransformerPruner:
             self.notes.append(f"re-fitted {len(readers)} layer(s) that read removed heads or "
                               "units, by least squares on the calibration data")
         rows = []
-        for (kind, block), kept in sorted(self.keep.items(), key=lambda kv: (kv[0][1] or 0,
-                                                                              kv[0][0])):
-            name = hub.blocks[block].name if block is not None else hub.backbone.name
+        for (kind, block), kept in sorted(self.keep.items(),
+                                          key=lambda kv: (_block_order(kv[0][1]), kv[0][0])):
+            name = (hub.blocks[block].name if isinstance(block, int) else
+                    block if block is not None else hub.backbone.name)
             rows.append(LayerWidth(name, kind, self.labels.sizes[kind], len(kept)))
         report = StructuredReport(
             layers=rows, params_before=hub.model.count_params(),
@@ -314,6 +317,11 @@ class TransformerPruner:
             target.assign(np.array(keras.ops.convert_to_numpy(source)))  # a copy, not shared
         axes.zero_removed(self.hub, self.labels, self.keep, copy)
         return copy
+
+
+def _block_order(block):
+    """Blocks by index, then layers outside the blocks by name (None: model-wide)."""
+    return (isinstance(block, str), block if isinstance(block, int) else 0, str(block))
 
 
 _HINT = ("A ratio of 0.5 removes half of the heads (or units, or channels) of every block; "
