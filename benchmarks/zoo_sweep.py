@@ -91,6 +91,78 @@ def _extra(M):
     }
 
 
+def _more(M):
+    """Tiny configs of keras_hub families whose constructors take sub-models or
+    prefixed fields (encoder_*, vit_*)."""
+    import keras_hub
+
+    from tests.structured import test_hub_layouts, test_hub_stages
+
+    resnet = test_hub_stages.BACKBONES["ResNet"]
+    smol = dict(vocabulary_size=50, hidden_dim=16, intermediate_dim=32, num_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, attention_bias=False,
+                attention_dropout=0.0, rope_layer_enabled_list=[True, True],
+                layer_types=["attention", "attention"], mlp_bias=False,
+                layer_norm_epsilon=1e-6, max_position_embeddings=32, rope_theta=10000.0,
+                partial_rotary_factor=1.0)
+    half = dict(hidden_dim=16, intermediate_dim=32, num_layers=1, num_attention_heads=2,
+                num_key_value_heads=1, head_dim=8, layer_types=["full_attention"])
+    found = {f"{name}Backbone": make for name, make in test_hub_layouts.TOWERS.items()}
+    found.update({
+        "MetaCLIP2Backbone": lambda: M.MetaCLIP2Backbone(
+            M.MetaCLIP2VisionEncoder(**test_hub_layouts.VISION),
+            M.MetaCLIP2TextEncoder(**test_hub_layouts.WORDS), projection_dim=8),
+        "DepthAnythingBackbone": lambda: M.DepthAnythingBackbone(
+            M.DINOV2Backbone(patch_size=4, num_layers=4, hidden_dim=16, num_heads=2,
+                             intermediate_dim=32, image_shape=(32, 32, 3),
+                             position_embedding_shape=(32, 32, 3), apply_layernorm=True),
+            reassemble_factors=[4, 2, 1, 0.5], neck_hidden_dims=[8, 8, 8, 8],
+            fusion_hidden_dim=8, head_hidden_dim=8, head_in_index=-1,
+            feature_keys=["stage1", "stage2", "stage3", "stage4"]),
+        "ViTDetBackbone": lambda: M.ViTDetBackbone(
+            hidden_size=16, num_layers=2, intermediate_dim=32, num_heads=2,
+            global_attention_layer_indices=[1], image_shape=(32, 32, 3), patch_size=4,
+            num_output_channels=8, window_size=2),
+        "SmolLMBackbone": lambda: M.SmolLMBackbone(**smol),
+        "SmolLM3Backbone": lambda: M.SmolLM3Backbone(**smol),
+        "T5GemmaBackbone": lambda: M.T5GemmaBackbone(
+            vocabulary_size=50, **{f"encoder_{k}": v for k, v in half.items()},
+            **{f"decoder_{k}": v for k, v in half.items()}),
+        "EdRecBackbone": lambda: M.EdRecBackbone(vocab_size=50, num_layers_enc=1,
+                                                 num_layers_dec=1, hidden_dim=16,
+                                                 intermediate_dim=32, num_heads=2),
+        "PaliGemmaBackbone": lambda: M.PaliGemmaBackbone(
+            vocabulary_size=50, image_size=16, num_layers=2, num_query_heads=2,
+            num_key_value_heads=1, hidden_dim=16, intermediate_dim=32, head_dim=8,
+            vit_patch_size=4, vit_num_heads=2, vit_hidden_dim=16, vit_num_layers=2,
+            vit_intermediate_dim=32),
+        "VideoPrismBackbone": lambda: M.VideoPrismBackbone(
+            num_frames=2, patch_size=4, hidden_dim=16, intermediate_dim=32, num_heads=2,
+            num_spatial_layers=1, num_temporal_layers=1, num_auxiliary_layers=0,
+            image_shape=(16, 16, 3)),
+        "DeepLabV3Backbone": lambda: M.DeepLabV3Backbone(
+            image_encoder=resnet(), spatial_pyramid_pooling_key="P3", upsampling_size=8,
+            dilation_rates=[1, 2], image_shape=(32, 32, 3)),
+        "RetinaNetBackbone": lambda: M.RetinaNetBackbone(
+            image_encoder=resnet(), min_level=3, max_level=4, use_p5=False,
+            image_shape=(32, 32, 3)),
+        "BASNetBackbone": lambda: M.BASNetBackbone(
+            image_encoder=M.ResNetBackbone(
+                input_conv_filters=[64], input_conv_kernel_sizes=[7],
+                stackwise_num_filters=[64, 128, 256, 512], stackwise_num_blocks=[1, 1, 1, 1],
+                stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block"),
+            num_classes=1, image_shape=(64, 64, 3)),
+        "PARSeqBackbone": lambda: M.PARSeqBackbone(
+            image_encoder=M.ViTBackbone(image_shape=(16, 32, 3), patch_size=(4, 8),
+                                        num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
+                                        use_class_token=False),
+            vocabulary_size=50, max_label_length=15, decoder_hidden_dim=16,
+            num_decoder_layers=1, num_decoder_heads=2, decoder_mlp_dim=32),
+    })
+    del keras_hub
+    return found
+
+
 def models():
     """{name: (family, constructor)}: the test suite's tiny configs, then every other
     keras_hub Backbone that builds from the shared tiny arguments."""
@@ -108,6 +180,8 @@ def models():
         found[f"{name}Backbone"] = ("keras_hub CNN", make)
     for name, make in _extra(keras_hub.models).items():
         found[name] = ("keras_hub CNN", make)
+    for name, make in _more(keras_hub.models).items():
+        found[name] = ("keras_hub (sub-models, prefixed fields)", make)
     for name in sorted(dir(keras_hub.models)):
         if name.endswith("Backbone") and name != "Backbone" and name not in found:
             make = _auto(getattr(keras_hub.models, name))

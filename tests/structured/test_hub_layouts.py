@@ -190,7 +190,7 @@ def test_top_k_is_lowered_to_the_experts_left_and_reported():
 VISION = dict(patch_size=4, hidden_dim=16, num_layers=2, num_heads=2, intermediate_dim=32,
               image_shape=(16, 16, 3))
 WORDS = dict(vocabulary_size=50, embedding_dim=16, hidden_dim=16, num_layers=2, num_heads=2,
-             intermediate_dim=32, max_sequence_length=8)
+             intermediate_dim=32, max_sequence_length=16)
 TOWERS = {
     "CLIP": lambda: M.CLIPBackbone(M.CLIPVisionEncoder(**VISION), M.CLIPTextEncoder(**WORDS),
                                    projection_dim=8),
