@@ -7,7 +7,7 @@ import keras
 from keras_prune import _models, _validation
 from keras_prune.errors import NotALayerError, UnsupportedLayerError
 from keras_prune.layers import registry
-from keras_prune.layers.wrapper import PruneLowMagnitude, check_schedule
+from keras_prune.layers.wrapper import PruneLowMagnitude, check_schedule, collect_wrappers
 from keras_prune.masking.block import is_blockable
 from keras_prune.pruning_policy import PruningPolicy
 from keras_prune.report import PruningReport
@@ -228,6 +228,7 @@ class _ModelPruning:
             self.report.shared = list(copier.shared)
         else:
             new = _models.rewrite_subclassed_model(model, self.transform)
+        self.report_unreached(new)
         self.check_result()
         new.pruning_report = self.report
         return new
@@ -296,6 +297,32 @@ class _ModelPruning:
             lambda inner: self.wrap(inner, f"{outer_name}/{inner.name}")
             if _prunable(inner) and self.selected(inner) else None,
         )
+
+    def report_unreached(self, new):
+        """Prunable layers that no wrapper reached: those inside a Sequential or
+        Functional model that a custom layer holds (ViTDet's MLP, DeepLabV3's pyramid
+        pooling). They stay dense; the report says so, with why."""
+        masked = {id(v) for wrapper in collect_wrappers(new) for v in wrapper.prunable_weights}
+        named = {name.rsplit("/", 1)[-1] for name, _ in self.report.skipped}
+        for owner in _models.flatten_layers(new):
+            if (isinstance(owner, PruneLowMagnitude) or _models.is_graph_model(owner)
+                    or _prunable(owner)):
+                continue
+            held = []
+            for value in vars(owner).values():
+                items = value.values() if isinstance(value, dict) else (
+                    value if isinstance(value, (list, tuple)) else [value])
+                held += [item for item in items if _models.is_graph_model(item)]
+            for nested in held:
+                for layer in _models.flatten_layers(nested):
+                    if (_prunable(layer) and self.selected(layer) and layer.name not in named
+                            and not {id(v) for v in layer.weights} & masked):
+                        named.add(layer.name)
+                        self.report.skipped.append((
+                            f"{owner.name}/{layer.name}",
+                            f"inside a {type(nested).__name__} that the custom layer "
+                            f"{type(owner).__name__} holds, which keras_prune cannot rewrite: "
+                            "left dense"))
 
     def check_result(self):
         """Names that matched nothing, and a model with nothing pruned, are errors."""

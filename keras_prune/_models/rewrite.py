@@ -159,3 +159,14 @@ def _swap(owner, transform, seen, path, swapped):
                 owner._tracker.replace_tracked_value("layers", item, replacement)
                 list.__setitem__(value, index, replacement)
                 swapped.append((path + (name, index), item, replacement))
+        elif isinstance(value, dict) and not name.startswith("_"):  # RetinaNet's FPN
+            for key, item in list(value.items()):
+                if not isinstance(item, keras.layers.Layer) or is_graph_model(item):
+                    continue
+                replacement = transform(item)
+                if replacement is None:
+                    _swap(item, transform, seen, path + (name, key), swapped)
+                    continue
+                owner._tracker.replace_tracked_value("layers", item, replacement)
+                dict.__setitem__(value, key, replacement)
+                swapped.append((path + (name, key), item, replacement))

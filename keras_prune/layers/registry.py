@@ -75,12 +75,21 @@ def _rnn_weights(layer):
 
 
 def _mha_weights(layer):
-    return [
+    """The four projections' kernels, and the kernel of any other EinsumDense/Dense a
+    subclass adds (XLNet's relative-position `_encoding_dense`)."""
+    kernels = [
         layer.query_dense.kernel,
         layer.key_dense.kernel,
         layer.value_dense.kernel,
         layer.output_dense.kernel,
     ]
+    known = {id(kernel) for kernel in kernels}
+    for value in vars(layer).values():
+        if isinstance(value, (_L.EinsumDense, _L.Dense)) and value.built:
+            if id(value.kernel) not in known:
+                kernels.append(value.kernel)
+                known.add(id(value.kernel))
+    return kernels
 
 
 def _bidirectional_weights(layer):

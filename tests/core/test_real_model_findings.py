@@ -160,3 +160,53 @@ def test_layers_a_block_builds_but_never_calls_do_not_stop_pruning_or_strip(tmp_
     assert type(stripped) is type(model)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(stripped(x)),
                                keras.ops.convert_to_numpy(pruned(x)), rtol=1e-5, atol=1e-5)
+
+
+@keras.saving.register_keras_serializable("keras_prune_tests")
+class _Held(keras.layers.Layer):
+    """Sub-layers in a dict (RetinaNet's pyramid) and in a held Sequential (ViTDet's MLP)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.by_level = {"p3": keras.layers.Dense(8), "p4": keras.layers.Dense(8)}
+        self.mlp = keras.Sequential([keras.layers.Dense(8, name="held_dense")])
+
+    def build(self, input_shape):
+        for layer in self.by_level.values():
+            layer.build(input_shape)
+        self.mlp.build(input_shape[:-1] + (8,))
+
+    def call(self, x):
+        return self.mlp(self.by_level["p3"](x) + self.by_level["p4"](x))
+
+
+def test_layers_in_a_dict_are_pruned_and_layers_in_a_held_model_are_reported():
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, _Held(name="held")(inputs))
+    pruned = keras_prune.prune_low_magnitude(model)
+    assert len([n for n in pruned.pruning_report.pruned if n.startswith("held/")]) == 2
+    wrapped = {w.layer.name for w in collect_wrappers(pruned)}
+    held = pruned.get_layer("held")
+    assert {layer.name for layer in held.by_level.values()} <= wrapped | {
+        w.name for w in held.by_level.values()}
+    assert all(type(layer).__name__ == "PruneLowMagnitude" for layer in held.by_level.values())
+    left = dict(pruned.pruning_report.skipped)
+    assert "held/held_dense" in left
+    assert "Sequential that the custom layer _Held holds" in left["held/held_dense"]
+    assert "held/held_dense" in str(pruned.pruning_report)
+
+
+def test_every_kernel_of_an_attention_subclass_is_masked():
+    class WithEncoding(keras.layers.MultiHeadAttention):  # as XLNet's relative attention
+        def build(self, query_shape, value_shape, key_shape=None):
+            super().build(query_shape, value_shape, key_shape)
+            self._encoding_dense = keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 8))
+            self._encoding_dense.build(query_shape)
+
+    layer = WithEncoding(num_heads=2, key_dim=4)
+    layer.build((None, 3, 8), (None, 3, 8))
+    from keras_prune.layers import registry
+
+    kernels = registry.get_prunable_weights(layer)
+    assert len(kernels) == 5
+    assert any(k is layer._encoding_dense.kernel for k in kernels)

@@ -250,3 +250,17 @@ def test_towers_take_their_own_fractions_and_refuse_what_they_cannot_follow():
         structured.prune_structured(model, 0.5, hidden=0.5, verbose=0)
     with pytest.raises(ValueError, match="towers .* importance='l1' and no `data`"):
         structured.prune_structured(model, 0.5, data=_tower_sample(model), verbose=0)
+
+
+def test_the_residual_width_narrows_an_equal_embedding_width_with_it(tmp_path):
+    electra = M.ElectraBackbone(vocab_size=50, num_layers=2, num_heads=2, hidden_dim=16,
+                                embedding_dim=16, intermediate_dim=32, max_sequence_length=16)
+    smaller, _ = structured.prune_structured(electra, 0.5, hidden=0.5, verbose=0)
+    config = smaller.get_config()
+    assert (config["hidden_dim"], config["embedding_dim"]) == (8, 8)
+    assert len(smaller.weights) == len(electra.weights)  # no projection was added
+    x = _sample(electra)
+    path = str(tmp_path / "electra.keras")
+    smaller.save(path)
+    np.testing.assert_allclose(_first(keras.saving.load_model(path)(x)), _first(smaller(x)),
+                               rtol=1e-5, atol=1e-6)

@@ -155,7 +155,7 @@ class TransformerPruner:
             else:
                 changes, kinds = {hub.heads: kept}, {hub.num_heads: axes.HEADS}
             if self._joint:  # the head width stays: the stream narrows with the heads
-                changes[HIDDEN_FIELD] = self._targets[axes.HIDDEN]
+                changes.update(self._hidden_changes())
                 kinds[config[HIDDEN_FIELD]] = axes.HIDDEN
             probes["heads"] = ({**changes, **pinned}, kinds)
         if axes.EXPERTS in self._targets:
@@ -169,8 +169,18 @@ class TransformerPruner:
             kinds = {config[HIDDEN_FIELD]: axes.HIDDEN}
             if hub.heads and not hub.head_dim_is_free:
                 kinds[hub.head_dim] = axes.HEAD_DIM  # heads get narrower with the stream
-            probes["hidden"] = ({HIDDEN_FIELD: self._targets[axes.HIDDEN], **pinned}, kinds)
+            probes["hidden"] = ({**self._hidden_changes(), **pinned}, kinds)
         return probes
+
+    def _hidden_changes(self):
+        """The new residual width, and an embedding width equal to it (Electra,
+        ALBERT): narrowed together, or the family adds a projection between them."""
+        kept, config = self._targets[axes.HIDDEN], self.hub.config
+        changes = {HIDDEN_FIELD: kept}
+        for field in _EMBEDDING_FIELDS:
+            if config.get(field) == config[HIDDEN_FIELD]:
+                changes[field] = kept
+        return changes
 
     def _units_kind(self, field):
         """`units` for the config's first feed-forward width, the field's name for others."""
@@ -317,6 +327,9 @@ class TransformerPruner:
             target.assign(np.array(keras.ops.convert_to_numpy(source)))  # a copy, not shared
         axes.zero_removed(self.hub, self.labels, self.keep, copy)
         return copy
+
+
+_EMBEDDING_FIELDS = ("embedding_dim", "embedding_size")
 
 
 def _block_order(block):
