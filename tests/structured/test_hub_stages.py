@@ -108,7 +108,7 @@ def test_image_classifier_task_keeps_its_head_and_class(tmp_path):
 
 def test_families_the_config_cannot_express_are_refused_with_the_reason():
     mobilenet = MOBILENET()
-    with pytest.raises(NotImplementedError, match="custom layers .*InvertedResidualBlock.*"
+    with pytest.raises(NotImplementedError, match="cannot see into .*InvertedResidualBlock.*"
                                                   "prune_low_magnitude"):
         structured.prune_structured(mobilenet, 0.5, verbose=0)
     resnet = BACKBONES["ResNet"]()
@@ -124,3 +124,23 @@ def test_a_model_where_nothing_would_shrink_is_refused_not_returned_unchanged():
                            intermediate_dim=32, gate_lora=8, mv_lora=8, aaa_lora=8, decay_lora=8)
     with pytest.raises(NotImplementedError, match="Nothing of RWKV7Backbone shrank: heads kept"):
         structured.prune_structured(rwkv, 0.5, units=0.0, verbose=0)
+
+
+def test_a_task_backbone_on_an_image_encoder_prunes_what_its_graph_can_follow(tmp_path):
+    # DeepLabV3's pyramid pooling is a custom layer the dependency graph cannot see
+    # into: the encoder's stage feeding it keeps its width, the others shrink.
+    encoder = M.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 64, 64],
+        stackwise_num_blocks=[1, 1, 1], stackwise_num_strides=[1, 2, 2],
+        block_type="bottleneck_block", image_shape=IMAGE)
+    model = M.DeepLabV3Backbone(image_encoder=encoder,
+                                spatial_pyramid_pooling_key="P3", upsampling_size=8,
+                                dilation_rates=[1, 2], image_shape=IMAGE)
+    smaller, report = structured.prune_structured(model, 0.5, verbose=0)
+    assert type(smaller) is M.DeepLabV3Backbone
+    assert smaller.count_params() < model.count_params()
+    assert any("stackwise_num_filters[1]=64: its channels reach layers the dependency graph "
+               "cannot see into" in note for note in report.notes), report.notes
+    encoder = smaller.get_config()["image_encoder"]["config"]
+    assert encoder["stackwise_num_filters"] == [64, 64, 32]  # [0] must be 64, [1] feeds P3
+    _reloads_equal(smaller, _images(), tmp_path)

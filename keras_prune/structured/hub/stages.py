@@ -47,16 +47,20 @@ class _Entry:
     value: int
     width: bool = False  # changing it moves some kernel's output width
     fixed: str | None = None  # why it keeps its value
+    layers: frozenset = frozenset()  # names of the layers whose width it moves
 
     @property
     def label(self):
-        return self.field + "".join(f"[{i}]" for i in self.path)
+        return self.field + "".join(f".{i}" if isinstance(i, str) else f"[{i}]"
+                                    for i in self.path if i != "config")
 
     def changed(self, config, value):
         """{field: new value} with this entry set to `value` in `config`'s field."""
         def replace(current, path):
             if not path:
                 return value
+            if isinstance(current, dict):  # a sub-model's serialized config
+                return {**current, path[0]: replace(current[path[0]], path[1:])}
             items = list(current)
             items[path[0]] = replace(items[path[0]], path[1:])
             return items
@@ -70,6 +74,9 @@ def _integers(value, path=()):
         return []
     if isinstance(value, int):
         return [(path, value)]
+    if isinstance(value, dict) and isinstance(value.get("config"), dict):  # a sub-model
+        return [found for key, item in value["config"].items() if not _not_width(key)
+                for found in _integers(item, path + ("config", key))]
     if isinstance(value, (list, tuple)) and value:
         found = []
         for index, item in enumerate(value):
@@ -108,8 +115,8 @@ class StagePruner:
     def _probe(self):
         base = [tuple(v.shape) for v in self.hub.backbone.weights]
         position = {id(v): i for i, v in enumerate(self.hub.backbone.weights)}
-        kernels = {position[id(layer.kernel)] for layer in _kernel_layers(self.hub.backbone)
-                   if id(layer.kernel) in position}
+        kernels = {position[id(layer.kernel)]: layer.name
+                   for layer in _kernel_layers(self.hub.backbone) if id(layer.kernel) in position}
         entries = []
         for field, value in self.hub.config.items():
             if not _not_width(field):
@@ -130,8 +137,10 @@ class StagePruner:
         shapes = [tuple(v.shape) for v in probe.weights]
         if len(shapes) != len(base):
             return  # not a width: it adds or removes weights (a count of blocks)
-        entry.width = any(index in kernels and old[-1] != new[-1]
-                          for index, (old, new) in enumerate(zip(base, shapes)))
+        entry.layers = frozenset(kernels[index] for index, (old, new)
+                                 in enumerate(zip(base, shapes))
+                                 if index in kernels and old[-1] != new[-1])
+        entry.width = bool(entry.layers)
 
     # -- pruning --------------------------------------------------------------------
 
@@ -140,7 +149,24 @@ class StagePruner:
         return rounded_width(keep, entry.value, self.round_to)
 
     def apply(self):
-        """Returns (the smaller model of the same class, StructuredReport)."""
+        """Returns (the smaller model of the same class, StructuredReport).
+
+        Entries whose channels reach layers the dependency graph cannot see into (a
+        Task's custom pyramid layer reading a stage's output) keep their value, and the
+        others are pruned; the report names them."""
+        while True:
+            try:
+                return self._apply_once()
+            except _Unreachable as error:
+                culprits = [e for e in self.entries
+                            if not e.fixed and e.layers & set(error.missed)]
+                if not culprits:
+                    raise NotImplementedError(error.args[0]) from None
+                for entry in culprits:
+                    entry.fixed = ("its channels reach layers the dependency graph cannot "
+                                   f"see into ({error.inside})")
+
+    def _apply_once(self):
         plan = {e: self.kept_value(e) for e in self.entries if not e.fixed}
         plan = {e: k for e, k in plan.items() if k < e.value}
         notes = [f"kept {e.label}={e.value}: {e.fixed}" for e in self.entries if e.fixed]
@@ -148,9 +174,12 @@ class StagePruner:
         for entry, kept in plan.items():
             changes.update(entry.changed({**self.hub.config, **changes}, kept))
         if not changes:
-            raise ValueError(
+            unreachable = any("cannot see into" in (e.fixed or "") for e in self.entries)
+            raise (NotImplementedError if unreachable else ValueError)(
                 f"No width of {self.hub.name} can change through its config at ratio "
-                f"{self.ratio}: " + ("; ".join(notes) or "its config holds no widths") + ".")
+                f"{self.ratio}: " + ("; ".join(notes) or "its config holds no widths") + "."
+                + (" Prune it unstructured (prune_low_magnitude) or one-shot (prune_one_shot)"
+                   " instead." if unreachable else ""))
         try:
             smaller = self.hub.build(changes, keep_preprocessor=True)
         except Exception as error:  # noqa: BLE001 (the family's own config checks)
@@ -174,10 +203,11 @@ class StagePruner:
                    f"{', '.join(inside[:3])}" if inside else
                    "their channels are tied to channels the config sets otherwise, or kept: "
                    + "; ".join(f"{g}: {r[0]}" for g, _, r in report.frozen[:2]))
-            raise NotImplementedError(
+            raise _Unreachable(
                 f"{self.hub.name} cannot be pruned through its config: {len(missed)} layer(s) "
                 f"({', '.join(missed[:4])}) would need new widths, but {why}. Prune it "
-                "unstructured (prune_low_magnitude) or one-shot (prune_one_shot) instead.")
+                "unstructured (prune_low_magnitude) or one-shot (prune_one_shot) instead.",
+                missed=missed, inside=", ".join(inside[:2]) or "tied channels")
         _copy_by_layer(pruned, smaller, plan, names)
         _check_same_function(pruned, smaller)
         return smaller, StructuredReport(
@@ -185,6 +215,14 @@ class StagePruner:
             params_after=smaller.count_params(), flops_before=report.flops_before,
             flops_after=report.flops_after, frozen=report.frozen,
             notes=[f"{type(self.hub.backbone).__name__} config: {_describe(plan)}"] + notes)
+
+
+class _Unreachable(Exception):
+    """The graph pruner could not give some layers the width the smaller config wants."""
+
+    def __init__(self, message, *, missed, inside):
+        super().__init__(message)
+        self.missed, self.inside = missed, inside
 
 
 def _describe(plan):
@@ -220,7 +258,11 @@ def _copy_by_layer(pruned, smaller, plan, names):
     for layer in _leaves(smaller):
         match = source.get(names[layer.name])
         if match is None or len(match.weights) != len(layer.weights):
-            raise ValueError(f"Internal error: no pruned layer matches `{layer.name}`.")
+            raise NotImplementedError(
+                f"{type(smaller).__name__} cannot be pruned through its config: its layer "
+                f"`{layer.name}` is not in the graph that structured pruning rebuilt (the "
+                "family calls parts of its image encoder outside that encoder's graph). "
+                "Prune it unstructured (prune_low_magnitude) or one-shot (prune_one_shot).")
         for new, old in zip(layer.weights, match.weights):
             if tuple(new.shape) != tuple(old.shape):
                 raise ValueError(
