@@ -17,6 +17,7 @@ KV_FIELD = "num_key_value_heads"
 # `moe_intermediate_dim`, `decoder_ffn_dim`, ...); each is probed on its own.
 UNITS_FIELDS = ("intermediate_dim", "mlp_dim", "ffn_dim", "feedforward_dim",
                 "intermediate_size", "feedforward_expansion_factor")
+_RATIO_FIELDS = ("mlp_ratio",)  # Swin: units = mlp_ratio * the stage's width
 HIDDEN_FIELD = "hidden_dim"
 HEAD_DIM_FIELD = "head_dim"
 DEPTH_FIELD = "num_layers"
@@ -27,7 +28,8 @@ TOP_K_FIELD = "top_k"
 BLOCK_LISTS = ("transformer_layers", "encoder_layers", "encoder_transformer_layers",
                 "encoder_blocks", "decoder_layers", "decoder_transformer_layers",
                 "decoder_blocks", "rwkv_layers")
-_NESTED_BLOCK_LIST = "layers"  # DINOv2/v3: `backbone.get_layer("encoder").layers`
+# inside a layer: DINOv2/v3 `backbone.get_layer("encoder").layers`, Swin's stage `.blocks`
+_NESTED_BLOCK_LISTS = ("layers", "blocks")
 
 
 def hub_classes():
@@ -71,7 +73,7 @@ class HubModel:
             model=model,
             backbone=backbone,
             config=config,
-            heads=next((f for f in HEADS_FIELDS if f in config), None),
+            heads=next((f for f in HEADS_FIELDS if isinstance(config.get(f), int)), None),
             kv_heads=KV_FIELD if KV_FIELD in config else None,
             units=next((f for f in UNITS_FIELDS if f in config), None),
             blocks=find_blocks(backbone),
@@ -82,8 +84,8 @@ class HubModel:
         """Every feed-forward width of the config (a mixture of experts has the experts'
         own, and a shared expert's, beside the dense one)."""
         fields = [f for f, v in self.config.items()
-                  if f.endswith(UNITS_FIELDS) and isinstance(v, int) and not isinstance(v, bool)
-                  and v > 0]
+                  if (f.endswith(UNITS_FIELDS) and isinstance(v, int) and not isinstance(v, bool)
+                      and v > 0) or (f.endswith(_RATIO_FIELDS) and isinstance(v, float) and v > 0)]
         return sorted(fields, key=lambda f: (f not in UNITS_FIELDS, UNITS_FIELDS.index(f)
                                              if f in UNITS_FIELDS else 0))
 
@@ -174,7 +176,7 @@ def _stacks(backbone):
     for holder in [backbone] + list(backbone.layers):
         names = list(BLOCK_LISTS)
         if not isinstance(holder, keras.Model):  # a Model's `.layers` is every layer
-            names.append(_NESTED_BLOCK_LIST)
+            names += _NESTED_BLOCK_LISTS
         for attribute in names:
             blocks = vars(holder).get(attribute)
             if isinstance(blocks, (list, tuple)) and blocks and all(

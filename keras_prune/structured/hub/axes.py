@@ -40,8 +40,13 @@ class Labels:
 
     axes: dict
     blocks: list  # block index of each variable, or None outside the blocks
-    sizes: dict  # kind -> size of its axes before pruning
+    sizes: dict  # kind -> size of its axes before pruning (the first block's)
     fused: dict = dataclasses.field(default_factory=dict)  # (index, axis) -> (factor, layout)
+    block_sizes: dict = dataclasses.field(default_factory=dict)  # (kind, block) -> size
+
+    def size_of(self, kind, block):
+        """The size of `kind` in `block` (Swin's stages differ), else the model's."""
+        return self.block_sizes.get((kind, block), self.sizes[kind])
 
     def of_kind(self, kind, block=None):
         """(variable index, axis) pairs that hold `kind` (in `block`, for per-block kinds)."""
@@ -69,7 +74,10 @@ def label_axes(hub, probes):
     """
     old = hub.model.weights
     owner = hub.block_of()
-    labels = Labels(axes={}, blocks=[owner.get(id(v)) for v in old], sizes={})
+    # A weight outside the blocks belongs to its top-level layer, which chooses its own
+    # per-block widths as a block does (SigLIP's pooling head); model-wide kinds ignore it.
+    labels = Labels(axes={}, blocks=[owner.get(id(v), v.path.split("/")[0]) for v in old],
+                    sizes={})
     for name, (changes, kinds) in probes.items():
         probe = hub.build(changes)
         new = probe.weights
@@ -87,17 +95,9 @@ def label_axes(hub, probes):
                       if before != after]
         if not moved:
             continue
-        if isinstance(kinds, str):  # one kind: its size is the smallest axis it moves
-            base = min(moved, key=lambda m: m[2])
-            kinds = {base[2]: kinds}
-            step = base[2] - base[3]
-            for index, axis, before, after in moved:
-                factor = before // base[2]
-                if factor > 1 and before == factor * base[2] and before - after == factor * step:
-                    name_ = old[index].path.split("/")[-1]
-                    layout = "interleave" if name_ in _INTERLEAVED else "concat"
-                    labels.fused[(index, axis)] = (factor, layout)
-                    kinds.setdefault(before, kinds[base[2]])
+        if isinstance(kinds, str):  # one kind: in each block, its size is the smallest
+            _label_one_kind(labels, old, moved, kinds)  # axis it moves; twice that: fused
+            continue
         for index, axis, before, after in moved:
             if before not in kinds:
                 raise ProbeError(
@@ -105,14 +105,30 @@ def label_axes(hub, probes):
                     f"`{old[index].path}` ({before} -> {after})."
                 )
             labels.axes.setdefault(index, {})[axis] = kinds[before]
-            if (index, axis) not in labels.fused:
-                labels.sizes[kinds[before]] = before
-    for index, axes in labels.axes.items():
-        if labels.blocks[index] is None and any(per_block(kind) for kind in axes.values()):
-            # a layer outside the blocks with a width of its own (SigLIP's pooling head):
-            # its top-level layer chooses for itself, as a block does
-            labels.blocks[index] = old[index].path.split("/")[0]
+            labels.sizes[kinds[before]] = before
     return labels
+
+
+def _label_one_kind(labels, old, moved, kind):
+    by_block = {}
+    for entry in moved:
+        by_block.setdefault(labels.blocks[entry[0]], []).append(entry)
+    for block, entries in by_block.items():
+        base = min(entries, key=lambda m: m[2])
+        size, step = base[2], base[2] - base[3]
+        for index, axis, before, after in entries:
+            factor = before // size
+            if before != size:
+                if not (factor > 1 and before == factor * size and before - after == factor * step):
+                    raise ProbeError(
+                        f"Changing the {kind} also resizes axis {axis} of weight "
+                        f"`{old[index].path}` ({before} -> {after}).")
+                name = old[index].path.split("/")[-1]
+                labels.fused[(index, axis)] = (factor, "interleave" if name in _INTERLEAVED
+                                               else "concat")
+            labels.axes.setdefault(index, {})[axis] = kind
+        labels.block_sizes[(kind, block)] = size
+        labels.sizes.setdefault(kind, size)
 
 
 def slice_weights(hub, labels, keep, new_model):
@@ -148,7 +164,7 @@ def fused_indices(labels, index, axis, kept):
     kept = np.asarray(kept)
     if layout == "interleave":
         return (kept[:, None] * factor + np.arange(factor)).reshape(-1)
-    size = labels.sizes[labels.axes[index][axis]]
+    size = labels.size_of(labels.axes[index][axis], labels.blocks[index])
     return np.concatenate([kept + part * size for part in range(factor)])
 
 

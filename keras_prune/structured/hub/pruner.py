@@ -17,6 +17,7 @@ from keras_prune._views.hub import (
     BLOCK_LISTS,
     EXPERTS_FIELD,
     HEAD_DIM_FIELD,
+    HEADS_FIELDS,
     HIDDEN_FIELD,
     TOP_K_FIELD,
     HubModel,
@@ -106,7 +107,11 @@ class TransformerPruner:
                 targets[axes.UNITS] = None  # the counts are read off the probes
         self._joint = False  # heads and residual width cut together (tied head width)
         if self.heads:
-            if hub.heads is None:
+            listed = next((f for f in HEADS_FIELDS if isinstance(hub.config.get(f), list)), None)
+            if hub.heads is None and listed:
+                self.notes.append(f"heads kept: {hub.name}'s config holds a head count per "
+                                  f"stage (`{listed}`), which keras_prune does not prune yet")
+            elif hub.heads is None:
                 self.notes.append(f"heads kept: {hub.name}'s config has no head count")
             elif not hub.head_dim_is_free and not math.isclose(self.heads, self.hidden):
                 self.notes.append(
@@ -142,7 +147,9 @@ class TransformerPruner:
         if axes.UNITS in self._targets:
             for field in hub.units_fields:
                 value = config[field]
-                if value > 1:
+                if isinstance(value, float):  # a ratio: half of it
+                    probes[f"units ({field})"] = ({field: value / 2}, self._units_kind(field))
+                elif value > 1:
                     probes[f"units ({field})"] = ({field: value - value // 2},
                                                   self._units_kind(field))
         if axes.HEADS in self._targets:
@@ -217,10 +224,10 @@ class TransformerPruner:
             return np.sort(np.argsort(-values, kind="stable")[:count])
 
         blocks = range(len(self.hub.blocks))
-        for kind, size in labels.sizes.items():
+        for kind in labels.sizes:
             if axes.is_units(kind):
-                count = self._kept(size, self.units)
                 for b in self._blocks_with(kind):
+                    count = self._kept(labels.size_of(kind, b), self.units)
                     keep[(kind, b)] = top(score_of(kind, b), count)
         if axes.HEADS in labels.sizes:
             self._plan_heads(keep, score_of, top)
@@ -277,14 +284,24 @@ class TransformerPruner:
             if kind not in self.labels.sizes:  # no weight holds it (no dense layer in an MoE)
                 changes[field] = value
                 continue
-            kept_units = len(self.keep[(kind, self._blocks_with(kind)[0])])
-            size = self.labels.sizes[kind]
-            if (value * kept_units) % size:
+            new_values = set()
+            for block in self._blocks_with(kind):
+                kept_units = len(self.keep[(kind, block)])
+                size = self.labels.size_of(kind, block)
+                if isinstance(value, float):  # a ratio (Swin's `mlp_ratio`)
+                    new_values.add(value * kept_units / size)
+                elif (value * kept_units) % size:
+                    raise ValueError(
+                        f"{hub.name}'s `{field}`={value} holds {size} units per block; "
+                        f"keeping {kept_units} has no whole-number `{field}`. Use round_to=2.")
+                else:
+                    new_values.add(value * kept_units // size)
+            if len(new_values) != 1:
                 raise ValueError(
-                    f"{hub.name}'s `{field}`={value} holds {size} units per block; keeping "
-                    f"{kept_units} has no whole-number `{field}`. Use round_to=2."
-                )
-            changes[field] = value * kept_units // size
+                    f"{hub.name}'s blocks of different widths keep different shares of their "
+                    f"units ({sorted(new_values)} for `{field}`), which one config value cannot "
+                    "hold. Use a ratio that leaves whole numbers in every block, or no round_to.")
+            changes[field] = new_values.pop()
         return changes
 
     def apply(self):
@@ -308,7 +325,7 @@ class TransformerPruner:
                                           key=lambda kv: (_block_order(kv[0][1]), kv[0][0])):
             name = (hub.blocks[block].name if isinstance(block, int) else
                     block if block is not None else hub.backbone.name)
-            rows.append(LayerWidth(name, kind, self.labels.sizes[kind], len(kept)))
+            rows.append(LayerWidth(name, kind, self.labels.size_of(kind, block), len(kept)))
         report = StructuredReport(
             layers=rows, params_before=hub.model.count_params(),
             params_after=new_model.count_params(), flops_before=None, flops_after=None,
