@@ -1,6 +1,8 @@
 """The class of a Functional subclass (a keras_hub Task or Backbone) that a rewrite
 turned into a plain Functional model, and how to get it back."""
 
+import re
+
 import keras
 
 from keras_prune._models.copying import custom_objects_of, weights_of
@@ -96,7 +98,9 @@ def _assign_by_layer(new, model, values):
 
 
 def _signature(model):
-    return [(v.name, tuple(v.shape)) for v in model.weights]
+    """Names and shapes of the weights in order; auto-numbered names (`variable_3`, a
+    second build's `variable_2`) count as one name."""
+    return [(re.sub(r"_\d+$", "", v.name), tuple(v.shape)) for v in model.weights]
 
 
 def restore_class(model):

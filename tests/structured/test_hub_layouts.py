@@ -266,3 +266,15 @@ def test_the_residual_width_narrows_an_equal_embedding_width_with_it(tmp_path):
     smaller.save(path)
     np.testing.assert_allclose(_first(keras.saving.load_model(path)(x)), _first(smaller(x)),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_a_stripped_two_tower_model_gets_its_class_back():
+    # SigLIP's rebuilt weights are auto-named one number apart (`variable_3`, `variable_2`)
+    import keras_prune
+
+    model = TOWERS["SigLIP"]()
+    x = _tower_sample(model)
+    pruned = keras_prune.prune_low_magnitude(model)
+    stripped = keras_prune.strip_pruning(pruned)
+    assert type(stripped) is M.SigLIPBackbone
+    np.testing.assert_allclose(_first(stripped(x)), _first(model(x)), rtol=1e-5, atol=1e-5)
