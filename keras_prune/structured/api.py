@@ -9,6 +9,7 @@ from keras_prune._views.hub import is_hub_model
 from keras_prune.structured.blocks import remove_residual_blocks
 from keras_prune.structured.hub.axes import ProbeError
 from keras_prune.structured.hub.depth import remove_transformer_blocks
+from keras_prune.structured.hub.entries import EntryPruner
 from keras_prune.structured.hub.pruner import TransformerPruner
 from keras_prune.structured.hub.stages import StagePruner, is_config_graph_model
 from keras_prune.structured.hub.towers import TowerPruner, has_towers
@@ -112,7 +113,15 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
         with progress.stage("probe the config's widths"):
             pruner = StagePruner(model, ratio, importance, data=data, round_to=round_to)
         with progress.stage("prune and rebuild"):
-            smaller, report = pruner.apply()
+            try:
+                smaller, report = pruner.apply()
+            except NotImplementedError as error:  # custom blocks the graph cannot see into
+                if importance != "l1" or data is not None:
+                    raise
+                try:  # the config's widths alone, checked against the zeroed original
+                    smaller, report = EntryPruner(model, ratio, round_to=round_to).apply()
+                except NotImplementedError:
+                    raise error from None
         progress.done(f"{report.params_ratio:.2f}x params")
         return smaller, report
     try:

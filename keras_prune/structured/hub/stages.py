@@ -19,74 +19,14 @@ traces them; their widths live in the config as integers or (nested) per-stage l
    match says which config entry cannot express the pruned width.
 """
 
-import dataclasses
-
 import keras
 import numpy as np
 
 from keras_prune._models import flatten_layers, input_sample
 from keras_prune._views.hub import HubModel
+from keras_prune.structured.hub.entries import Entry, config_integers, not_width
 from keras_prune.structured.pruner import StructuredPruner, rounded_width
 from keras_prune.structured.results import StructuredReport
-
-# Config fields that are not widths, by a word of their name (`stackwise_num_strides`).
-_NOT_WIDTHS = ("kernel", "stride", "repeat", "block", "depth", "layer", "dilation", "pool",
-               "size", "shape", "seed", "classes", "axis", "group", "dropout", "divisor")
-
-
-def _not_width(field):
-    return any(word.startswith(stop) for word in field.lower().split("_") for stop in _NOT_WIDTHS)
-
-
-@dataclasses.dataclass(eq=False)
-class _Entry:
-    """One integer of the backbone config: a field, or position `index` in a list field."""
-
-    field: str
-    path: tuple  # positions in nested lists, () for a plain integer field
-    value: int
-    width: bool = False  # changing it moves some kernel's output width
-    fixed: str | None = None  # why it keeps its value
-    layers: frozenset = frozenset()  # names of the layers whose width it moves
-
-    @property
-    def label(self):
-        return self.field + "".join(f".{i}" if isinstance(i, str) else f"[{i}]"
-                                    for i in self.path if i != "config")
-
-    def changed(self, config, value):
-        """{field: new value} with this entry set to `value` in `config`'s field."""
-        def replace(current, path):
-            if not path:
-                return value
-            if isinstance(current, dict):  # a sub-model's serialized config
-                return {**current, path[0]: replace(current[path[0]], path[1:])}
-            items = list(current)
-            items[path[0]] = replace(items[path[0]], path[1:])
-            return items
-
-        return {self.field: replace(config[self.field], self.path)}
-
-
-def _integers(value, path=()):
-    """(path, integer) for an int, or for each int in (nested) lists of ints."""
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, int):
-        return [(path, value)]
-    if isinstance(value, dict) and isinstance(value.get("config"), dict):  # a sub-model
-        return [found for key, item in value["config"].items() if not _not_width(key)
-                for found in _integers(item, path + ("config", key))]
-    if isinstance(value, (list, tuple)) and value:
-        found = []
-        for index, item in enumerate(value):
-            inner = _integers(item, path + (index,))
-            if not inner and item is not None:
-                return []  # a list with other things in it (strings, floats): not widths
-            found += inner
-        return found
-    return []
-
 
 def is_config_graph_model(model):
     """A keras_hub model the config-probe CNN path handles: no transformer widths."""
@@ -119,8 +59,8 @@ class StagePruner:
                    for layer in _kernel_layers(self.hub.backbone) if id(layer.kernel) in position}
         entries = []
         for field, value in self.hub.config.items():
-            if not _not_width(field):
-                entries += [_Entry(field, path, v) for path, v in _integers(value)]
+            if not not_width(field):
+                entries += [Entry(field, path, v) for path, v in config_integers(value)]
         for entry in entries:
             self._probe_one(entry, kernels, base)
         return [e for e in entries if e.width or e.fixed]
