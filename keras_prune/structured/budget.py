@@ -92,7 +92,7 @@ class BudgetReport:
 
 def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=None,
                     data=None, importance="l1", round_to=8, threads=1, device=None,
-                    steps=8, verbose=1):
+                    steps=8, input_shapes=None, verbose=1):
     """Structured pruning to a budget; returns `(smaller_model, BudgetReport)`.
 
     Exactly one budget: `latency`, `params` or `flops` as a fraction of the model's own
@@ -107,8 +107,8 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
     ```
 
     Args:
-        model: a built Functional/Sequential model, or a keras_hub model (params and
-            FLOPs budgets; it keeps its class, widths uniform).
+        model: a built Functional/Sequential model, or a keras_hub model (it keeps its
+            class; the same share of heads and units goes from every block).
         latency, latency_ms, params, flops: the budget (one of them).
         data: samples (any form `data=` takes; up to 256 are used). With data, widths
             are chosen per group from a sensitivity map, and every candidate's (and the
@@ -121,6 +121,10 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
             file bytes and returning one latency in microseconds per file; by default
             LiteRT here, candidates timed beside the dense model in alternating rounds.
         steps: bisection steps (each builds and measures one candidate).
+        input_shapes: for latency, fixed input shapes for the LiteRT files, as
+            `tflite.convert` takes them ({input name: shape without the batch}); a
+            keras_hub text model needs them (e.g. {"token_ids": (128,),
+            "padding_mask": (128,)}) as its sequence length is not fixed.
         verbose: 1 prints one progress line, 0 nothing.
 
     Returns:
@@ -132,15 +136,9 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
     """
     kind, value, fraction = _check_budget(latency, latency_ms, params, flops)
     steps = check_int("steps", steps, minimum=1)
-    if kind == "latency" and is_hub_model(model):
-        raise NotImplementedError(
-            f"Latency budgets are not measured for keras_hub models yet ({type(model).__name__}): "
-            "their inputs need per-model conversion settings. Pass params= or flops= (the "
-            "class is kept), then time the result with keras_prune.tflite.benchmark."
-        )
     found = None if data is None else samples(model, data, limit=256)
     progress = Progress("Pruning to budget", verbose)
-    meter = _Meter(kind, model, threads, device)
+    meter = _Meter(kind, model, threads, device, input_shapes)
     with progress.stage(f"measure the dense model's {kind}"):
         dense_cost = meter.dense_cost()
     target = value * dense_cost if fraction else value
@@ -208,8 +206,9 @@ def _check_budget(latency, latency_ms, params, flops):
 class _Meter:
     """A candidate's cost in the budget's units; latency side by side with the dense model."""
 
-    def __init__(self, kind, model, threads, device):
+    def __init__(self, kind, model, threads, device, input_shapes=None):
         self.kind, self.model, self.threads, self.device = kind, model, threads, device
+        self.input_shapes = input_shapes
         self._dense_file = None
         self._dense_us = None
 
@@ -249,11 +248,16 @@ class _Meter:
         from keras_prune.tflite.results import ConversionError
 
         try:
-            return convert(model, None, verify=False, sparse=False, verbose=0).content
+            return convert(model, None, verify=False, sparse=False, verbose=0,
+                           input_shapes=self.input_shapes).content
         except (ConversionError, ValueError, NotImplementedError) as error:
+            hint = (" A keras_hub text model needs fixed shapes: pass input_shapes= "
+                    "(e.g. {'token_ids': (128,), 'padding_mask': (128,)})."
+                    if is_hub_model(model) and self.input_shapes is None else "")
             raise ValueError(
                 f"A latency budget measures the model in LiteRT, and {model.name} does not "
-                f"convert: {error}. Pass params= or flops= instead, which need no conversion."
+                f"convert: {str(error).rstrip('.')}.{hint} Or pass params= or flops= instead, "
+                "which need no conversion."
             ) from None
 
 

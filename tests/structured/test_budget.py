@@ -131,3 +131,20 @@ def test_bad_budgets_name_the_fix():
     if keras.backend.backend() == "tensorflow":
         with pytest.raises(ValueError, match="`device` must return one positive latency"):
             prune_to_budget(model, latency=0.5, device=lambda files: [1.0], verbose=0)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="LiteRT files need TF")
+def test_a_keras_hub_model_meets_a_measured_latency_budget_and_keeps_its_class():
+    keras_hub = pytest.importorskip("keras_hub")
+    bert = keras_hub.models.BertBackbone(vocabulary_size=500, num_layers=2, num_heads=4,
+                                         hidden_dim=128, intermediate_dim=512,
+                                         max_sequence_length=64)
+    with pytest.raises(ValueError, match="keras_hub text model needs fixed shapes: pass "
+                                         "input_shapes="):
+        prune_to_budget(bert, latency=0.7, steps=2, verbose=0)
+    shapes = {name: (64,) for name in ("token_ids", "segment_ids", "padding_mask")}
+    small, report = prune_to_budget(bert, latency=0.7, steps=3, input_shapes=shapes, verbose=0)
+    assert type(small) is keras_hub.models.BertBackbone
+    assert report.kind == "latency" and report.chosen.cost <= report.target
+    assert len(report.candidates) >= 2 and report.chosen in report.candidates
+    assert small.get_config()["intermediate_dim"] < 512
