@@ -9,6 +9,7 @@ plot.schedule(keras_prune.schedules.PolynomialDecay(0.0, 0.8, 0, 1000), steps=12
 plot.sparsity(pruned_model)
 plot.tradeoff([{"sparsity": 0.0, "accuracy": 0.98, "bytes": 600_000}, ...])
 plot.sensitivity(keras_prune.sensitivity.scan(model, (x, y)))
+plot.budget(keras_prune.structured.prune_to_budget(model, latency=0.5, data=x)[1])
 ```
 """
 
@@ -189,6 +190,41 @@ def sensitivity(scan, ax=None):
            title="sensitivity: each layer pruned alone, no retraining")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=7, ncol=1 + len(scan.results) // 12)
+    return ax
+
+
+def budget(report, ax=None):
+    """The candidates `prune_to_budget` tried: their cost (x dense) against their output
+    change on the calibration data (or their parameter count without data), the budget
+    as a line and the chosen candidate marked.
+
+    Args:
+        report: the `BudgetReport` from `keras_prune.structured.prune_to_budget`.
+    """
+    needed = ("candidates", "chosen", "dense_cost", "target", "kind")
+    if not all(hasattr(report, name) for name in needed):
+        raise TypeError(
+            "Argument `report` must be the BudgetReport of "
+            "keras_prune.structured.prune_to_budget(...). "
+            f"Received: {report!r:.100} of type {type(report).__name__}.")
+    with_error = all(c.output_error is not None for c in report.candidates)
+    ys = [c.output_error if with_error else c.params for c in report.candidates]
+    xs = [c.cost / report.dense_cost for c in report.candidates]
+    ax = _axes(ax)
+    meets = [c.meets for c in report.candidates]
+    ax.plot([x for x, m in zip(xs, meets) if m], [y for y, m in zip(ys, meets) if m], "o",
+            color="tab:blue", label="meets the budget")
+    ax.plot([x for x, m in zip(xs, meets) if not m], [y for y, m in zip(ys, meets) if not m],
+            "x", color="tab:gray", label="over the budget")
+    chosen = report.candidates.index(report.chosen)
+    ax.plot([xs[chosen]], [ys[chosen]], "*", color="tab:red", markersize=14, label="chosen")
+    ax.axvline(report.target / report.dense_cost, color="tab:red", linestyle="--",
+               linewidth=1, label="budget")
+    ax.set(xlabel=f"{report.kind} (x dense model)",
+           ylabel="output change on the data" if with_error else "parameters",
+           title=f"prune_to_budget: {len(xs)} candidates, {report.kind} measured")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
     return ax
 
 

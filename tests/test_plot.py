@@ -72,3 +72,24 @@ def test_bad_plot_arguments_are_explained():
         plot.tradeoff([{"accuracy": 1.0}])
     with pytest.raises(ValueError, match="no kernel weights"):
         plot.sparsity(keras.Sequential([keras.Input((3,)), keras.layers.ReLU()]))
+
+
+def test_budget_plots_every_candidate_and_marks_the_chosen_one(tmp_path):
+    from keras_prune.structured import prune_to_budget
+
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Dense(64, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Dense(64)(hidden)))
+    _, report = prune_to_budget(model, params=0.5, round_to=1, steps=4, verbose=0)
+    ax = plot.budget(report)
+    points = sum(len(line.get_xdata()) for line in ax.get_lines()[:2])
+    assert points == len(report.candidates)
+    chosen = ax.get_lines()[2]
+    assert chosen.get_xdata()[0] == pytest.approx(report.chosen.cost / report.dense_cost)
+    assert chosen.get_ydata()[0] == report.chosen.params
+    budget_line = ax.get_lines()[3]
+    assert budget_line.get_xdata()[0] == pytest.approx(report.target / report.dense_cost)
+    width, _ = _png_size(plot.save(ax, tmp_path / "budget.png"))
+    assert width > 300
+    with pytest.raises(TypeError, match="BudgetReport of keras_prune.structured"):
+        plot.budget({"candidates": []})
