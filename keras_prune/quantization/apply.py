@@ -8,13 +8,18 @@ import contextlib
 import dataclasses
 
 import keras
+import numpy as np
 
 from keras_prune import _models
 from keras_prune._text import table
 from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.quantization import configs
 from keras_prune.quantization.plan import make_plan
-from keras_prune.quantization.wrapper import QuantizeAnnotate, QuantizeWrapper
+from keras_prune.quantization.wrapper import (
+    FrozenBatchNormalization,
+    QuantizeAnnotate,
+    QuantizeWrapper,
+)
 
 
 @dataclasses.dataclass
@@ -24,12 +29,16 @@ class QuantizationReport:
     `quantized`: (layer, what is fake-quantized); `float_layers`: (layer, why it
     stays float: TFLite then runs it in float between dequantize and quantize ops,
     or the converter refuses it); `float_ops`: keras.ops operations in the graph
-    (never quantized; the next quantized layer re-quantizes their output).
+    (never quantized; the next quantized layer re-quantizes their output);
+    `folded`: BatchNormalization layers with no convolution before them, turned
+    into a frozen per-channel scale (a 1x1 DepthwiseConv2D) so that LiteRT runs
+    them in int8.
     """
 
     quantized: list = dataclasses.field(default_factory=list)
     float_layers: list = dataclasses.field(default_factory=list)
     float_ops: list = dataclasses.field(default_factory=list)
+    folded: list = dataclasses.field(default_factory=list)
 
     def __str__(self):
         lines = [f"Quantized {len(self.quantized)} layer(s)."]
@@ -40,6 +49,10 @@ class QuantizationReport:
             lines += table(["layer", "why"], self.float_layers)
         if self.float_ops:
             lines.append(f"keras.ops operations left in float: {', '.join(self.float_ops)}")
+        if self.folded:
+            lines.append("BatchNormalization with no convolution before it, frozen into a "
+                         f"per-channel scale (1x1 DepthwiseConv2D) to run in int8: "
+                         f"{', '.join(self.folded)}")
         return "\n".join(lines)
 
 
@@ -178,7 +191,15 @@ def quantize_apply(model, scheme=None, *, preserve_sparsity=None, per_channel=Tr
         if entry is None:
             return copier.copy(layer)
         config, inputs = entry
-        inner = copier.copy(layer)
+        scale = (_batchnorm_as_scale(layer, original)
+                 if id(original) in plan.standalone_batchnorms else None)
+        if scale is not None:  # TFLite would run it as float MUL + ADD
+            inner = scale
+            config = configs.Default8BitQuantizeConfig.for_layer(
+                inner, config.quantize_output, per_channel)
+            report.folded.append(layer.name)
+        else:
+            inner = copier.copy(layer)
         if inner is layer:
             report.float_layers.append((original.name, "could not be copied"))
             return layer
@@ -191,6 +212,7 @@ def quantize_apply(model, scheme=None, *, preserve_sparsity=None, per_channel=Tr
 
     def restart():  # a layer that failed to copy makes the rewrite start over
         report.quantized.clear()
+        report.folded.clear()
         report.float_layers[:] = list(plan.float_layers)
 
     new, _ = _models.rewrite_graph_model(model, transform, restart)
@@ -209,6 +231,33 @@ def quantize_apply(model, scheme=None, *, preserve_sparsity=None, per_channel=Tr
     if verbose:
         print(report)
     return new
+
+
+def _batchnorm_as_scale(layer, op):
+    """A BatchNormalization with no convolution before it, on images (channels last), as
+    the per-channel scale and shift it computes in inference: a 1x1 DepthwiseConv2D
+    (kernel gamma / sqrt(var + eps), bias beta - mean * kernel), which LiteRT runs in
+    int8 with a per-channel scale. Its statistics are frozen from here on (QAT
+    fine-tunes the scale and shift). None where it does not apply."""
+    try:
+        shape = tuple(op.input.shape)
+    except (AttributeError, ValueError):
+        return None
+    axis = layer.axis if isinstance(layer.axis, int) else None
+    if len(shape) != 4 or axis not in (-1, 3):
+        return None
+    variance = keras.ops.convert_to_numpy(layer.moving_variance)
+    kernel = 1.0 / np.sqrt(variance + layer.epsilon)
+    if layer.scale:
+        kernel = kernel * keras.ops.convert_to_numpy(layer.gamma)
+    bias = -keras.ops.convert_to_numpy(layer.moving_mean) * kernel
+    if layer.center:
+        bias = bias + keras.ops.convert_to_numpy(layer.beta)
+    scale = FrozenBatchNormalization(name=layer.name, dtype=layer.dtype_policy)
+    scale.build(shape)
+    scale.set_weights([kernel.reshape(1, 1, -1, 1).astype("float32"),
+                       bias.astype("float32")])
+    return scale
 
 
 def _describe(config, layer, inputs):

@@ -22,6 +22,7 @@ class _Plan:
     layers: dict  # id(layer) -> (QuantizeConfig, number of input quantizers)
     float_layers: list
     float_ops: list
+    standalone_batchnorms: set = dataclasses.field(default_factory=set)  # ids: no conv before
 
 
 def _consumers(layer, members):
@@ -78,7 +79,7 @@ def make_plan(model, per_channel=True):
             op = aliases[id(op)]
         return op
 
-    is_fused = {}
+    is_fused, standalone = {}, set()
     planned, quantized = {}, set()  # quantized: ids of ops whose output is an int8 tensor
     for op in operations:  # _graph_operations keeps the graph's topological order
         layer = bare[id(op)]
@@ -101,6 +102,9 @@ def make_plan(model, per_channel=True):
                 planned[id(op)] = (configs.Default8BitQuantizeConfig([], "per_tensor", False),
                                    inputs)
             continue
+        if (config is None and isinstance(layer, keras.layers.BatchNormalization)
+                and not is_fused.get(id(layer))):
+            standalone.add(id(op))
         if config is None:
             fused = fuses_into_next(op)
             if fused:
@@ -108,7 +112,7 @@ def make_plan(model, per_channel=True):
             config = configs.Default8BitQuantizeConfig.for_layer(layer, not fused, per_channel)
         planned[id(op)] = (config, inputs)
         quantized.add(id(op))
-    return _Plan(planned, float_layers, float_ops)
+    return _Plan(planned, float_layers, float_ops, standalone)
 
 
 def _nested_aliases(operations):

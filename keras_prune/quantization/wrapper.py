@@ -264,3 +264,19 @@ class QuantizeAnnotate(_ConfiguredWrapper):
 
     def call(self, *args, training=None, **kwargs):
         return self.layer(*args, **self._forward_training(kwargs, training))
+
+
+@keras.saving.register_keras_serializable(package="keras_prune")
+class FrozenBatchNormalization(keras.layers.DepthwiseConv2D):
+    """A BatchNormalization with no convolution before it, frozen for int8: its
+    inference-mode scale and shift as a 1x1 depthwise convolution (LiteRT runs it in
+    int8 with a per-channel scale; a BatchNormalization there runs as float MUL and
+    ADD). Takes BatchNormalization's call arguments."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("kernel_size", 1)
+        kwargs.setdefault("use_bias", True)
+        super().__init__(**kwargs)
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs)
