@@ -254,6 +254,7 @@ def test_a_qat_file_names_its_weights_after_the_keras_layers(trained_qat):
     assert {"depthwise", "pointwise", "logits"} <= labels, labels
 
 
+@tf_only
 def test_a_batchnorm_after_an_activation_runs_in_int8(tmp_path, digits):
     # Without a convolution before it, the converter cannot fold a BatchNormalization
     # and runs it as float MUL and ADD: QAT freezes it into a per-channel scale.
