@@ -16,7 +16,8 @@ seeds, pruned to 0.5 of its measured latency by
 each fine-tuned for the same epochs; test accuracy and measured latency ratio (fresh
 side-by-side run) of each.
 
-    python benchmarks/budget.py met [--models MobileNetV2,ResNet50,EfficientNetB0]
+    python benchmarks/budget.py met [--models MobileNetV2,ResNet50,EfficientNetB0,
+                                     keras_hub.Bert,keras_hub.ViT] [--threads 1,2] [--name _x]
     python benchmarks/budget.py accuracy [--seeds 3]
 
 Writes benchmarks/results/budget_<part>.md (and .json).
@@ -42,24 +43,43 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 
 
-def fresh_ratio(dense, small, threads):
-    files = [tflite.convert(m, None, verify=False, sparse=False, verbose=0).content
-             for m in (dense, small)]
+def fresh_ratio(dense, small, threads, input_shapes=None):
+    files = [tflite.convert(m, None, verify=False, sparse=False, verbose=0,
+                            input_shapes=input_shapes).content for m in (dense, small)]
     dense_us, small_us = tflite.compare_latency(files, num_threads=threads, rounds=9, runs=30)
     return small_us / dense_us, dense_us, small_us
+
+
+def build(name):
+    """(model, input shapes for conversion): keras.applications at 96x96, or a small
+    keras_hub BERT (sequence 128) or ViT (64x64 images) with random weights."""
+    if name == "keras_hub.Bert":
+        import keras_hub
+
+        model = keras_hub.models.BertBackbone(vocabulary_size=1000, num_layers=4, num_heads=4,
+                                              hidden_dim=256, intermediate_dim=1024,
+                                              max_sequence_length=128)
+        return model, {n: (128,) for n in ("token_ids", "segment_ids", "padding_mask")}
+    if name == "keras_hub.ViT":
+        import keras_hub
+
+        return keras_hub.models.ViTBackbone(image_shape=(64, 64, 3), patch_size=8, num_layers=4,
+                                            num_heads=4, hidden_dim=256, mlp_dim=1024), None
+    return getattr(keras.applications, name)(weights=None, input_shape=(96, 96, 3)), None
 
 
 def part_met(models, budgets, threads_list):
     rows = []
     for name in models:
-        model = getattr(keras.applications, name)(weights=None, input_shape=(96, 96, 3))
+        model, shapes = build(name)
         for threads in threads_list:
             for budget in budgets:
                 start = time.perf_counter()
                 small, report = structured.prune_to_budget(model, latency=budget,
-                                                           threads=threads, verbose=0)
+                                                           threads=threads, verbose=0,
+                                                           input_shapes=shapes)
                 seconds = time.perf_counter() - start
-                ratio, dense_us, small_us = fresh_ratio(model, small, threads)
+                ratio, dense_us, small_us = fresh_ratio(model, small, threads, shapes)
                 predicted = report.chosen.cost / report.dense_cost
                 rows.append(dict(model=name, threads=threads, budget=budget,
                                  measured=ratio, predicted=predicted,
@@ -152,6 +172,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--finetune", type=int, default=5)
+    parser.add_argument("--name", default="", help="suffix of the results file")
     args = parser.parse_args(argv)
     if args.part == "met":
         data, lines = part_met(args.models.split(","), [float(b) for b in args.budgets.split(",")],
@@ -159,7 +180,7 @@ def main(argv=None):
     else:
         data, lines = part_accuracy(args.seeds, args.epochs, args.finetune)
     os.makedirs(RESULTS, exist_ok=True)
-    stem = os.path.join(RESULTS, f"budget_{args.part}")
+    stem = os.path.join(RESULTS, f"budget_{args.part}{args.name}")
     write_json(data, stem + ".json")
     write_text(f"# prune_to_budget: {args.part}\n\n" + "\n".join(lines) + "\n", stem + ".md")
     print("\n".join(lines))
