@@ -74,3 +74,24 @@ def _lm():
 
 
 lm = _lm()
+
+def _moe_and_clip():
+    """A mixture of experts reading those token ids, and a two-tower CLIP."""
+    import keras_hub
+
+    models = keras_hub.models
+    moe = models.QwenMoeBackbone(
+        vocabulary_size=backbone.vocabulary_size, num_layers=2, num_query_heads=2,
+        num_key_value_heads=1, hidden_dim=16, intermediate_dim=32, moe_intermediate_dim=16,
+        shared_expert_intermediate_dim=16, num_experts=4, top_k=2)
+    clip = models.CLIPBackbone(
+        models.CLIPVisionEncoder(patch_size=4, hidden_dim=16, num_layers=2, num_heads=2,
+                                 intermediate_dim=32, image_shape=(16, 16, 3)),
+        models.CLIPTextEncoder(vocabulary_size=50, embedding_dim=16, hidden_dim=16,
+                               num_layers=2, num_heads=2, intermediate_dim=32,
+                               max_sequence_length=16),
+        projection_dim=8)
+    return moe, clip
+
+
+moe, clip = _moe_and_clip()
