@@ -1,6 +1,7 @@
 """The class of a Functional subclass (a keras_hub Task or Backbone) that a rewrite
 turned into a plain Functional model, and how to get it back."""
 
+import copy
 import re
 
 import keras
@@ -27,15 +28,15 @@ class ClassRecord:
         except Exception:  # noqa: BLE001 (a model without get_config cannot be rebuilt)
             return None
         config.pop("compile_config", None)  # compiled by the caller, if at all
-        return cls(config, custom_objects_of(model))
+        return cls(_serialized(config), custom_objects_of(model))
 
     def restore(self, model):
         """A model of the recorded class with `model`'s weights, or None when its
         config does not build the same weights (names and shapes in order, or layer by
         layer)."""
         try:
-            new = keras.saving.deserialize_keras_object(
-                self.config, custom_objects=self.custom_objects, safe_mode=False
+            new = keras.saving.deserialize_keras_object(  # a copy: from_config may edit it
+                copy.deepcopy(self.config), custom_objects=self.custom_objects, safe_mode=False
             )
         except Exception:  # noqa: BLE001 (user model code can raise anything)
             return None
@@ -95,6 +96,18 @@ def _assign_by_layer(new, model, values):
     for variable, old in pairs:
         variable.assign(value_of[id(old)])
     return True
+
+
+def _serialized(value):
+    """`value` with any layer object left in it serialized (keras_hub's PARSeqBackbone
+    returns its image encoder itself from `get_config()`)."""
+    if isinstance(value, keras.layers.Layer):
+        return keras.saving.serialize_keras_object(value)
+    if isinstance(value, dict):
+        return {key: _serialized(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_serialized(item) for item in value]
+    return value
 
 
 def _signature(model):

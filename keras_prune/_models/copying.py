@@ -1,5 +1,6 @@
 """Copies of layers and models with their weights (config round trips, in memory)."""
 
+import copy
 import inspect
 
 import keras
@@ -97,8 +98,9 @@ class LayerCopier:
             try:
                 config = (record.config if record is not None
                           else keras.saving.serialize_keras_object(self._model))
-                self._whole = keras.saving.deserialize_keras_object(
-                    config, custom_objects=self.custom_objects, safe_mode=False)
+                self._whole = keras.saving.deserialize_keras_object(  # from_config may
+                    copy.deepcopy(config), custom_objects=self.custom_objects,  # edit it
+                    safe_mode=False)
             except Exception:  # noqa: BLE001
                 self._whole = False
         if self._whole is False:
