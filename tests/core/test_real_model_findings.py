@@ -210,3 +210,19 @@ def test_every_kernel_of_an_attention_subclass_is_masked():
     kernels = registry.get_prunable_weights(layer)
     assert len(kernels) == 5
     assert any(k is layer._encoding_dense.kernel for k in kernels)
+
+
+def test_a_copy_trains_without_touching_the_model_it_was_copied_from():
+    # Copies take their weights variable to variable (TF: copy on write; torch: a copy),
+    # with no host copy of each layer: training one must not move the other.
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(4)])
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
+    pruned = keras_prune.prune_low_magnitude(model, ConstantSparsity(0.5, 0, frequency=1))
+    pruned.compile("adam", "mse")
+    rng = np.random.default_rng(0)
+    pruned.fit(rng.random((64, 8)), rng.random((64, 4)), epochs=2, verbose=0,
+               callbacks=[keras_prune.callbacks.PruneCallback()])
+    for value, weight in zip(before, model.weights):
+        np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(weight))
+    stripped = keras_prune.strip_pruning(pruned)
+    assert not np.array_equal(before[0], keras.ops.convert_to_numpy(stripped.weights[0]))
