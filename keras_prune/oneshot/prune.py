@@ -1,6 +1,7 @@
 """`prune_one_shot`: prune a trained model from calibration data, without retraining."""
 
 import dataclasses
+import re
 import sys
 import warnings
 
@@ -15,6 +16,7 @@ from keras_prune._text import table
 from keras_prune._validation import check_fraction, check_int
 from keras_prune._views.hub import find_blocks, hub_classes
 from keras_prune._views.kernels import kernel_owners, view_of
+from keras_prune.layers import registry
 from keras_prune.layers.wrapper import collect_wrappers
 from keras_prune.masking.m_by_n import check_m_by_n
 from keras_prune.oneshot import solvers
@@ -119,11 +121,14 @@ def prune_one_shot(model, data, sparsity=0.5, *, method="sparsegpt", sparsity_m_
         raise ValueError(f"Argument `percdamp` must be >= 0 (SparseGPT's dampening, a fraction "
                          f"of the Hessian's mean diagonal). Received: percdamp={percdamp}.")
     options["percdamp"] = float(percdamp)
-    pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=filters)
+    chosen = _solvable(filters)
+    pruned = prune_low_magnitude(model, pruning_schedule=FixedMask(), filters=chosen)
     batches = list(samples(model, data).batches(batch_size))
     if not batches:
         raise ValueError("Argument `data` holds no samples.")
     kernels, skipped = _supported(pruned)
+    skipped += [(layer.name, view_of(layer)[1]) for layer in flatten_layers(model)
+                if chosen.left_out(layer)]
     groups = _groups(pruned, kernels)
     targets = _targets(groups, pruned, batches, sparsity, layer_sparsity)
     rows = []
@@ -213,6 +218,34 @@ def _supported(pruned):
             else:
                 targets.append(_Target(wrapper, layer, view, index))
     return targets, skipped
+
+
+class _solvable:
+    """The `filters` of prune_low_magnitude, less the leaf layers no solver handles
+    (Embedding, depthwise): they are not wrapped at all, so a 150 MB embedding gets no
+    mask and no masked copy in every calibration pass. They are reported as skipped."""
+
+    def __init__(self, filters):
+        self.names = set(filters) if isinstance(filters, (list, tuple, set)) else None
+        self.pattern = re.compile(filters) if isinstance(filters, str) else None
+        self.function = filters if callable(filters) else None
+        self.filters = filters
+
+    def user_selects(self, layer):
+        if self.names is not None:
+            return layer.name in self.names
+        if self.pattern is not None:
+            return bool(self.pattern.search(layer.name))
+        return self.function(layer) if self.function is not None else True
+
+    def left_out(self, layer):
+        """A leaf layer with weights that the user selects and no solver handles."""
+        return (bool(layer.weights) and not flatten_layers(layer)
+                and registry.is_prunable(layer) and view_of(layer)[0] is None
+                and self.user_selects(layer))
+
+    def __call__(self, layer):
+        return self.user_selects(layer) and not self.left_out(layer)
 
 
 def _groups(pruned, targets):

@@ -77,7 +77,9 @@ def sparsegpt(weight, hessian, sparsity, *, m_by_n=None, block=None, blocksize=1
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
     h[np.diag_indices(cols)] += percdamp * np.mean(np.diag(h))
-    hinv = _upper_cholesky_of_inverse(h)
+    holder = [h]
+    del h  # the holder's is the last reference: freed once its Cholesky factor exists
+    hinv = _upper_cholesky_of_inverse(holder)
     step = block or (m_by_n[1] if m_by_n else 1)  # mask groups never straddle two blocks
     blocksize = -(-blocksize // step) * step
     mask = np.zeros((rows, cols), dtype=bool)
@@ -108,12 +110,17 @@ def sparsegpt(weight, hessian, sparsity, *, m_by_n=None, block=None, blocksize=1
     return w, mask
 
 
-def _upper_cholesky_of_inverse(h):
-    """U with U^T U = H^-1 (the reference's cholesky_inverse, then an upper Cholesky)."""
-    lower = np.linalg.cholesky(h)
-    identity = np.eye(len(h))
-    inverse_lower = np.linalg.solve(lower, identity)  # L^-1
+def _upper_cholesky_of_inverse(holder):
+    """U with U^T U = H^-1 (the reference's cholesky_inverse, then an upper Cholesky).
+
+    `holder` is [H], emptied here: each n x n intermediate is freed as soon as the next
+    exists, so at most three live at once (a 3072-input layer's are 75 MB each in
+    float64; all six at once made one-shot's peak memory)."""
+    lower = np.linalg.cholesky(holder.pop())
+    inverse_lower = np.linalg.solve(lower, np.eye(len(lower)))  # L^-1
+    del lower
     inverse = inverse_lower.T @ inverse_lower  # H^-1 = L^-T L^-1
+    del inverse_lower
     return np.linalg.cholesky(inverse).T
 
 
