@@ -237,3 +237,20 @@ def test_a_layer_the_model_never_calls_is_skipped_and_reported():
     pruned, report = keras_prune.prune_one_shot(model, unequal_scales(64), verbose=0)
     assert {row.layer for row in report.layers} >= {"used", "out"}
     assert any(name == "spare" and "never called" in why for name, why in report.skipped)
+
+
+def test_layers_no_solver_handles_are_not_wrapped_but_reported():
+    # An embedding (a large one in a language model) gets no mask and no masked copy
+    # in every calibration pass; the report still names it, with why.
+    tokens = keras.Input((6,), dtype="int32")
+    hidden = L.Embedding(50, 16, name="embed")(tokens)
+    outputs = L.Dense(4, name="head")(L.Dense(16, name="mix")(hidden))
+    model = keras.Model(tokens, outputs)
+    x = np.random.default_rng(0).integers(0, 50, size=(64, 6)).astype("int32")
+    pruned, report = keras_prune.prune_one_shot(model, x, 0.5, verbose=0)
+    wrapped = {w.layer.name for w in keras_prune.layers.collect_wrappers(pruned)}
+    assert wrapped == {"mix", "head"}
+    assert ("embed", "Embedding (one-shot pruning covers Dense, EinsumDense, Conv1D/2D)") in \
+        report.skipped
+    with pytest.raises(ValueError):  # an explicit name of nothing prunable still errors
+        keras_prune.prune_one_shot(model, x, 0.5, filters=["missing"], verbose=0)
