@@ -75,9 +75,15 @@ def part_met(models, budgets, threads_list):
         for threads in threads_list:
             for budget in budgets:
                 start = time.perf_counter()
-                small, report = structured.prune_to_budget(model, latency=budget,
-                                                           threads=threads, verbose=0,
-                                                           input_shapes=shapes)
+                try:
+                    small, report = structured.prune_to_budget(model, latency=budget,
+                                                               threads=threads, verbose=0,
+                                                               input_shapes=shapes)
+                except ValueError as error:  # an unreachable budget names the smallest
+                    rows.append(dict(model=name, threads=threads, budget=budget,
+                                     error=str(error).splitlines()[0]))
+                    print(json.dumps(rows[-1]), flush=True)
+                    continue
                 seconds = time.perf_counter() - start
                 ratio, dense_us, small_us = fresh_ratio(model, small, threads, shapes)
                 predicted = report.chosen.cost / report.dense_cost
@@ -90,6 +96,10 @@ def part_met(models, budgets, threads_list):
     lines = ["| model | threads | budget | measured (fresh run) | search's prediction | "
              "dense us | params | candidates | search s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['threads']} | {r['budget']} | not met: "
+                         f"{r['error'][:160]} | | | | | |")
+            continue
         lines.append(f"| {r['model']} | {r['threads']} | {r['budget']} | {r['measured']:.3f} | "
                      f"{r['predicted']:.3f} | {r['dense_us']:,.0f} | {r['params_ratio']:.3f} | "
                      f"{r['candidates']} | {r['search_s']:.0f} |")
