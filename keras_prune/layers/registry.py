@@ -9,6 +9,7 @@ import abc
 
 import keras
 
+from keras_prune._models.checks import flatten_layers
 from keras_prune.errors import UnsupportedLayerError
 
 
@@ -84,7 +85,7 @@ def _mha_weights(layer):
         layer.output_dense.kernel,
     ]
     known = {id(kernel) for kernel in kernels}
-    for value in vars(layer).values():
+    for value in flatten_layers(layer):  # torch keeps sub-layers out of vars()
         if isinstance(value, (_L.EinsumDense, _L.Dense)) and value.built:
             if id(value.kernel) not in known:
                 kernels.append(value.kernel)

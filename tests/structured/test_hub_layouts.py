@@ -228,6 +228,9 @@ def _tower_sample(model):
 def test_every_tower_shrinks_and_the_model_keeps_its_class(name, tmp_path):
     from keras_prune.structured.hub.towers import TowerPruner
 
+    if name == "SAM" and keras.backend.backend() == "jax":
+        pytest.skip("keras_hub's SAM prompt encoder does not run on JAX (its cond branches "
+                    "return different types), pruned or not")
     model = TOWERS[name]()
     x = _tower_sample(model)
     pruner = TowerPruner(model, heads=0.5, units=0.5)
