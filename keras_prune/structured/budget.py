@@ -152,6 +152,12 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
     if found is None or is_hub_model(model):
         with progress.stage("search one share for every group"):
             search.uniform(steps)
+        if is_hub_model(model) and not any(c.meets for c in search.candidates):
+            # Heads and units alone did not reach it: the residual width goes too, by the
+            # same share (GPT-2, BERT, ViT only lose heads together with the width).
+            search.include_residual_width()
+            with progress.stage("search again with the residual width"):
+                search.uniform(steps)
     else:
         with progress.stage("sensitivity of each group"):
             search.sensitivity()
@@ -272,19 +278,25 @@ class _Search:
         self._sensitivity = {}  # layer name -> [(share, output error)]
         self._seen = {}  # layer widths -> the candidate built with them
         self._last = None  # (ratio, model, report) of the last build: confirm, then return
+        self.with_hidden = False  # keras_hub: the residual width goes too (see prune_to_budget)
 
     def build(self, ratio):
         if self._last is not None and self._last[0] == ratio:
             return self._last[1:]
+        hub = {"hidden": ratio} if self.with_hidden else {}
         small, report = prune_structured(self.model, ratio=ratio, importance=self.importance,
                                          data=None if self.found is None else self.found.x,
-                                         round_to=self.round_to, verbose=0)
+                                         round_to=self.round_to, verbose=0, **hub)
         if self.found is not None and not is_hub_model(small):
             # Removing channels shifts what every later BatchNormalization sees: without
             # fresh statistics the output change measures stale statistics, not the widths.
             update_batchnorm_statistics(small, self.found.x)
         self._last = (ratio, small, report)
         return small, report
+
+    def include_residual_width(self):
+        """From now on a keras_hub candidate loses `hidden_dim` by its share too."""
+        self.with_hidden, self._last, self._seen = True, None, {}
 
     def try_ratio(self, ratio):
         small, report = self.build(ratio)

@@ -143,8 +143,20 @@ def test_a_keras_hub_model_meets_a_measured_latency_budget_and_keeps_its_class()
                                          "input_shapes="):
         prune_to_budget(bert, latency=0.7, steps=2, verbose=0)
     shapes = {name: (64,) for name in ("token_ids", "segment_ids", "padding_mask")}
-    small, report = prune_to_budget(bert, latency=0.7, steps=3, input_shapes=shapes, verbose=0)
+    small, report = prune_to_budget(bert, latency=0.5, steps=3, input_shapes=shapes, verbose=0)
     assert type(small) is keras_hub.models.BertBackbone
     assert report.kind == "latency" and report.chosen.cost <= report.target
     assert len(report.candidates) >= 2 and report.chosen in report.candidates
     assert small.get_config()["intermediate_dim"] < 512
+
+
+def test_a_keras_hub_budget_heads_and_units_cannot_reach_takes_the_width_too():
+    keras_hub = pytest.importorskip("keras_hub")
+    bert = keras_hub.models.BertBackbone(vocabulary_size=500, num_layers=2, num_heads=4,
+                                         hidden_dim=64, intermediate_dim=256,
+                                         max_sequence_length=16)
+    # the embeddings alone are over 0.3 of the parameters: units cannot get there
+    small, report = prune_to_budget(bert, params=0.3, steps=6, round_to=4, verbose=0)
+    assert report.chosen.cost <= report.target
+    assert small.get_config()["hidden_dim"] < 64
+    assert type(small) is keras_hub.models.BertBackbone
