@@ -10,6 +10,7 @@ import numpy as np
 from keras_prune._models import input_sample
 from keras_prune._views.hub import HubModel
 from keras_prune.structured.hub import axes, scores
+from keras_prune.structured.pruner import rounded_width
 from keras_prune.structured.results import StructuredReport
 
 # Config fields that are not widths, by a word of their name (`stackwise_num_strides`).
@@ -136,10 +137,9 @@ class EntryPruner:
             frozen=[], notes=[f"{type(hub.backbone).__name__} config: " + ", ".join(
                 f"{e.label} {e.value} -> {k}" for e, k in plan.items())] + self.notes)
 
-    def _kept_value(self, entry):
+    def _kept_value(self, entry):  # as the graph path rounds its widths
         keep = entry.value - int(entry.value * self.ratio + 1e-9)
-        step = self.round_to or 1
-        return min(entry.value, max(step, -(-keep // step) * step))
+        return rounded_width(keep, entry.value, self.round_to)
 
     def _label(self, entry, kept, labels, plan):
         """Labels the axes `entry` moves, or leaves it out (noted) when it adds or removes
