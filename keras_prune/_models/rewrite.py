@@ -148,19 +148,10 @@ def _swap(owner, transform, seen, path, swapped):
             owner._tracker.replace_tracked_value("layers", value, replacement)
             setattr(owner, name, replacement)
             swapped.append((path + (name,), value, replacement))
-        elif isinstance(value, list) and not name.startswith("_"):
-            for index, item in enumerate(value):
-                if not isinstance(item, keras.layers.Layer) or is_graph_model(item):
-                    continue
-                replacement = transform(item)
-                if replacement is None:
-                    _swap(item, transform, seen, path + (name, index), swapped)
-                    continue
-                owner._tracker.replace_tracked_value("layers", item, replacement)
-                list.__setitem__(value, index, replacement)
-                swapped.append((path + (name, index), item, replacement))
-        elif isinstance(value, dict) and not name.startswith("_"):  # RetinaNet's FPN
-            for key, item in list(value.items()):
+        elif isinstance(value, (list, dict)) and not name.startswith("_"):  # dict: RetinaNet
+            setitem = list.__setitem__ if isinstance(value, list) else dict.__setitem__
+            items = enumerate(value) if isinstance(value, list) else list(value.items())
+            for key, item in items:
                 if not isinstance(item, keras.layers.Layer) or is_graph_model(item):
                     continue
                 replacement = transform(item)
@@ -168,5 +159,5 @@ def _swap(owner, transform, seen, path, swapped):
                     _swap(item, transform, seen, path + (name, key), swapped)
                     continue
                 owner._tracker.replace_tracked_value("layers", item, replacement)
-                dict.__setitem__(value, key, replacement)
+                setitem(value, key, replacement)
                 swapped.append((path + (name, key), item, replacement))

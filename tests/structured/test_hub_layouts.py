@@ -77,6 +77,17 @@ def _first(outputs):
     return keras.ops.convert_to_numpy(keras.tree.flatten(outputs)[0])
 
 
+def _equals_the_zeroed_original_and_reloads(model, pruner, smaller, x, tmp_path):
+    expected = _first(pruner.masked_copy()(x))
+    np.testing.assert_allclose(_first(smaller(x)), expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(_first(model(x)) - expected).max() > 1e-6  # the removed part mattered
+    path = str(tmp_path / "small.keras")
+    smaller.save(path)
+    again = keras.saving.load_model(path)
+    assert type(again) is type(model)
+    np.testing.assert_allclose(_first(again(x)), _first(smaller(x)), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_layout_shrinks_keeps_its_class_and_equals_the_masked_original(layout, tmp_path):
     model = LAYOUTS[layout]()
@@ -86,14 +97,7 @@ def test_layout_shrinks_keeps_its_class_and_equals_the_masked_original(layout, t
     assert type(smaller) is type(model)
     assert report.params_after < 0.95 * report.params_before
     assert {row.kind for row in report.layers}  # something was cut, per block
-    expected = _first(pruner.masked_copy()(x))
-    np.testing.assert_allclose(_first(smaller(x)), expected, rtol=1e-4, atol=1e-5)
-    assert np.abs(_first(model(x)) - expected).max() > 1e-6  # the removed part mattered
-    path = str(tmp_path / "small.keras")
-    smaller.save(path)
-    again = keras.saving.load_model(path)
-    assert type(again) is type(model)
-    np.testing.assert_allclose(_first(again(x)), _first(smaller(x)), rtol=1e-5, atol=1e-6)
+    _equals_the_zeroed_original_and_reloads(model, pruner, smaller, x, tmp_path)
 
 
 def test_every_stack_of_an_encoder_decoder_shrinks_and_the_seq2seq_lm_generates():
@@ -237,14 +241,7 @@ def test_every_tower_shrinks_and_the_model_keeps_its_class(name, tmp_path):
     smaller, report = pruner.apply()
     assert type(smaller) is type(model)
     assert report.params_after < (0.95 if name == "PARSeq" else 0.9) * report.params_before
-    expected = _first(pruner.masked_copy()(x))
-    np.testing.assert_allclose(_first(smaller(x)), expected, rtol=1e-4, atol=1e-5)
-    assert np.abs(_first(model(x)) - expected).max() > 1e-6
-    path = str(tmp_path / "small.keras")
-    smaller.save(path)
-    again = keras.saving.load_model(path)
-    assert type(again) is type(model)
-    np.testing.assert_allclose(_first(again(x)), _first(smaller(x)), rtol=1e-5, atol=1e-6)
+    _equals_the_zeroed_original_and_reloads(model, pruner, smaller, x, tmp_path)
 
 
 def test_towers_take_their_own_fractions_and_refuse_what_they_cannot_follow():
