@@ -2,7 +2,8 @@
 
 Each backbone is built from a config with ImageNet-like stages (random weights, 128x128
 inputs): ResNet-50's layout (bottleneck blocks 3-4-6-3, 64-512 filters), VGG-16's,
-DenseNet-121's, EfficientNet-B0's first four stages, and a MobileNetV3-like stack.
+DenseNet-121's, EfficientNet-B0's first four stages, and the MobileNetV3-like example
+of keras_hub's MobileNetBackbone docstring.
 `prune_structured(model, 0.5)` gives the same class from a smaller config; the dense
 and the pruned model are converted to float LiteRT and timed in alternating rounds
 (medians, 1 thread, `tflite.compare_latency`). Nothing here is trained: the question is
@@ -49,17 +50,19 @@ BACKBONES = {
         stackwise_squeeze_and_excite_ratios=[0.25] * 4, stackwise_block_types=["v1"] * 4,
         stackwise_force_input_filters=[0] * 4, stackwise_nores_option=[False] * 4,
         width_coefficient=1.0, depth_coefficient=1.0, input_shape=IMAGE),
-    "MobileNet": lambda: M.MobileNetBackbone(
-        stackwise_expansion=[[1], [4, 3], [3, 3], [6, 6]], stackwise_num_blocks=[1, 2, 2, 2],
-        stackwise_num_filters=[[16], [24, 24], [40, 40], [80, 80]],
-        stackwise_kernel_size=[[3], [3, 3], [5, 5], [3, 3]],
-        stackwise_num_strides=[[2], [2, 1], [2, 1], [2, 1]],
-        stackwise_se_ratio=[[None], [None, None], [None, None], [None, None]],
-        stackwise_activation=[["relu"], ["relu", "relu"], ["relu", "relu"],
-                              ["relu", "relu"]],
-        stackwise_padding=[[1], [1, 1], [2, 2], [1, 1]], output_num_filters=256,
-        depthwise_filters=16, depthwise_stride=1, depthwise_residual=False,
-        last_layer_filter=320, input_num_filters=16, image_shape=IMAGE),
+    "MobileNet": lambda: M.MobileNetBackbone(  # keras_hub's own MobileNetV3-like example
+        stackwise_expansion=[[40, 56], [64, 144, 144], [72, 72], [144, 288, 288]],
+        stackwise_num_blocks=[2, 3, 2, 3],
+        stackwise_num_filters=[[16, 16], [24, 24, 24], [24, 24], [48, 48, 48]],
+        stackwise_kernel_size=[[3, 3], [5, 5, 5], [5, 5], [5, 5, 5]],
+        stackwise_num_strides=[[2, 1], [2, 1, 1], [1, 1], [2, 1, 1]],
+        stackwise_se_ratio=[[None, None], [0.25] * 3, [0.3, 0.3], [0.3, 0.25, 0.25]],
+        stackwise_activation=[["relu", "relu"], ["hard_swish"] * 3, ["hard_swish"] * 2,
+                              ["hard_swish"] * 3],
+        stackwise_padding=[[1, 1], [2, 2, 2], [2, 2], [2, 2, 2]], output_num_filters=288,
+        input_activation="hard_swish", output_activation="hard_swish", input_num_filters=16,
+        depthwise_filters=8, depthwise_stride=2, depthwise_residual=False,
+        last_layer_filter=576, squeeze_and_excite=0.5, image_shape=IMAGE),
 }
 
 
@@ -86,6 +89,11 @@ def main(argv=None):
     parser.add_argument("--only", default=",".join(BACKBONES))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    path = os.path.join(RESULTS, "hub_cnn.json")
+    previous = []
+    if args.only != parser.get_default("only") and os.path.exists(path):
+        with open(path) as file:  # rerun some rows, keep the others
+            previous = [r for r in json.load(file) if r["model"] not in args.only.split(",")]
     rows = []
     for name in args.only.split(","):
         rows.append(row(name, args.threads))
@@ -95,6 +103,7 @@ def main(argv=None):
              "dense and pruned timed in alternating rounds (medians).", "",
              "| backbone | params | params after | LiteRT latency after | dense us | class kept |",
              "|---|---|---|---|---|---|"]
+    rows = sorted(previous + rows, key=lambda r: list(BACKBONES).index(r["model"]))
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | refused: {r['error']} | | | | |")
@@ -103,7 +112,7 @@ def main(argv=None):
                          f"{r['latency_ratio']:.3f}x | {r['dense_us']:,.0f} | "
                          f"{r['class_kept']} |")
     os.makedirs(RESULTS, exist_ok=True)
-    write_json(rows, os.path.join(RESULTS, "hub_cnn.json"))
+    write_json(rows, path)
     write_text("\n".join(lines) + "\n", os.path.join(RESULTS, "hub_cnn.md"))
     print("\n".join(lines))
     return 0

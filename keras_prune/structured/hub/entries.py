@@ -13,13 +13,21 @@ from keras_prune.structured.hub import axes, scores
 from keras_prune.structured.pruner import rounded_width
 from keras_prune.structured.results import StructuredReport
 
-# Config fields that are not widths, by a word of their name (`stackwise_num_strides`).
-_NOT_WIDTHS = ("kernel", "stride", "repeat", "block", "depth", "layer", "dilation", "pool",
-               "size", "shape", "seed", "classes", "axis", "group", "dropout", "divisor")
+# Config fields that are not widths, by a word of their name (`stackwise_num_strides`),
+# unless their last word names a width (`depthwise_filters`, `last_layer_filter`).
+_NOT_WIDTHS = ("kernel", "stride", "repeat", "block", "layer", "dilation", "pool", "size",
+               "shape", "seed", "classes", "axis", "group", "dropout", "divisor", "padding")
+_NOT_WIDTH_WORDS = ("depth", "depths")  # whole words: `depthwise` is a kind of filter
+_WIDTH_ENDS = ("filter", "channel", "dim", "width", "feature", "unit")
+# Fields that scale widths other entries set (`stackwise_expansion_ratios`).
+_MULTIPLIERS = ("ratio", "factor", "multiplier")
 
 
 def not_width(field):
-    return any(word.startswith(stop) for word in field.lower().split("_") for stop in _NOT_WIDTHS)
+    words = field.lower().split("_")
+    if any(words[-1].startswith(end) for end in _WIDTH_ENDS):
+        return False
+    return any(word in _NOT_WIDTH_WORDS or word.startswith(_NOT_WIDTHS) for word in words)
 
 
 @dataclasses.dataclass(eq=False)
@@ -50,6 +58,47 @@ class Entry:
             return items
 
         return {self.field: replace(config[self.field], self.path)}
+
+
+@dataclasses.dataclass(eq=False)
+class Tie:
+    """Equal neighbours of a per-stage, per-block list, set together: a residual sum
+    between blocks (of one stage, or across stages of equal width) ties their widths,
+    so they keep one choice of channels."""
+
+    entries: list
+
+    @property
+    def value(self):
+        return self.entries[0].value
+
+    @property
+    def label(self):  # stackwise_num_filters[1][0]..[2][1] (5 tied)
+        first, last = self.entries[0], self.entries[-1]
+        return (f"{first.label}..{last.label[len(last.field):]} "
+                f"({len(self.entries)} tied)")
+
+    def changed(self, config, value):
+        changes = {}
+        for entry in self.entries:
+            changes.update(entry.changed({**config, **changes}, value))
+        return changes
+
+
+def tied(entries):
+    """`entries` with each run of equal, consecutive values of one nested list (the
+    blocks of a stage, and on across stages) made one `Tie`."""
+    grouped = []
+    for entry in entries:
+        last = grouped[-1] if grouped else None
+        previous = last.entries[-1] if isinstance(last, Tie) else last
+        if (previous is not None and previous.field == entry.field
+                and len(entry.path) > 1 and len(previous.path) == len(entry.path)
+                and previous.value == entry.value):
+            grouped[-1] = Tie([*(last.entries if isinstance(last, Tie) else [last]), entry])
+        else:
+            grouped.append(entry)
+    return grouped
 
 
 def config_integers(value, path=()):
@@ -85,13 +134,16 @@ class EntryPruner:
     new value keeps, and the smaller model of the same class receives the surviving
     slices. The result must compute what the original computes with the removed
     channels zeroed; otherwise the family's layout ties channels in a way the labels
-    cannot follow (a concatenation, a split) and the model is refused.
+    cannot follow (a concatenation, a split) and the model is refused. Equal widths of
+    one stage's blocks are set together (`Tie`): a residual sum may join them.
     """
 
     def __init__(self, model, ratio, *, round_to=None):
         self.hub = HubModel.of(model)
         self.ratio, self.round_to = ratio, round_to
         self.notes = []
+        self.counts = {}  # (entry, old size) -> the size the smaller model gives that axis
+        self.output = None  # the (entry, old size) of the backbone's narrowed features
 
     def apply(self):
         """Returns (the smaller model of the same class, StructuredReport)."""
@@ -99,14 +151,14 @@ class EntryPruner:
         old = hub.model.weights
         labels = axes.Labels(axes={}, blocks=[None] * len(old), sizes={})
         plan = {}  # entry -> new value
-        for field, value in hub.config.items():
-            if not_width(field):
-                continue
-            for path, number in config_integers(value):
-                entry = Entry(field, path, number)
-                kept = self._kept_value(entry)
-                if kept < number:
-                    self._label(entry, kept, labels, plan)
+        entries = [Entry(field, path, number) for field, value in hub.config.items()
+                   if not not_width(field) for path, number in config_integers(value)]
+        # Widths first: a ratio (EfficientNet's expansion) moves the axes they set too.
+        entries.sort(key=lambda entry: any(word in entry.field for word in _MULTIPLIERS))
+        for entry in tied(entries):
+            kept = self._kept_value(entry)
+            if kept < entry.value:
+                self._label(entry, kept, labels, plan)
         if not plan:
             raise NotImplementedError(f"No config entry of {hub.name} sets a width that "
                                       f"ratio {self.ratio} can reduce.")
@@ -114,10 +166,9 @@ class EntryPruner:
         for index, labelled in labels.axes.items():
             for kind in labelled.values():
                 if (kind, None) not in keep:
-                    entry, size = kind
-                    count = size * plan[entry] // entry.value
                     keep[(kind, None)] = np.sort(np.argsort(
-                        -scores.weight_scores(hub, labels, kind, None), kind="stable")[:count])
+                        -scores.weight_scores(hub, labels, kind, None),
+                        kind="stable")[:self.counts[kind]])
         changes = {}
         for entry, kept in plan.items():
             changes.update(entry.changed({**hub.config, **changes}, kept))
@@ -154,20 +205,34 @@ class EntryPruner:
         old, new = hub.model.weights, probe.weights
         if len(old) != len(new):
             return  # a count of blocks, not a width
+        before, after = _output_shapes(hub.model), _output_shapes(probe)
+        if before != after:
+            # A bare backbone's features may narrow (as the graph path narrows them); a
+            # Task's outputs (its classes, its masks) stay.
+            if (hub.is_task or len(before) != 1 or before[0][:-1] != after[0][:-1]
+                    or self.output is not None):
+                self.notes.append(f"kept {entry.label}={entry.value}: it sets the width of "
+                                  f"the model's output")
+                return
+            self.output = (entry, before[0][-1])
         moved = [(i, axis, before, after) for i, (a, b) in enumerate(zip(old, new))
                  for axis, (before, after) in enumerate(zip(a.shape, b.shape))
                  if before != after]
         if not moved:
             return
+        # The family may round the new width (to a multiple of 8); every axis of one old
+        # size must move to one new, smaller size.
+        sizes = {}
         if any(axis in labels.axes.get(i, {}) for i, axis, _, _ in moved) or any(
-                before * kept % entry.value or after != before * kept // entry.value
+                after >= before or sizes.setdefault(before, after) != after
                 for _, _, before, after in moved):
             self.notes.append(f"kept {entry.label}={entry.value}: its channels are tied to "
                               "another entry's or scale unevenly")
             return
-        for i, axis, before, _ in moved:
+        for i, axis, before, after in moved:
             labels.axes.setdefault(i, {})[axis] = (entry, before)
             labels.sizes[(entry, before)] = before
+            self.counts[(entry, before)] = after
         plan[entry] = kept
 
     def _check(self, labels, keep, smaller):
@@ -184,12 +249,18 @@ class EntryPruner:
         for a, b in zip(keras.tree.flatten(smaller(sample, training=False)),
                         keras.tree.flatten(masked(sample, training=False))):
             a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+            if self.output is not None:
+                b = b[..., keep[(self.output, None)]]
             scale = max(float(np.max(np.abs(b))), 1e-6)
             if a.shape != b.shape or float(np.max(np.abs(a - b))) > 1e-4 * scale:
                 raise NotImplementedError(_REFUSAL.format(
                     name=self.hub.name, why="the smaller config's model does not compute the "
                     "original with the removed channels zeroed (its layout ties channels "
                     "across entries, e.g. by a concatenation or a split)"))
+
+
+def _output_shapes(model):
+    return [tuple(tensor.shape) for tensor in keras.tree.flatten(model.outputs)]
 
 
 _REFUSAL = ("{name} cannot be pruned through its config: {why}. Prune it unstructured "
