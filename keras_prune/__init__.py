@@ -26,6 +26,7 @@ from keras_prune.prune import prune_low_magnitude
 from keras_prune.pruning_policy import PruneForLatencyOnXNNPack, PruningPolicy
 from keras_prune.report import PruningReport, SparsityReport, sparsity_report
 from keras_prune.strip import strip_pruning
+from keras_prune.xnnpack import SparseLayoutReport, rewrite_for_xnnpack_sparse
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ __all__ = [
     "PruneLowMagnitude",
     "PruningPolicy",
     "PruningReport",
+    "SparseLayoutReport",
     "SparsityReport",
     "callbacks",
     "errors",
@@ -64,6 +66,7 @@ __all__ = [
     "prune_one_shot",
     "quantization",
     "register_prunable_layer",
+    "rewrite_for_xnnpack_sparse",
     "schedules",
     "set_masks",
     "sparsity",

@@ -21,8 +21,25 @@ def input_like(tensor, shape=None):
     )
 
 
+def _in_order(layers):
+    """A callable that applies a tuple of layers one after the other."""
+    if not isinstance(layers, tuple):
+        return layers
+
+    def call(*args, **kwargs):
+        outputs = layers[0](*args, **kwargs)
+        for layer in layers[1:]:
+            outputs = layer(outputs)
+        return outputs
+
+    return call
+
+
 def _rebuild_sequential(model, clone):
-    layers = [clone(layer) for layer in model.layers]
+    layers = []
+    for layer in model.layers:
+        new = clone(layer)
+        layers += list(new) if isinstance(new, tuple) else [new]
     first = model._layers[0] if model._layers else None
     if isinstance(first, keras.layers.InputLayer):  # absent in an unbuilt Sequential
         layers.insert(0, input_like(first.output))
@@ -31,7 +48,7 @@ def _rebuild_sequential(model, clone):
 
 def _rebuild_functional(model, clone):
     inputs = keras.tree.map_structure(input_like, model._inputs_struct)
-    outputs = model._run_through_graph(inputs, operation_fn=clone)
+    outputs = model._run_through_graph(inputs, operation_fn=lambda op: _in_order(clone(op)))
     record = getattr(model, "_keras_prune_class", None)
     if functional_like_constructor(type(model)):
         new = type(model)(inputs, outputs, name=model.name)
@@ -47,8 +64,9 @@ def _rebuild_functional(model, clone):
 def rewrite_graph_model(model, transform, restart=None):
     """Rebuilds a Sequential/Functional model, passing each layer through `transform`.
 
-    `transform(layer, copier)` returns the layer to use in the new model, or None
-    for a plain copy (same config and weights; see `LayerCopier`). Nested models
+    `transform(layer, copier)` returns the layer to use in the new model, a tuple of
+    layers to apply one after the other in its place, or None for a plain copy (same
+    config and weights; see `LayerCopier`). Nested models
     are rebuilt recursively; a layer used in several places (also across nesting
     levels) stays one shared layer; keras.ops operations are reused; input names
     are kept; the new model is not compiled. Returns (new model, copier).

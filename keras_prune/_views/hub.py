@@ -46,6 +46,11 @@ def is_hub_model(model):
     return backbone_cls is not None and isinstance(model, (backbone_cls, task_cls))
 
 
+def is_task(model):
+    """True for a keras_hub Task (a backbone with its head), False for anything else."""
+    return hub_classes()[1] is not None and isinstance(model, hub_classes()[1])
+
+
 @dataclasses.dataclass
 class HubModel:
     """A keras_hub Backbone, or a Task and its backbone, with its prunable fields."""

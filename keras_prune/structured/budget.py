@@ -6,7 +6,9 @@ FLOPs) or measured in LiteRT beside the dense model (latency, alternating rounds
 this machine, or a `device` callable for another one). FLOPs never stand in for latency.
 
 Without data every group loses the same share of channels, and the share is found by
-bisection. With data the widths differ per group (FastNAS-style): each group is pruned
+bisection. A keras_hub model with data is searched over a grid of directions (units,
+heads, both, both with the residual width), each scaled to the budget, and the candidate
+whose outputs on the data moved least is kept (Minitron's search by calibration loss). With data the widths differ per group (FastNAS-style): each group is pruned
 alone to a few shares and the change of the model's outputs on the data is recorded
 (a sensitivity map); for a tolerated change `t`, every group takes the largest share
 whose change stays below `t`, and `t` is found by bisection under the budget. Groups
@@ -20,10 +22,17 @@ import numpy as np
 
 from keras_prune._data import samples
 from keras_prune._progress import Progress
-from keras_prune._text import table
 from keras_prune._validation import check_int
-from keras_prune._views.hub import is_hub_model
+from keras_prune._views.hub import is_hub_model, is_task
 from keras_prune.structured.api import prune_structured
+from keras_prune.structured.candidates import (
+    DIRECTIONS,
+    BudgetReport,
+    Candidate,
+    HubShares,
+    describe_ratio,
+    format_cost,
+)
 from keras_prune.structured.pruner import StructuredPruner
 from keras_prune.structured.rebuild import count_flops
 from keras_prune.structured.training import update_batchnorm_statistics
@@ -31,63 +40,6 @@ from keras_prune.structured.training import update_batchnorm_statistics
 SHARES = (0.25, 0.5, 0.75)  # sensitivity map: shares of a group's channels removed
 _MAX_SHARE = 0.9
 _KINDS = ("latency", "latency_ms", "params", "flops")
-
-
-@dataclasses.dataclass
-class Candidate:
-    """One model tried: how it was pruned and what it costs."""
-
-    ratio: object  # the `ratio` given to prune_structured: a number or {layer: share}
-    cost: float  # in the budget's units: microseconds, parameters or FLOPs
-    params: int
-    flops: int | None
-    output_error: float | None = None  # relative squared change of the outputs on `data`
-    meets: bool = False
-    confirmed: bool = False  # measured a second time (latency)
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class BudgetReport:
-    """What `prune_to_budget` looked for, what it tried and what it chose."""
-
-    kind: str  # "latency", "params" or "flops"
-    target: float  # in the kind's units (latency in microseconds)
-    dense_cost: float
-    chosen: Candidate
-    candidates: list
-    structured: object  # the chosen model's StructuredReport (per-layer widths)
-    method: str  # "uniform" or "sensitivity"
-    notes: list = dataclasses.field(default_factory=list)
-
-    @property
-    def ratio(self):
-        """The chosen model's cost as a fraction of the dense model's."""
-        return self.chosen.cost / self.dense_cost if self.dense_cost else 1.0
-
-    def to_dict(self):
-        return {"kind": self.kind, "target": self.target, "dense_cost": self.dense_cost,
-                "ratio": self.ratio, "method": self.method, "chosen": self.chosen.to_dict(),
-                "candidates": [c.to_dict() for c in self.candidates],
-                "layers": [dataclasses.asdict(r) for r in self.structured.layers],
-                "notes": list(self.notes)}
-
-    def __str__(self):
-        unit = {"latency": "us", "params": "params", "flops": "FLOPs"}[self.kind]
-        lines = [f"budget: {self.kind} <= {self.target:,.0f} {unit} "
-                 f"({self.target / self.dense_cost:.3f}x of the dense {self.dense_cost:,.0f}); "
-                 f"widths: {self.method}"]
-        rows = [(_describe_ratio(c.ratio), f"{c.cost:,.0f}", f"{c.cost / self.dense_cost:.3f}",
-                 "-" if c.output_error is None else f"{c.output_error:.4f}",
-                 ("chosen" if c is self.chosen else "yes") if c.meets else "no")
-                for c in self.candidates]
-        lines += table(("candidate", unit, "x dense", "output error", "meets"), rows,
-                       right=(1, 2, 3))
-        lines.append(str(self.structured))
-        lines += [f"note: {note}" for note in self.notes]
-        return "\n".join(lines)
 
 
 def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=None,
@@ -108,7 +60,8 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
 
     Args:
         model: a built Functional/Sequential model, or a keras_hub model (it keeps its
-            class; the same share of heads and units goes from every block).
+            class; every block loses the same share of heads and units; with `data`,
+            the grid of directions above).
         latency, latency_ms, params, flops: the budget (one of them).
         data: samples (any form `data=` takes; up to 256 are used). With data, widths
             are chosen per group from a sensitivity map, and every candidate's (and the
@@ -144,12 +97,17 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
     target = value * dense_cost if fraction else value
     if target >= dense_cost:
         raise ValueError(
-            f"The budget ({_format(kind, target)}) is not below the dense model's own "
-            f"({_format(kind, dense_cost)}): there is nothing to prune for it. Pass a smaller "
+            f"The budget ({format_cost(kind, target)}) is not below the dense model's own "
+            f"({format_cost(kind, dense_cost)}): there is nothing to prune for it. Pass a smaller "
             "budget (e.g. latency=0.7 for 70% of the dense latency)."
         )
     search = _Search(model, meter, target, importance, round_to, found)
-    if found is None or is_hub_model(model):
+    if found is not None and is_hub_model(model):
+        method = "grid"
+        with progress.stage("search each direction of the grid"):
+            search.grid(steps)
+    elif found is None or is_hub_model(model):
+        method = "uniform"
         with progress.stage("search one share for every group"):
             search.uniform(steps)
         if is_hub_model(model) and not any(c.meets for c in search.candidates):
@@ -159,6 +117,7 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
             with progress.stage("search again with the residual width"):
                 search.uniform(steps)
     else:
+        method = "sensitivity"
         with progress.stage("sensitivity of each group"):
             search.sensitivity()
         with progress.stage("search the tolerated output change"):
@@ -167,9 +126,9 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
     if chosen is None:
         smallest = min(search.candidates, key=lambda c: c.cost)
         raise ValueError(
-            f"No candidate meets the budget {_format(kind, target)}: the smallest reached "
-            f"is {_format(kind, smallest.cost)} ({smallest.cost / dense_cost:.3f}x of the dense "
-            f"model), at {_describe_ratio(smallest.ratio)}. Pass a budget of at least that, "
+            f"No candidate meets the budget {format_cost(kind, target)}: the smallest reached "
+            f"is {format_cost(kind, smallest.cost)} ({smallest.cost / dense_cost:.3f}x of the dense "
+            f"model), at {describe_ratio(smallest.ratio)}. Pass a budget of at least that, "
             "or lower round_to."
         )
     small, structured = search.build(chosen.ratio)
@@ -178,9 +137,9 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
     if kind == "latency":
         notes.append(f"latency measured in {'the given device' if device else 'LiteRT here'} "
                      f"({threads} thread(s)), each candidate beside the dense model")
+    notes += search.notes
     report = BudgetReport(kind, target, dense_cost, chosen, search.candidates, structured,
-                          "uniform" if found is None or is_hub_model(model) else "sensitivity",
-                          notes)
+                          method, notes)
     return small, report
 
 
@@ -279,14 +238,18 @@ class _Search:
         self._seen = {}  # layer widths -> the candidate built with them
         self._last = None  # (ratio, model, report) of the last build: confirm, then return
         self.with_hidden = False  # keras_hub: the residual width goes too (see prune_to_budget)
+        self.notes = []
 
     def build(self, ratio):
         if self._last is not None and self._last[0] == ratio:
             return self._last[1:]
         hub = {"hidden": ratio} if self.with_hidden else {}
-        small, report = prune_structured(self.model, ratio=ratio, importance=self.importance,
-                                         data=None if self.found is None else self.found.x,
-                                         round_to=self.round_to, verbose=0, **hub)
+        if isinstance(ratio, HubShares):
+            hub = dataclasses.asdict(ratio)
+        small, report = prune_structured(
+            self.model, ratio=0.5 if isinstance(ratio, HubShares) else ratio,
+            importance=self.importance, data=None if self.found is None else self.found.x,
+            round_to=self.round_to, verbose=0, **hub)
         if self.found is not None and not is_hub_model(small):
             # Removing channels shifts what every later BatchNormalization sees: without
             # fresh statistics the output change measures stale statistics, not the widths.
@@ -300,11 +263,13 @@ class _Search:
 
     def try_ratio(self, ratio):
         small, report = self.build(ratio)
-        widths = tuple((row.layer, row.after) for row in report.layers)
+        widths = (tuple((row.layer, row.after) for row in report.layers)
+                  or (ratio, report.params_after))
         if widths in self._seen:  # another ratio that rounds to the same widths
             return self._seen[widths]
         cost = self.meter.cost(small)
-        error = None if self.found is None else _error(self._reference, _outputs(small, self.found))
+        error = None if self.found is None else _error(self._reference,
+                                                       _outputs(small, self.found))
         candidate = Candidate(ratio, cost, small.count_params(), count_flops(small)
                               if not is_hub_model(small) else None, error, cost <= self.target)
         self.candidates.append(candidate)
@@ -334,19 +299,42 @@ class _Search:
             return min(close, key=lambda c: c.output_error)
         return max(meeting, key=lambda c: c.cost)
 
-    def uniform(self, steps):
+    def uniform(self, steps, direction=None):
+        """Bisection over one share for every group (or along a keras_hub `direction`)."""
+        def ratio(share):
+            return share if direction is None else HubShares(
+                *(share * weight for weight in dataclasses.astuple(direction)))
+
         low, high = 0.0, _MAX_SHARE
-        if not self.try_ratio(high).meets:
+        if not self.try_ratio(ratio(high)).meets:
             return
         for _ in range(steps - 1):
             middle = (low + high) / 2
-            candidate = self.try_ratio(middle)
+            candidate = self.try_ratio(ratio(middle))
             if candidate.meets:
                 high = middle
                 if candidate.cost >= 0.9 * self.target:
                     return
             else:
                 low = middle
+
+    def grid(self, steps):
+        """Minitron-style: each direction (units; heads; both; both with the residual
+        width) is scaled until it meets the budget, every candidate's cost measured and
+        its output change on the data recorded; `best` then takes the candidate near the
+        budget whose outputs moved least. A direction the family cannot prune is noted.
+        The width direction joins only where outputs stay comparable (a Task's logits)
+        or when no other direction meets the budget (a backbone's features narrow)."""
+        comparable = is_task(self.model)
+        for name, direction in DIRECTIONS.items():
+            if direction.hidden and not comparable and any(c.meets for c in self.candidates):
+                self.notes.append(f"grid: '{name}' not tried: the backbone's features "
+                                  "would narrow, so its outputs cannot be compared")
+                continue
+            try:
+                self.uniform(steps, direction)
+            except (NotImplementedError, ValueError) as error:
+                self.notes.append(f"grid: '{name}' not tried: {str(error)[:160]}")
 
     def sensitivity(self):
         pruner = StructuredPruner(self.model, 0.5, round_to=self.round_to)
@@ -393,21 +381,10 @@ def _outputs(model, found):
 
 
 def _error(reference, outputs):
-    """Relative squared change of the outputs: ||f - g||^2 / ||f||^2, summed over outputs."""
+    """Relative squared change of the outputs: ||f - g||^2 / ||f||^2, summed over outputs;
+    None where a shape changed (a backbone whose features narrowed)."""
+    if [a.shape for a in reference] != [b.shape for b in outputs]:
+        return None
     num = sum(float(np.sum((a - b) ** 2)) for a, b in zip(reference, outputs))
     den = sum(float(np.sum(a ** 2)) for a in reference)
     return num / max(den, 1e-12)
-
-
-def _format(kind, value):
-    if kind == "latency":
-        return f"{value:,.0f} us ({value / 1000:.3f} ms)"
-    return f"{value:,.0f} {'parameters' if kind == 'params' else 'FLOPs'}"
-
-
-def _describe_ratio(ratio):
-    if isinstance(ratio, dict):
-        shares = sorted(ratio.values())
-        return (f"{len(shares)} groups, shares {shares[0]:.2f}-{shares[-1]:.2f}" if shares
-                else "no group pruned")
-    return f"ratio {ratio:.3f}"

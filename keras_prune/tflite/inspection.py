@@ -237,6 +237,7 @@ def _xnnpack_sparse_rules(model, subgraph, tensors):
     pointwise_sparsity = zeros / weights if weights else 0.0
     densified_pointwise = bool(pointwise) and all(t.densify for t in pointwise)
     spatial_mean = any(_is_spatial_mean(model, subgraph, op) for name, op in ops if name == "MEAN")
+    strided, uneven = _strided_padding(model, subgraph, ops)
     return {
         "float model": (float_model, "sparse kernels are float only"),
         "sparse weights via DENSIFY": (
@@ -249,11 +250,45 @@ def _xnnpack_sparse_rules(model, subgraph, tensors):
             "no MEAN over the height and width of a 4-D tensor" + (
                 " (the MEAN ops here average other axes, e.g. LayerNormalization's)"
                 if "MEAN" in names else "")),
+        "stride-2 convolutions padded kernel // 2 on every side": (
+            strided > 0 and not uneven,
+            f"{strided - len(uneven)}/{strided} padded evenly (PAD + VALID)" + (
+                f"; not: {', '.join(uneven[:3])}"
+                " (rewrite_for_xnnpack_sparse pads them evenly)" if uneven else "")),
         ">= 2/3 zeros in 1x1 CONV_2D weights": (
             pointwise_sparsity >= 2 / 3,
             f"{pointwise_sparsity:.1%} over {len(pointwise)} 1x1 convolutions",
         ),
     }
+
+
+def _strided_padding(model, subgraph, ops):
+    """(stride-2 CONV_2D/DEPTHWISE_CONV_2D count, descriptions of those not padded
+    kernel // 2 on every side by a PAD before a VALID convolution). XNNPACK's sparse
+    path rejects TF SAME padding at stride 2."""
+    producers = {int(out): (name, op) for name, op in ops for out in op.outputs}
+    count, uneven = 0, []
+    for name, op in ops:
+        if name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
+        options = op.builtinOptions
+        if (getattr(options, "strideH", 0), getattr(options, "strideW", 0)) != (2, 2):
+            continue
+        count += 1
+        size = tuple(subgraph.tensors[int(op.inputs[1])].shape)[1]
+        label = f"{name} {size}x{size}"
+        if getattr(options, "padding", 0) != 1:  # schema: SAME 0, VALID 1
+            uneven.append(f"{label} with SAME padding")
+            continue
+        producer = producers.get(int(op.inputs[0]))
+        pads = None
+        if producer is not None and producer[0] in ("PAD", "PADV2"):
+            pads = _flatbuffer.buffer_array(model, subgraph.tensors[int(producer[1].inputs[1])])
+        want = [[0, 0], [size // 2] * 2, [size // 2] * 2, [0, 0]]
+        pads = None if pads is None else np.asarray(pads).reshape(-1, 2).tolist()
+        if pads != want:
+            uneven.append(f"{label} padded {pads}")
+    return count, uneven
 
 
 def _is_spatial_mean(model, subgraph, op):

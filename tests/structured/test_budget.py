@@ -160,3 +160,27 @@ def test_a_keras_hub_budget_heads_and_units_cannot_reach_takes_the_width_too():
     assert report.chosen.cost <= report.target
     assert small.get_config()["hidden_dim"] < 64
     assert type(small) is keras_hub.models.BertBackbone
+
+
+def test_a_keras_hub_task_with_data_searches_a_grid_and_keeps_the_least_changed():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    bert = keras_hub.models.BertBackbone(vocabulary_size=500, num_layers=2, num_heads=4,
+                                         hidden_dim=64, intermediate_dim=256,
+                                         max_sequence_length=16)
+    task = keras_hub.models.BertTextClassifier(backbone=bert, num_classes=3,
+                                               preprocessor=None)
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 500, (32, 16)),
+         "segment_ids": np.zeros((32, 16), "int32"), "padding_mask": np.ones((32, 16), "int32")}
+    small, report = prune_to_budget(task, params=0.6, data=x, steps=4, round_to=4, verbose=0)
+    assert type(small) is keras_hub.models.BertTextClassifier
+    assert report.method == "grid" and report.chosen.cost <= report.target
+    directions = {(c.ratio.heads > 0, c.ratio.units > 0, c.ratio.hidden > 0)
+                  for c in report.candidates}
+    assert {(False, True, False), (True, True, True)} <= directions  # units; all three
+    # BERT's heads go only with the width: that direction is named, not silently dropped
+    assert any("'heads' not tried" in note for note in report.notes)
+    close = [c for c in report.candidates if c.meets and c.cost >= 0.9 * report.target]
+    assert report.chosen.output_error == min(c.output_error for c in close)
+    assert small.count_params() == report.chosen.params
