@@ -1,18 +1,26 @@
-"""prune_to_budget on a keras_hub Task: the grid (data) against one uniform share (no data).
+"""prune_to_budget on keras_hub Tasks: the grid (data) against one uniform share (no data).
 
-A BertTextClassifier (2 blocks, hidden 128, 4 heads, feed-forward 512, sequences of 32)
-is trained on a generated bag-of-words task: three groups of tokens, and each sequence
-draws 8% of its tokens from its class's group (a noisy task: the dense model is
-far from perfect, so what pruning removes shows). From the same trained weights it is
-pruned to 0.6 of its measured LiteRT latency (1 thread) twice:
+Two trained Tasks, each pruned from the same trained weights to 0.6 of its measured
+LiteRT latency (1 thread):
+
+- `gemma`: a GemmaCausalLM (2 blocks, hidden 128, 4 query / 2 key-value heads of width
+  32, feed-forward 512) trained on a copy task: 16 random tokens of 64, then the same 16
+  again. The second half is only predictable by attending back (induction heads), so
+  heads matter; the loss floor is half the sequence at log(64).
+- `bert`: a BertTextClassifier (2 blocks, hidden 128, 4 heads, feed-forward 512) on a
+  noisy bag-of-words task (each sequence draws an extra 8% of its tokens from its
+  class's group of 30).
+
+Variants:
   (a) uniform: every block loses one share of heads and units, found by bisection;
   (b) grid: each direction (units; heads; heads and units; heads, units and the
-      residual width) scaled until it meets the budget, and the candidate near the budget
+      residual width) scaled until it meets the budget; the candidate near the budget
       whose outputs on 256 calibration samples moved least is kept (as Minitron does).
-Each result is timed again beside the dense model in a fresh run (alternating rounds),
-and its test accuracy is read before and after the same fine-tuning (1 epoch, 3 seeds).
+Each result is timed again beside the dense model in a fresh run (alternating rounds);
+its test loss and accuracy are read before and after the same fine-tuning (1 epoch,
+3 seeds).
 
-    python benchmarks/budget_grid.py [--seeds 3] [--budget 0.6]
+    python benchmarks/budget_grid.py [--family gemma,bert] [--seeds 3] [--budget 0.6]
 
 Writes benchmarks/results/budget_grid.md (and .json). Never part of `make test`.
 """
@@ -37,10 +45,10 @@ from keras_prune.structured.candidates import describe_ratio  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 VOCAB, LENGTH, CLASSES, MARKED = 300, 32, 3, 0.08
-SHAPES = {name: (LENGTH,) for name in ("token_ids", "segment_ids", "padding_mask")}
+LM_VOCAB = 64
 
 
-def dataset(n, seed):
+def bag_of_words(n, seed):
     """Sequences whose class is the group (tokens 10-39, 40-69, 70-99) an extra 8% of
     them come from; the other tokens are uniform over the vocabulary."""
     rng = np.random.default_rng(seed)
@@ -55,13 +63,34 @@ def dataset(n, seed):
     return x, labels.astype("int32")
 
 
-def classifier():
+def copy_task(n, seed):
+    """16 random tokens, then the same 16 again; targets are the next tokens."""
+    half = np.random.default_rng(seed).integers(0, LM_VOCAB, (n, LENGTH // 2 + 1))
+    tokens = np.concatenate([half, half[:, :LENGTH // 2]], axis=1).astype("int32")
+    x = {"token_ids": tokens[:, :-1], "padding_mask": np.ones((n, LENGTH), "int32")}
+    return x, tokens[:, 1:]
+
+
+def bert():
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=VOCAB, num_layers=2, num_heads=4, hidden_dim=128,
         intermediate_dim=512, max_sequence_length=LENGTH)
     return keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=CLASSES,
                                                preprocessor=None, dropout=0.0)
+
+
+def gemma():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=LM_VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=128, intermediate_dim=512, head_dim=32)
+    return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+
+
+# family -> (model, data, input names, training epochs)
+FAMILIES = {"gemma": (gemma, copy_task, ("token_ids", "padding_mask"), 8),
+            "bert": (bert, bag_of_words, ("token_ids", "segment_ids", "padding_mask"), 4)}
 
 
 def compiled(model, rate):
@@ -77,63 +106,80 @@ def copy_of(model):
     return again
 
 
-def fresh_ratio(dense, small):
+def fresh_ratio(dense, small, shapes):
     files = [tflite.convert(m, None, verify=False, sparse=False, verbose=0,
-                            input_shapes=SHAPES).content for m in (dense, small)]
+                            input_shapes=shapes).content for m in (dense, small)]
     dense_us, small_us = tflite.compare_latency(files, num_threads=1, rounds=9, runs=30)
     return small_us / dense_us
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=0.6)
-    parser.add_argument("--epochs", type=int, default=4)
-    args = parser.parse_args(argv)
-    x_train, y_train = dataset(4000, seed=0)
-    x_test, y_test = dataset(1000, seed=1)
+def run(family, budget, seeds):
+    make, data, names, epochs = FAMILIES[family]
+    shapes = {name: (LENGTH,) for name in names}
+    x_train, y_train = data(4000, seed=0)
+    x_test, y_test = data(1000, seed=1)
     calibration = {k: v[:256] for k, v in x_train.items()}
-    dense = compiled(classifier(), 1e-3)
-    dense.fit(x_train, y_train, epochs=args.epochs, batch_size=64, verbose=0)
-    dense_accuracy = dense.evaluate(x_test, y_test, verbose=0)[1]
-    print(f"dense accuracy {dense_accuracy:.4f}", flush=True)
+    dense = compiled(make(), 1e-3)
+    dense.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
+    dense_loss, dense_accuracy = dense.evaluate(x_test, y_test, verbose=0)[:2]
+    print(f"{family}: dense loss {dense_loss:.4f}, accuracy {dense_accuracy:.4f}", flush=True)
     rows = []
-    for label, data in (("uniform (no data)", None), ("grid (calibration data)", calibration)):
+    for label, calibrate in (("uniform (no data)", None), ("grid (calibration data)",
+                                                          calibration)):
         start = time.perf_counter()
-        small, report = structured.prune_to_budget(dense, latency=args.budget, data=data,
-                                                   input_shapes=SHAPES, verbose=0)
+        small, report = structured.prune_to_budget(dense, latency=budget, data=calibrate,
+                                                   input_shapes=shapes, verbose=0)
         seconds = time.perf_counter() - start
-        before = compiled(copy_of(small), 1e-4).evaluate(x_test, y_test, verbose=0)[1]
-        after = []
-        for seed in range(args.seeds):
+        loss_before, accuracy_before = compiled(copy_of(small), 1e-4).evaluate(
+            x_test, y_test, verbose=0)[:2]
+        losses, accuracies = [], []
+        for seed in range(seeds):
             keras.utils.set_random_seed(seed)
             model = compiled(copy_of(small), 3e-4)
             model.fit(x_train, y_train, epochs=1, batch_size=64, verbose=0)
-            after.append(model.evaluate(x_test, y_test, verbose=0)[1])
-        rows.append(dict(variant=label, chosen=describe_ratio(report.chosen.ratio),
-                         method=report.method, predicted=report.ratio,
-                         measured=fresh_ratio(dense, small),
+            loss, accuracy = model.evaluate(x_test, y_test, verbose=0)[:2]
+            losses.append(loss)
+            accuracies.append(accuracy)
+        rows.append(dict(family=family, variant=label,
+                         chosen=describe_ratio(report.chosen.ratio), method=report.method,
+                         predicted=report.ratio, measured=fresh_ratio(dense, small, shapes),
                          params_ratio=small.count_params() / dense.count_params(),
-                         accuracy_before=before, accuracy_mean=float(np.mean(after)),
-                         accuracy_min=float(np.min(after)), accuracy_max=float(np.max(after)),
+                         loss_before=loss_before, accuracy_before=accuracy_before,
+                         loss_mean=float(np.mean(losses)), loss_max=float(np.max(losses)),
+                         accuracy_mean=float(np.mean(accuracies)),
+                         accuracy_min=float(np.min(accuracies)),
                          candidates=len(report.candidates), search_s=seconds,
+                         dense_loss=dense_loss, dense_accuracy=dense_accuracy,
                          notes=report.notes))
         print(json.dumps(rows[-1]), flush=True)
-    lines = ["# prune_to_budget on a keras_hub BertTextClassifier: grid vs uniform", "",
-             f"Dense test accuracy {dense_accuracy:.4f}; budget {args.budget} of the dense "
-             f"LiteRT latency (1 thread); fine-tuning 1 epoch, {args.seeds} seeds.", "",
-             "| variant | chosen | latency (fresh run) | search's prediction | params | "
-             "accuracy before fine-tuning | after: mean | min | max | candidates | search s |",
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", default="gemma,bert")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=0.6)
+    args = parser.parse_args(argv)
+    rows = [row for family in args.family.split(",") for row in run(family, args.budget,
+                                                                     args.seeds)]
+    lines = ["# prune_to_budget on keras_hub Tasks: grid vs uniform", "",
+             f"Budget {args.budget} of the dense LiteRT latency (1 thread); test loss and "
+             f"accuracy before fine-tuning, and after 1 epoch for {args.seeds} seeds "
+             "(mean; worst).", "",
+             "| task | variant | chosen | latency (fresh run) | predicted | params | "
+             "loss / accuracy before fine-tuning | loss after (mean; max) | "
+             "accuracy after (mean; min) | candidates | search s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['chosen']} | {r['measured']:.3f} | "
-                     f"{r['predicted']:.3f} | {r['params_ratio']:.3f} | "
-                     f"{r['accuracy_before']:.4f} | {r['accuracy_mean']:.4f} | "
-                     f"{r['accuracy_min']:.4f} | {r['accuracy_max']:.4f} | "
-                     f"{r['candidates']} | {r['search_s']:.0f} |")
+        lines.append(
+            f"| {r['family']} (dense {r['dense_loss']:.3f} / {r['dense_accuracy']:.3f}) | "
+            f"{r['variant']} | {r['chosen']} | {r['measured']:.3f} | {r['predicted']:.3f} | "
+            f"{r['params_ratio']:.3f} | {r['loss_before']:.3f} / {r['accuracy_before']:.3f} | "
+            f"{r['loss_mean']:.3f}; {r['loss_max']:.3f} | {r['accuracy_mean']:.4f}; "
+            f"{r['accuracy_min']:.4f} | {r['candidates']} | {r['search_s']:.0f} |")
     os.makedirs(RESULTS, exist_ok=True)
-    write_json(dict(dense_accuracy=dense_accuracy, rows=rows),
-               os.path.join(RESULTS, "budget_grid.json"))
+    write_json(rows, os.path.join(RESULTS, "budget_grid.json"))
     write_text("\n".join(lines) + "\n", os.path.join(RESULTS, "budget_grid.md"))
     print("\n".join(lines))
     return 0
