@@ -3,8 +3,8 @@
 Two trained Tasks, each pruned from the same trained weights to 0.6 of its measured
 LiteRT latency (1 thread):
 
-- `gemma`: a GemmaCausalLM (2 blocks, hidden 128, 4 query / 2 key-value heads of width
-  32, feed-forward 512) trained on a copy task: 16 random tokens of 64, then the same 16
+- `gemma`: a GemmaCausalLM (2 blocks, hidden 256, 4 query / 2 key-value heads of width
+  64, feed-forward 2048) trained on a copy task: 16 random tokens of 64, then the same 16
   again. The second half is only predictable by attending back (induction heads), so
   heads matter; the loss floor is half the sequence at log(64).
 - `bert`: a BertTextClassifier (2 blocks, hidden 128, 4 heads, feed-forward 512) on a
@@ -84,7 +84,7 @@ def gemma():
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.GemmaBackbone(
         vocabulary_size=LM_VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2,
-        hidden_dim=128, intermediate_dim=512, head_dim=32)
+        hidden_dim=256, intermediate_dim=2048, head_dim=64)
     return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
 
 

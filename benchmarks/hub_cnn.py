@@ -2,7 +2,7 @@
 
 Each backbone is built from a config with ImageNet-like stages (random weights, 128x128
 inputs): ResNet-50's layout (bottleneck blocks 3-4-6-3, 64-512 filters), VGG-16's,
-DenseNet-121's, EfficientNet-B0's first four stages, and the MobileNetV3-like example
+DenseNet-121's, EfficientNet-B0's first four stages, CSPDarkNet-53's, and the MobileNetV3-like example
 of keras_hub's MobileNetBackbone docstring.
 `prune_structured(model, 0.5)` gives the same class from a smaller config; the dense
 and the pruned model are converted to float LiteRT and timed in alternating rounds
@@ -50,6 +50,12 @@ BACKBONES = {
         stackwise_squeeze_and_excite_ratios=[0.25] * 4, stackwise_block_types=["v1"] * 4,
         stackwise_force_input_filters=[0] * 4, stackwise_nores_option=[False] * 4,
         width_coefficient=1.0, depth_coefficient=1.0, input_shape=IMAGE),
+    "CSPNet": lambda: M.CSPNetBackbone(  # CSPDarkNet-53's stages
+        stem_filters=32, stem_kernel_size=3, stem_strides=1, stackwise_strides=2,
+        stackwise_depth=[1, 2, 8, 8, 4], stackwise_num_filters=[64, 128, 256, 512, 1024],
+        down_growth=True, bottle_ratio=(0.5,) + (1.0,) * 4, block_ratio=(1.0,) + (0.5,) * 4,
+        expand_ratio=(2.0,) + (1.0,) * 4, block_type="dark_block", stage_type="csp",
+        stem_padding="same", image_shape=IMAGE),
     "MobileNet": lambda: M.MobileNetBackbone(  # keras_hub's own MobileNetV3-like example
         stackwise_expansion=[[40, 56], [64, 144, 144], [72, 72], [144, 288, 288]],
         stackwise_num_blocks=[2, 3, 2, 3],

@@ -71,12 +71,7 @@ def _extra(M):
 
     image = test_hub_stages.IMAGE
     return {
-        "CSPNetBackbone": lambda: M.CSPNetBackbone(
-            stem_filters=16, stem_kernel_size=3, stem_strides=1, stackwise_strides=2,
-            stackwise_depth=[1, 1], stackwise_num_filters=[16, 32], image_shape=image,
-            down_growth=True, bottle_ratio=(0.5, 1.0), block_ratio=(1.0, 0.5),
-            expand_ratio=(2.0, 1.0), block_type="dark_block", stage_type="csp",
-            stem_padding="same"),
+        "CSPNetBackbone": test_hub_stages.CSPNET,
         "MobileNetBackbone": test_hub_stages.MOBILENET,
         "HGNetV2Backbone": lambda: M.HGNetV2Backbone(
             embedding_size=32, stem_channels=[3, 16, 32], hidden_act="relu",

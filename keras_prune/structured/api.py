@@ -113,15 +113,20 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
         with progress.stage("probe the config's widths"):
             pruner = StagePruner(model, ratio, importance, data=data, round_to=round_to)
         with progress.stage("prune and rebuild"):
+            by_entries = importance == "l1" and data is None  # weights alone rank them
             try:
                 smaller, report = pruner.apply()
             except NotImplementedError as error:  # custom blocks the graph cannot see into
-                if importance != "l1" or data is not None:
+                if not by_entries:
                     raise
                 try:  # the config's widths alone, checked against the zeroed original
                     smaller, report = EntryPruner(model, ratio, round_to=round_to).apply()
                 except NotImplementedError:
                     raise error from None
+            else:
+                if by_entries and pruner.unreachable:  # some entries kept: try them alone
+                    smaller, report = _smaller_by_entries(model, ratio, round_to,
+                                                          smaller, report)
         progress.done(f"{report.params_ratio:.2f}x params")
         return smaller, report
     try:
@@ -151,6 +156,22 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
             + ". Prune it unstructured (prune_low_magnitude) or one-shot (prune_one_shot).")
     progress.done(f"{report.params_ratio:.2f}x params")
     return smaller, report
+
+
+def _smaller_by_entries(model, ratio, round_to, smaller, report):
+    """The entry pruner's result where it is smaller than the graph's (CSPNet: its
+    split stages tie channels the graph cannot see), else the graph's."""
+    try:
+        by_entries, entries_report = EntryPruner(model, ratio, round_to=round_to).apply()
+    except NotImplementedError:
+        return smaller, report
+    if by_entries.count_params() >= smaller.count_params():
+        return smaller, report
+    entries_report.notes.append(
+        f"the dependency graph reached {report.params_ratio:.2f}x (entries whose channels "
+        "enter custom layers kept); the config's entries pruned on their own, checked "
+        "against the zeroed original, reach further")
+    return by_entries, entries_report
 
 
 def _prune_towers(model, importance, data, round_to, verbose, progress, heads, units, hidden,

@@ -41,6 +41,14 @@ MOBILENET = lambda: M.MobileNetBackbone(  # noqa: E731
     depthwise_residual=False, last_layer_filter=32, input_num_filters=16,
     image_shape=IMAGE)
 
+# Its stages split an expanded width in halves that later meet a block's output again
+CSPNET = lambda: M.CSPNetBackbone(  # noqa: E731
+    stem_filters=16, stem_kernel_size=3, stem_strides=1, stackwise_strides=2,
+    stackwise_depth=[1, 1], stackwise_num_filters=[16, 32], image_shape=IMAGE,
+    down_growth=True, bottle_ratio=(0.5, 1.0), block_ratio=(1.0, 0.5),
+    expand_ratio=(2.0, 1.0), block_type="dark_block", stage_type="csp",
+    stem_padding="same")
+
 
 def _images(n=2):
     return np.random.default_rng(0).random((n,) + IMAGE).astype("float32")
@@ -159,4 +167,16 @@ def test_a_task_backbone_on_an_image_encoder_prunes_what_its_graph_can_follow(tm
                "cannot see into" in note for note in report.notes), report.notes
     encoder = smaller.get_config()["image_encoder"]["config"]
     assert encoder["stackwise_num_filters"] == [64, 64, 32]  # [0] must be 64, [1] feeds P3
+    _reloads_equal(smaller, _images(), tmp_path)
+
+
+def test_split_stages_the_graph_cannot_see_into_shrink_by_their_entries(tmp_path):
+    # the graph reaches only CSPNet's stem (0.91x); each split half keeps the channels
+    # of the block outputs it is added to, so the stage widths shrink too
+    cspnet = CSPNET()
+    smaller, report = structured.prune_structured(cspnet, 0.5, verbose=0)
+    assert type(smaller) is M.CSPNetBackbone
+    assert smaller.count_params() < 0.4 * cspnet.count_params()
+    assert any("stackwise_num_filters[1] 32 -> 16" in note for note in report.notes)
+    assert any("reach further" in note for note in report.notes)
     _reloads_equal(smaller, _images(), tmp_path)

@@ -3,6 +3,8 @@ config, in (nested) per-stage lists and in sub-models' configs, except fields wh
 name says they are something else (strides, kernel sizes, repeats, ...)."""
 
 import dataclasses
+import fractions
+import math
 
 import keras
 import numpy as np
@@ -162,13 +164,7 @@ class EntryPruner:
         if not plan:
             raise NotImplementedError(f"No config entry of {hub.name} sets a width that "
                                       f"ratio {self.ratio} can reduce.")
-        keep = {}
-        for index, labelled in labels.axes.items():
-            for kind in labelled.values():
-                if (kind, None) not in keep:
-                    keep[(kind, None)] = np.sort(np.argsort(
-                        -scores.weight_scores(hub, labels, kind, None),
-                        kind="stable")[:self.counts[kind]])
+        keep = self._choose(labels)
         changes = {}
         for entry, kept in plan.items():
             changes.update(entry.changed({**hub.config, **changes}, kept))
@@ -187,6 +183,35 @@ class EntryPruner:
             params_after=smaller.count_params(), flops_before=None, flops_after=None,
             frozen=[], notes=[f"{type(hub.backbone).__name__} config: " + ", ".join(
                 f"{e.label} {e.value} -> {k}" for e, k in plan.items())] + self.notes)
+
+    def _choose(self, labels):
+        """{(kind, None): kept indices}. The axes one entry moves by the same fraction
+        share one choice: it is made within the largest unit that divides all their
+        sizes and repeated in every unit. A split axis (CSPNet's stages: an expanded
+        width cut in halves, each later added to a block's output of half the size) then
+        keeps in each part the channels the axes it meets keep."""
+        groups = {}
+        for kind in labels.sizes:
+            fraction = fractions.Fraction(self.counts[kind], kind[1])
+            groups.setdefault((kind[0], fraction), []).append(kind)
+        keep = {}
+        for (_, fraction), kinds in groups.items():
+            unit = math.gcd(*(size for _, size in kinds))
+            if (unit * fraction).denominator != 1:
+                unit = None  # no unit keeps a whole number: each axis chooses alone
+            for kind in kinds if unit is None else []:
+                keep[(kind, None)] = np.sort(np.argsort(
+                    -scores.weight_scores(self.hub, labels, kind, None),
+                    kind="stable")[:self.counts[kind]])
+            if unit is None:
+                continue
+            total = sum(scores.weight_scores(self.hub, labels, kind, None).reshape(
+                -1, unit).sum(axis=0) for kind in kinds)
+            chosen = np.sort(np.argsort(-total, kind="stable")[:int(unit * fraction)])
+            for kind in kinds:
+                keep[(kind, None)] = np.concatenate(
+                    [start + chosen for start in range(0, kind[1], unit)])
+        return keep
 
     def _kept_value(self, entry):  # as the graph path rounds its widths
         keep = entry.value - int(entry.value * self.ratio + 1e-9)
@@ -220,6 +245,9 @@ class EntryPruner:
                  if before != after]
         if not moved:
             return
+        if any(len(old[i].shape) >= 4 and axis < len(old[i].shape) - 2
+               for i, axis, _, _ in moved):
+            return  # a convolution's kernel size (HGNetV2 lists it among the widths)
         # The family may round the new width (to a multiple of 8); every axis of one old
         # size must move to one new, smaller size.
         sizes = {}

@@ -88,6 +88,11 @@ class StagePruner:
         keep = entry.value - int(entry.value * self.ratio + 1e-9)
         return rounded_width(keep, entry.value, self.round_to)
 
+    @property
+    def unreachable(self):
+        """Whether some entry kept its value because the graph cannot see its channels."""
+        return any("cannot see into" in (e.fixed or "") for e in self.entries)
+
     def apply(self):
         """Returns (the smaller model of the same class, StructuredReport).
 
@@ -114,7 +119,7 @@ class StagePruner:
         for entry, kept in plan.items():
             changes.update(entry.changed({**self.hub.config, **changes}, kept))
         if not changes:
-            unreachable = any("cannot see into" in (e.fixed or "") for e in self.entries)
+            unreachable = self.unreachable
             raise (NotImplementedError if unreachable else ValueError)(
                 f"No width of {self.hub.name} can change through its config at ratio "
                 f"{self.ratio}: " + ("; ".join(notes) or "its config holds no widths") + "."
