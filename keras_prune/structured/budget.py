@@ -6,13 +6,17 @@ FLOPs) or measured in LiteRT beside the dense model (latency, alternating rounds
 this machine, or a `device` callable for another one). FLOPs never stand in for latency.
 
 Without data every group loses the same share of channels, and the share is found by
-bisection. A keras_hub model with data is searched over a grid of directions (units,
-heads, both, both with the residual width), each scaled to the budget, and the candidate
-whose outputs on the data moved least is kept (Minitron's search by calibration loss). With data the widths differ per group (FastNAS-style): each group is pruned
+bisection. With data the widths differ per group (FastNAS-style): each group is pruned
 alone to a few shares and the change of the model's outputs on the data is recorded
 (a sensitivity map); for a tolerated change `t`, every group takes the largest share
 whose change stays below `t`, and `t` is found by bisection under the budget. Groups
-the model barely needs then give up more channels than sensitive ones.
+the model barely needs then give up more channels than sensitive ones. Where a step of
+widths leaves the result far below the budget (under 0.9 of it), groups take back
+channels one at a time, each candidate measured, until the next would miss.
+
+A keras_hub model with data is searched over a grid of directions (units, heads, both,
+both with the residual width), each scaled to the budget, and the candidate whose
+outputs on the data moved least is kept (Minitron's search by calibration loss).
 """
 
 import dataclasses
@@ -317,6 +321,8 @@ class _Search:
                     return
             else:
                 low = middle
+        if direction is None and not is_hub_model(self.model):
+            self.refine(high, low, steps)
 
     def grid(self, steps):
         """Minitron-style: each direction (units; heads; both; both with the residual
@@ -337,11 +343,7 @@ class _Search:
                 self.notes.append(f"grid: '{name}' not tried: {str(error)[:160]}")
 
     def sensitivity(self):
-        pruner = StructuredPruner(self.model, 0.5, round_to=self.round_to)
-        for group in pruner.graph.groups:
-            if group.frozen or not group.sources:
-                continue
-            name = group.sources[0].name
+        for name in self._groups():
             errors = []
             for share in SHARES:
                 small, _ = self.build({name: share})
@@ -368,10 +370,50 @@ class _Search:
             if high - low <= 1:
                 break
             middle = (low + high) // 2
-            if self.try_ratio(self.shares_for(tolerances[middle])).meets:
+            candidate = self.try_ratio(self.shares_for(tolerances[middle]))
+            if candidate.meets:
                 high = middle
             else:
                 low = middle
+        self.refine(self.shares_for(tolerances[high]),
+                    self.shares_for(tolerances[low]) if low >= 0 else {}, steps)
+
+    def refine(self, cheaper, dearer, steps):
+        """Fills the gap a step of widths leaves below the budget (NetAdapt's small
+        steps, each measured): between `cheaper` (meets the budget, far below it) and
+        `dearer` (misses it), groups take `dearer`'s share one at a time, and bisection
+        over how many finds the most that still meet the budget. Groups the data shows
+        most sensitive get their channels back first; without data, the smallest (the
+        finest steps)."""
+        best = self.best()
+        if best is None or best.cost >= 0.9 * self.target:
+            return
+        groups = self._groups()
+        cheaper, dearer = (ratio if isinstance(ratio, dict) else dict.fromkeys(groups, ratio)
+                           for ratio in (cheaper, dearer))
+        moving = sorted((name for name in groups
+                         if cheaper.get(name, 0.0) != dearer.get(name, 0.0)),
+                        key=lambda name: -max((e for _, e in self._sensitivity.get(name, [])),
+                                              default=-groups[name]))
+        low, high = 0, len(moving)  # low meets, high misses
+        for _ in range(steps):
+            if high - low <= 1:
+                return
+            middle = (low + high) // 2
+            candidate = self.try_ratio(
+                {**cheaper, **{name: dearer.get(name, 0.0) for name in moving[:middle]}})
+            if not candidate.meets:
+                high = middle
+                continue
+            low = middle
+            if candidate.cost >= 0.9 * self.target:
+                return
+
+    def _groups(self):
+        """{source layer name: channel count} of the groups that can lose channels."""
+        pruner = StructuredPruner(self.model, 0.5, round_to=self.round_to)
+        return {group.sources[0].name: group.size for group in pruner.graph.groups
+                if not group.frozen and group.sources}
 
 
 def _outputs(model, found):

@@ -184,3 +184,18 @@ def test_a_keras_hub_task_with_data_searches_a_grid_and_keeps_the_least_changed(
     close = [c for c in report.candidates if c.meets and c.cost >= 0.9 * report.target]
     assert report.chosen.output_error == min(c.output_error for c in close)
     assert small.count_params() == report.chosen.params
+
+
+def test_a_gap_the_uniform_steps_leave_below_the_budget_is_filled_group_by_group():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16,))
+    x = inputs
+    for index, width in enumerate([64, 48, 32, 24]):
+        x = keras.layers.Dense(width, activation="relu", name=f"dense_{index}")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="out")(x))
+    small, report = prune_to_budget(model, params=0.55, steps=3, round_to=8, verbose=0)
+    uniform = [c for c in report.candidates if not isinstance(c.ratio, dict) and c.meets]
+    assert max(c.cost for c in uniform) < 0.9 * report.target  # one share could not get close
+    assert isinstance(report.chosen.ratio, dict)  # some groups kept more channels
+    assert 0.9 * report.target <= report.chosen.cost <= report.target
+    assert small.count_params() == report.chosen.params
