@@ -183,13 +183,8 @@ def _prune_towers(model, importance, data, round_to, verbose, progress, heads, u
             "by their weights only: pass importance='l1' and no `data` or `reconstruct`. "
             f"Received: importance={importance!r}, data={'given' if data is not None else None}"
             f", reconstruct={'given' if reconstruct is not None else None}.")
-    if hidden:
-        raise ValueError(
-            f"Argument `hidden` would narrow what {name}'s towers hand to the layers around "
-            f"them, which keras_prune does not follow yet. Received: hidden={hidden!r}. Pass "
-            "heads and units (a number, or a dict by tower).")
     with progress.stage("score every tower's heads and units"):
-        pruner = TowerPruner(model, heads=heads, units=units,
+        pruner = TowerPruner(model, heads=heads, units=units, hidden=hidden or 0.0,
                              experts=0.0 if experts is None else experts, round_to=round_to)
     if not pruner.pruners:
         raise NotImplementedError(

@@ -255,10 +255,35 @@ def test_towers_take_their_own_fractions_and_refuse_what_they_cannot_follow():
                                                                  "text_encoder"}
     with pytest.raises(ValueError, match=r"`units` names \['image'\].*Towers: "):
         structured.prune_structured(model, units={"image": 0.5}, verbose=0)
-    with pytest.raises(ValueError, match="`hidden` would narrow"):
-        structured.prune_structured(model, 0.5, hidden=0.5, verbose=0)
     with pytest.raises(ValueError, match="towers .* importance='l1' and no `data`"):
         structured.prune_structured(model, 0.5, data=_tower_sample(model), verbose=0)
+
+
+def test_a_towers_residual_width_narrows_with_the_projection_that_reads_it(tmp_path):
+    from keras_prune.structured.hub.towers import TowerPruner
+
+    model = TOWERS["CLIP"]()
+    pruner = TowerPruner(model, heads=0.0, units=0.0, hidden={"vision_encoder": 0.5})
+    smaller, _ = pruner.apply()
+    assert type(smaller) is M.CLIPBackbone
+    config = smaller.get_config()
+    assert config["vision_encoder"]["config"]["hidden_dim"] == 8
+    assert config["text_encoder"]["config"]["hidden_dim"] == 16
+    kept = pruner.pruners["vision_encoder"].keep[("hidden", None)]
+    np.testing.assert_array_equal(  # the pooled features' surviving channels, read as before
+        keras.ops.convert_to_numpy(smaller.vision_projection.kernel),
+        keras.ops.convert_to_numpy(model.vision_projection.kernel)[kept])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(smaller.text_projection.kernel),
+                                  keras.ops.convert_to_numpy(model.text_projection.kernel))
+    x = _tower_sample(model)
+    path = str(tmp_path / "clip.keras")
+    smaller.save(path)
+    np.testing.assert_allclose(_first(keras.saving.load_model(path)(x)), _first(smaller(x)),
+                               rtol=1e-5, atol=1e-6)
+    # SigLIP's head ties the vision width to the text projection: refused in words
+    with pytest.raises(NotImplementedError, match="SigLIPBackbone does not run with a narrower "
+                                                  "residual width in vision_encoder.*hidden=0"):
+        structured.prune_structured(TOWERS["SigLIP"](), 0.5, hidden=0.5, verbose=0)
 
 
 def test_the_residual_width_narrows_an_equal_embedding_width_with_it(tmp_path):

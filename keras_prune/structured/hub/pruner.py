@@ -113,6 +113,9 @@ class TransformerPruner:
                                   f"stage (`{listed}`), which keras_prune does not prune yet")
             elif hub.heads is None:
                 self.notes.append(f"heads kept: {hub.name}'s config has no head count")
+            elif hub.head_dim is None:
+                self.notes.append(f"heads kept: {hub.name}'s config has no `{HIDDEN_FIELD}` "
+                                  "to derive each head's width from")
             elif not hub.head_dim_is_free and not math.isclose(self.heads, self.hidden):
                 self.notes.append(
                     f"heads kept: {type(hub.backbone).__name__} derives each head's width from "
@@ -134,7 +137,9 @@ class TransformerPruner:
                                   f"(no `{EXPERTS_FIELD}` above 1 in its config)")
             elif self._kept(total, self.experts) < total:
                 targets[axes.EXPERTS] = self._kept(total, self.experts)
-        if self.hidden and not self._joint:
+        if self.hidden and not self._joint and HIDDEN_FIELD not in config:
+            self.notes.append(f"hidden kept: {hub.name}'s config has no `{HIDDEN_FIELD}`")
+        elif self.hidden and not self._joint:
             multiple = 1 if hub.head_dim_is_free or not hub.heads else hub.num_heads
             kept = self._kept(config[HIDDEN_FIELD], self.hidden, multiple)
             if kept < config[HIDDEN_FIELD]:
