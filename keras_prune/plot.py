@@ -221,7 +221,7 @@ def budget(report, ax=None):
     ax.axvline(report.target / report.dense_cost, color="tab:red", linestyle="--",
                linewidth=1, label="budget")
     ax.set(xlabel=f"{report.kind} (x dense model)",
-           ylabel="output change on the data" if with_error else "parameters",
+           ylabel="calibration loss (output change, or next-token loss)" if with_error else "parameters",
            title=f"prune_to_budget: {len(xs)} candidates, {report.kind} measured")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)

@@ -15,8 +15,9 @@ widths leaves the result far below the budget (under 0.9 of it), groups take bac
 channels one at a time, each candidate measured, until the next would miss.
 
 A keras_hub model with data is searched over a grid of directions (units, heads, both,
-both with the residual width), each scaled to the budget, and the candidate whose
-outputs on the data moved least is kept (Minitron's search by calibration loss).
+both with the residual width), each scaled to the budget, and the candidate with the
+least calibration loss is kept, as Minitron does: a CausalLM's next-token loss on the
+data, or for other models how far their outputs moved.
 """
 
 import dataclasses
@@ -272,8 +273,9 @@ class _Search:
         if widths in self._seen:  # another ratio that rounds to the same widths
             return self._seen[widths]
         cost = self.meter.cost(small)
-        error = None if self.found is None else _error(self._reference,
-                                                       _outputs(small, self.found))
+        error = None if self.found is None else (
+            _next_token_loss(small, self.found) if _is_causal_lm(small)
+            else _error(self._reference, _outputs(small, self.found)))
         candidate = Candidate(ratio, cost, small.count_params(), count_flops(small)
                               if not is_hub_model(small) else None, error, cost <= self.target)
         self.candidates.append(candidate)
@@ -420,6 +422,28 @@ def _outputs(model, found):
     outputs = [keras.tree.flatten(model(batch, training=False)) for batch in found.batches(64)]
     return [np.concatenate([np.asarray(keras.ops.convert_to_numpy(o[i]), np.float64)
                             for o in outputs]) for i in range(len(outputs[0]))]
+
+
+def _is_causal_lm(model):
+    """A keras_hub CausalLM: its calibration loss is the next token's cross-entropy."""
+    return is_task(model) and type(model).__name__.endswith("CausalLM")
+
+
+def _next_token_loss(model, found):
+    """Mean cross-entropy of each next token of the calibration `token_ids` (padding
+    left out): Minitron's calibration loss, which needs no labels."""
+    total, count = 0.0, 0
+    for batch in found.batches(64):
+        logits = np.asarray(keras.ops.convert_to_numpy(model(batch, training=False)),
+                            np.float64)[:, :-1]
+        tokens = np.asarray(batch["token_ids"])[:, 1:]
+        mask = np.asarray(batch.get("padding_mask", np.ones_like(batch["token_ids"])))[:, 1:]
+        logits = logits - logits.max(axis=-1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        picked = np.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
+        total -= float((picked * mask).sum())
+        count += int(mask.sum())
+    return total / max(count, 1)
 
 
 def _error(reference, outputs):

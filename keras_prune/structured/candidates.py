@@ -30,7 +30,8 @@ class Candidate:
     cost: float  # in the budget's units: microseconds, parameters or FLOPs
     params: int
     flops: int | None
-    output_error: float | None = None  # relative squared change of the outputs on `data`
+    # on `data`: a CausalLM's next-token loss, else the outputs' relative squared change
+    output_error: float | None = None
     meets: bool = False
     confirmed: bool = False  # measured a second time (latency)
 
@@ -72,7 +73,7 @@ class BudgetReport:
                  "-" if c.output_error is None else f"{c.output_error:.4f}",
                  ("chosen" if c is self.chosen else "yes") if c.meets else "no")
                 for c in self.candidates]
-        lines += table(("candidate", unit, "x dense", "output error", "meets"), rows,
+        lines += table(("candidate", unit, "x dense", "calibration loss", "meets"), rows,
                        right=(1, 2, 3))
         lines.append(str(self.structured))
         lines += [f"note: {note}" for note in self.notes]

@@ -199,3 +199,24 @@ def test_a_gap_the_uniform_steps_leave_below_the_budget_is_filled_group_by_group
     assert isinstance(report.chosen.ratio, dict)  # some groups kept more channels
     assert 0.9 * report.target <= report.chosen.cost <= report.target
     assert small.count_params() == report.chosen.params
+
+
+def test_a_causal_lm_grid_is_scored_by_its_next_token_loss_on_the_data():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=32, intermediate_dim=128, head_dim=8)
+    lm = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 50, (16, 12)).astype("int32"),
+         "padding_mask": np.ones((16, 12), "int32")}
+    small, report = prune_to_budget(lm, params=0.8, data=x, steps=3, round_to=2, verbose=0)
+    assert type(small) is keras_hub.models.GemmaCausalLM and report.method == "grid"
+    logits = keras.ops.convert_to_numpy(small(x)).astype("float64")[:, :-1]
+    logits -= logits.max(axis=-1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    expected = -np.take_along_axis(log_probs, x["token_ids"][:, 1:, None], -1).mean()
+    np.testing.assert_allclose(report.chosen.output_error, expected, rtol=1e-4)
+    close = [c for c in report.candidates if c.meets and c.cost >= 0.9 * report.target]
+    assert report.chosen.output_error == min(c.output_error for c in close)
