@@ -161,8 +161,14 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=float, default=0.6)
     args = parser.parse_args(argv)
-    rows = [row for family in args.family.split(",") for row in run(family, args.budget,
-                                                                     args.seeds)]
+    families = args.family.split(",")
+    path = os.path.join(RESULTS, "budget_grid.json")
+    rows = []
+    if os.path.exists(path):  # rerun some families, keep the others' rows
+        with open(path) as file:
+            rows = [r for r in json.load(file) if r["family"] not in families]
+    rows += [row for family in families for row in run(family, args.budget, args.seeds)]
+    rows.sort(key=lambda r: list(FAMILIES).index(r["family"]))
     lines = ["# prune_to_budget on keras_hub Tasks: grid vs uniform", "",
              f"Budget {args.budget} of the dense LiteRT latency (1 thread); test loss and "
              f"accuracy before fine-tuning, and after 1 epoch for {args.seeds} seeds "
@@ -179,7 +185,7 @@ def main(argv=None):
             f"{r['loss_mean']:.3f}; {r['loss_max']:.3f} | {r['accuracy_mean']:.4f}; "
             f"{r['accuracy_min']:.4f} | {r['candidates']} | {r['search_s']:.0f} |")
     os.makedirs(RESULTS, exist_ok=True)
-    write_json(rows, os.path.join(RESULTS, "budget_grid.json"))
+    write_json(rows, path)
     write_text("\n".join(lines) + "\n", os.path.join(RESULTS, "budget_grid.md"))
     print("\n".join(lines))
     return 0

@@ -17,6 +17,7 @@ Writes benchmarks/results/zoo_sweep.md (and .json). Never part of `make test`.
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -73,6 +74,19 @@ def _extra(M):
     return {
         "CSPNetBackbone": test_hub_stages.CSPNET,
         "MobileNetBackbone": test_hub_stages.MOBILENET,
+        # keras_hub's docstring example (RMS normalization, edge and universal blocks)
+        "MobileNetV5Backbone": lambda: M.MobileNetV5Backbone(
+            stackwise_block_types=[["er"], ["uir", "uir"]], stackwise_num_blocks=[1, 2],
+            stackwise_num_filters=[[24], [48, 48]], stackwise_strides=[[2], [2, 1]],
+            stackwise_act_layers=[["relu"], ["relu", "relu"]],
+            stackwise_exp_ratios=[[4.0], [6.0, 6.0]], stackwise_se_ratios=[[0.0], [0.0, 0.0]],
+            stackwise_dw_kernel_sizes=[[0], [5, 5]],
+            stackwise_dw_start_kernel_sizes=[[0], [0, 0]],
+            stackwise_dw_end_kernel_sizes=[[0], [0, 0]],
+            stackwise_exp_kernel_sizes=[[3], [0, 0]], stackwise_pw_kernel_sizes=[[1], [0, 0]],
+            stackwise_num_heads=[[0], [0, 0]], stackwise_key_dims=[[0], [0, 0]],
+            stackwise_value_dims=[[0], [0, 0]], stackwise_kv_strides=[[0], [0, 0]],
+            stackwise_use_cpe=[[False], [False, False]], use_msfa=False, image_shape=image),
         "HGNetV2Backbone": lambda: M.HGNetV2Backbone(
             embedding_size=32, stem_channels=[3, 16, 32], hidden_act="relu",
             use_learnable_affine_block=False, image_shape=image, depths=[1, 1],
@@ -309,6 +323,12 @@ def main(argv=None):
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
         print(row, flush=True)
+    path = os.path.join(RESULTS, "zoo_sweep.json")
+    if args.only and os.path.exists(path):  # rerun some rows, keep the others
+        with open(path) as file:
+            done = {r["model"] for r in rows}
+            rows += [r for r in json.load(file) if r["model"] not in done]
+        rows.sort(key=lambda r: (r["family"], r["model"]))
     lines = ["| family | model | structured 0.5 | params | LiteRT (dense, then pruned) | "
              "unstructured | one-shot |",
              "|---|---|---|---|---|---|---|"]
@@ -327,7 +347,7 @@ def main(argv=None):
                f"unstructured prune/fit/strip keeps the class and reloads equal on "
                f"{unstructured}.")
     os.makedirs(RESULTS, exist_ok=True)
-    write_json(rows, os.path.join(RESULTS, "zoo_sweep.json"))
+    write_json(rows, path)
     write_text("# Zoo sweep\n\n" + summary + "\n\n" + "\n".join(lines) + "\n",
                os.path.join(RESULTS, "zoo_sweep.md"))
     print(summary)

@@ -284,7 +284,8 @@ class EntryPruner:
                 raise NotImplementedError(_REFUSAL.format(
                     name=self.hub.name, why="the smaller config's model does not compute the "
                     "original with the removed channels zeroed (its layout ties channels "
-                    "across entries, e.g. by a concatenation or a split)"))
+                    "across entries, e.g. by a concatenation, or normalizes over channels, "
+                    "as RMS and layer normalization do)"))
 
 
 def _output_shapes(model):
