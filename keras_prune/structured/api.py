@@ -177,15 +177,19 @@ def _smaller_by_entries(model, ratio, round_to, smaller, report):
 def _prune_towers(model, importance, data, round_to, verbose, progress, heads, units, hidden,
                   reconstruct, experts):
     name = type(model).__name__
-    if importance != "l1" or data is not None or reconstruct is not None:
+    if reconstruct is not None:
         raise ValueError(
-            f"{name} is made of towers (sub-models with their own inputs), which are ranked "
-            "by their weights only: pass importance='l1' and no `data` or `reconstruct`. "
-            f"Received: importance={importance!r}, data={'given' if data is not None else None}"
-            f", reconstruct={'given' if reconstruct is not None else None}.")
+            f"{name} is made of towers (sub-models with their own inputs), which are not "
+            "re-fitted: pass no `reconstruct`. Received: reconstruct=given.")
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(
+            f"{name} is made of towers, each with its own inputs: pass `data` as a dict of "
+            f"its inputs by name ({[t.name for t in model.inputs]}). Received: "
+            f"{type(data).__name__}.")
     with progress.stage("score every tower's heads and units"):
         pruner = TowerPruner(model, heads=heads, units=units, hidden=hidden or 0.0,
-                             experts=0.0 if experts is None else experts, round_to=round_to)
+                             experts=0.0 if experts is None else experts, round_to=round_to,
+                             importance=importance, data=data)
     if not pruner.pruners:
         raise NotImplementedError(
             f"Nothing of {name} shrank: " + "; ".join(pruner.notes or ["no tower to prune"])

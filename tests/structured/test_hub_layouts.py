@@ -255,8 +255,28 @@ def test_towers_take_their_own_fractions_and_refuse_what_they_cannot_follow():
                                                                  "text_encoder"}
     with pytest.raises(ValueError, match=r"`units` names \['image'\].*Towers: "):
         structured.prune_structured(model, units={"image": 0.5}, verbose=0)
-    with pytest.raises(ValueError, match="towers .* importance='l1' and no `data`"):
-        structured.prune_structured(model, 0.5, data=_tower_sample(model), verbose=0)
+    with pytest.raises(ValueError, match="towers, each with its own inputs: pass `data` as "
+                                         "a dict"):
+        structured.prune_structured(model, 0.5, data=_tower_sample(model)["images"],
+                                    verbose=0)
+
+
+def test_towers_are_ranked_on_their_own_inputs_from_the_data(tmp_path):
+    from keras_prune.structured.hub.towers import TowerPruner
+
+    model = TOWERS["CLIP"]()
+    x = _tower_sample(model)
+    by_weights = TowerPruner(model, heads=0.0, units=0.5)
+    by_data = TowerPruner(model, heads=0.0, units=0.5, importance="activation", data=x)
+    assert set(by_data.pruners) == {"vision_encoder", "text_encoder"} and not by_data.notes
+    assert any(not np.array_equal(by_data.pruners[f].keep[k], by_weights.pruners[f].keep[k])
+               for f in by_data.pruners for k in by_data.pruners[f].keep)
+    smaller, _ = by_data.apply()
+    _equals_the_zeroed_original_and_reloads(model, by_data, smaller, x, tmp_path)
+    # a tower whose inputs the data does not hold is ranked by its weights, and said so
+    partial = TowerPruner(model, heads=0.0, units=0.5, importance="activation",
+                          data={"images": x["images"]})
+    assert any("text_encoder: ranked by its weights" in note for note in partial.notes)
 
 
 def test_a_towers_residual_width_narrows_with_the_projection_that_reads_it(tmp_path):

@@ -39,11 +39,16 @@ class TowerPruner:
             tower (`hidden`: its residual width), or dicts {tower: fraction} (tower: the
             backbone's config field, such as "vision_encoder"; a tower left out keeps
             that kind).
+        importance, data: as for `TransformerPruner`; a dict of the model's inputs by
+            name, from which each tower takes its own (CLIP's vision encoder "images",
+            its text encoder "token_ids"). A tower whose inputs the data does not hold
+            (computed inside the backbone) is ranked by its weights, and the report says
+            so.
         round_to: as for `TransformerPruner`.
     """
 
     def __init__(self, model, heads=0.5, units=0.5, experts=0.0, *, hidden=0.0,
-                 round_to=None):
+                 importance="l1", data=None, round_to=None):
         self.hub = HubModel.of(model)
         names = [field for field, _ in self.hub.towers]
         self.notes, self.pruners = [], {}
@@ -53,9 +58,14 @@ class TowerPruner:
                                            ("hidden", hidden), ("experts", experts))}
             if not any(options.values()):
                 continue
+            own = None if data is None else _tower_data(data, tower)
+            if data is not None and own is None:
+                self.notes.append(f"{field}: ranked by its weights (the data holds no "
+                                  f"{[t.name for t in tower.inputs]})")
             try:
-                pruner = TransformerPruner(HubModel.of(tower, tower=True), round_to=round_to,
-                                           **options)
+                pruner = TransformerPruner(
+                    HubModel.of(tower, tower=True), round_to=round_to, data=own,
+                    importance=importance if own is not None else "l1", **options)
                 pruner.plan()
             except (NotImplementedError, axes.ProbeError, KeyError) as error:
                 self.notes.append(f"{field} kept: {_first_line(error)}")
@@ -156,6 +166,14 @@ def _copy(sources, targets, name, slices=None):
             raise ValueError(f"Internal error: `{source.path}` {value.shape} does not "
                              f"fit `{target.path}` {tuple(target.shape)} in the rebuilt {name}.")
         target.assign(value)
+
+
+def _tower_data(data, tower):
+    """The part of `data` (a dict by input name) that `tower` reads, or None."""
+    names = [tensor.name for tensor in tower.inputs]
+    if not isinstance(data, dict) or not all(name in data for name in names):
+        return None
+    return {name: data[name] for name in names}
 
 
 def _for_tower(kind, value, tower, towers):
