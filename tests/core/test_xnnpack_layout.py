@@ -36,7 +36,7 @@ def test_even_sizes_move_the_grid_and_the_policy_then_accepts_the_model(tmp_path
     changed = {c.layer: c.exact for c in report.changes}
     assert changed == {"stem": False, "pad": False, "dw5": False,
                        "pool": True}
-    assert not report.exact and "fine-tune" in str(report)
+    assert not report.exact and "Rewrite before training" in str(report)
     x = _images(32)
     old_out, new_out = (keras.ops.convert_to_numpy(m(x)) for m in (model, new))
     assert old_out.shape == new_out.shape and np.max(np.abs(old_out - new_out)) > 1e-4
