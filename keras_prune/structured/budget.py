@@ -323,8 +323,10 @@ class _Search:
                     return
             else:
                 low = middle
-        if direction is None and not is_hub_model(self.model):
+        if not is_hub_model(self.model):
             self.refine(high, low, steps)
+        elif not isinstance(ratio(high), HubShares) or ratio(high).units:
+            self.refine_units(self._shares(ratio(high)), self._shares(ratio(low)), steps)
 
     def grid(self, steps):
         """Minitron-style: each direction (units; heads; both; both with the residual
@@ -410,6 +412,31 @@ class _Search:
             low = middle
             if candidate.cost >= 0.9 * self.target:
                 return
+
+    def refine_units(self, cheaper, dearer, steps):
+        """`refine` for a keras_hub model, whose blocks all keep the same widths: the
+        feed-forward units (the finest step) go back from `cheaper`'s share towards
+        `dearer`'s, the heads and width staying at `cheaper`'s, by bisection."""
+        best = self.best()
+        if best is None or best.cost >= 0.9 * self.target or cheaper.units <= dearer.units:
+            return
+        low, high = dearer.units, cheaper.units  # the share that meets is `high`
+        for _ in range(steps):
+            middle = (low + high) / 2
+            candidate = self.try_ratio(dataclasses.replace(cheaper, units=middle))
+            if not candidate.meets:
+                low = middle
+                continue
+            high = middle
+            if candidate.cost >= 0.9 * self.target:
+                return
+
+    def _shares(self, ratio):
+        """A keras_hub candidate's ratio as HubShares (a number: heads and units, and the
+        width once it goes too)."""
+        if isinstance(ratio, HubShares):
+            return ratio
+        return HubShares(heads=ratio, units=ratio, hidden=ratio if self.with_hidden else 0.0)
 
     def _groups(self):
         """{source layer name: channel count} of the groups that can lose channels."""

@@ -220,3 +220,16 @@ def test_a_causal_lm_grid_is_scored_by_its_next_token_loss_on_the_data():
     np.testing.assert_allclose(report.chosen.output_error, expected, rtol=1e-4)
     close = [c for c in report.candidates if c.meets and c.cost >= 0.9 * report.target]
     assert report.chosen.output_error == min(c.output_error for c in close)
+
+
+def test_a_keras_hub_gap_below_the_budget_is_filled_with_feed_forward_units():
+    keras_hub = pytest.importorskip("keras_hub")
+    bert = keras_hub.models.BertBackbone(vocabulary_size=500, num_layers=2, num_heads=4,
+                                         hidden_dim=64, intermediate_dim=256,
+                                         max_sequence_length=16)
+    small, report = prune_to_budget(bert, params=0.7, steps=2, round_to=4, verbose=0)
+    uniform = [c for c in report.candidates if not hasattr(c.ratio, "units") and c.meets]
+    assert max(c.cost for c in uniform) < 0.9 * report.target  # one share could not get close
+    assert report.chosen.ratio.units < report.chosen.ratio.heads  # units went back
+    assert 0.9 * report.target <= report.chosen.cost <= report.target
+    assert type(small) is keras_hub.models.BertBackbone
