@@ -22,7 +22,6 @@ data, or for other models how far their outputs moved.
 
 import dataclasses
 
-import keras
 import numpy as np
 
 from keras_prune._data import samples
@@ -37,6 +36,13 @@ from keras_prune.structured.candidates import (
     HubShares,
     describe_ratio,
     format_cost,
+)
+from keras_prune.structured.costs import (
+    Meter,
+    is_causal_lm,
+    next_token_loss,
+    output_change,
+    outputs_on,
 )
 from keras_prune.structured.pruner import StructuredPruner
 from keras_prune.structured.rebuild import count_flops
@@ -96,7 +102,7 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
     steps = check_int("steps", steps, minimum=1)
     found = None if data is None else samples(model, data, limit=256)
     progress = Progress("Pruning to budget", verbose)
-    meter = _Meter(kind, model, threads, device, input_shapes)
+    meter = Meter(kind, model, threads, device, input_shapes)
     with progress.stage(f"measure the dense model's {kind}"):
         dense_cost = meter.dense_cost()
     target = value * dense_cost if fraction else value
@@ -173,64 +179,6 @@ def _check_budget(latency, latency_ms, params, flops):
     return name, float(value), True
 
 
-class _Meter:
-    """A candidate's cost in the budget's units; latency side by side with the dense model."""
-
-    def __init__(self, kind, model, threads, device, input_shapes=None):
-        self.kind, self.model, self.threads, self.device = kind, model, threads, device
-        self.input_shapes = input_shapes
-        self._dense_file = None
-        self._dense_us = None
-
-    def dense_cost(self):
-        if self.kind != "latency":
-            return float(self.cost(self.model))
-        self._dense_file = self._file(self.model)
-        self._dense_us = self._time([self._dense_file])[0]
-        return self._dense_us
-
-    def cost(self, candidate):
-        if self.kind == "params":
-            return float(candidate.count_params())
-        if self.kind == "flops":
-            value = count_flops(candidate)
-            if value is None:
-                raise ValueError(
-                    f"FLOPs of {self.model.name} cannot be counted (an input dimension is not "
-                    "fixed). Build the model with fixed input shapes, or pass params= or latency=.")
-            return float(value)
-        dense, this = self._time([self._dense_file, self._file(candidate)])
-        return this / dense * self._dense_us  # the ratio of one paired run, in dense units
-
-    def _time(self, files):
-        if self.device is not None:
-            values = list(self.device(files))
-            if len(values) != len(files) or not all(v > 0 for v in values):
-                raise ValueError(f"Argument `device` must return one positive latency (us) per "
-                                 f"file ({len(files)}). Received: {values!r}.")
-            return [float(v) for v in values]
-        from keras_prune.tflite.evaluation import compare_latency
-
-        return compare_latency(files, num_threads=self.threads)
-
-    def _file(self, model):
-        from keras_prune.tflite.converter import convert
-        from keras_prune.tflite.results import ConversionError
-
-        try:
-            return convert(model, None, verify=False, sparse=False, verbose=0,
-                           input_shapes=self.input_shapes).content
-        except (ConversionError, ValueError, NotImplementedError) as error:
-            hint = (" A keras_hub text model needs fixed shapes: pass input_shapes= "
-                    "(e.g. {'token_ids': (128,), 'padding_mask': (128,)})."
-                    if is_hub_model(model) and self.input_shapes is None else "")
-            raise ValueError(
-                f"A latency budget measures the model in LiteRT, and {model.name} does not "
-                f"convert: {str(error).rstrip('.')}.{hint} Or pass params= or flops= instead, "
-                "which need no conversion."
-            ) from None
-
-
 class _Search:
     """Candidates built and measured; the cheapest search that meets the budget."""
 
@@ -238,7 +186,7 @@ class _Search:
         self.model, self.meter, self.target = model, meter, target
         self.importance, self.round_to, self.found = importance, round_to, found
         self.candidates = []
-        self._reference = None if found is None else _outputs(model, found)
+        self._reference = None if found is None else outputs_on(model, found)
         self._sensitivity = {}  # layer name -> [(share, output error)]
         self._seen = {}  # layer widths -> the candidate built with them
         self._last = None  # (ratio, model, report) of the last build: confirm, then return
@@ -274,8 +222,8 @@ class _Search:
             return self._seen[widths]
         cost = self.meter.cost(small)
         error = None if self.found is None else (
-            _next_token_loss(small, self.found) if _is_causal_lm(small)
-            else _error(self._reference, _outputs(small, self.found)))
+            next_token_loss(small, self.found) if is_causal_lm(small)
+            else output_change(self._reference, outputs_on(small, self.found)))
         candidate = Candidate(ratio, cost, small.count_params(), count_flops(small)
                               if not is_hub_model(small) else None, error, cost <= self.target)
         self.candidates.append(candidate)
@@ -311,18 +259,11 @@ class _Search:
             return share if direction is None else HubShares(
                 *(share * weight for weight in dataclasses.astuple(direction)))
 
-        low, high = 0.0, _MAX_SHARE
-        if not self.try_ratio(ratio(high)).meets:
+        if not self.try_ratio(ratio(_MAX_SHARE)).meets:
             return
-        for _ in range(steps - 1):
-            middle = (low + high) / 2
-            candidate = self.try_ratio(ratio(middle))
-            if candidate.meets:
-                high = middle
-                if candidate.cost >= 0.9 * self.target:
-                    return
-            else:
-                low = middle
+        high, low, close = self._bisect(_MAX_SHARE, 0.0, ratio, steps - 1)
+        if close:
+            return
         if not is_hub_model(self.model):
             self.refine(high, low, steps)
         elif not isinstance(ratio(high), HubShares) or ratio(high).units:
@@ -351,7 +292,7 @@ class _Search:
             errors = []
             for share in SHARES:
                 small, _ = self.build({name: share})
-                errors.append((share, _error(self._reference, _outputs(small, self.found))))
+                errors.append((share, output_change(self._reference, outputs_on(small, self.found))))
             self._sensitivity[name] = errors
 
     def shares_for(self, tolerance):
@@ -399,19 +340,9 @@ class _Search:
                          if cheaper.get(name, 0.0) != dearer.get(name, 0.0)),
                         key=lambda name: -max((e for _, e in self._sensitivity.get(name, [])),
                                               default=-groups[name]))
-        low, high = 0, len(moving)  # low meets, high misses
-        for _ in range(steps):
-            if high - low <= 1:
-                return
-            middle = (low + high) // 2
-            candidate = self.try_ratio(
-                {**cheaper, **{name: dearer.get(name, 0.0) for name in moving[:middle]}})
-            if not candidate.meets:
-                high = middle
-                continue
-            low = middle
-            if candidate.cost >= 0.9 * self.target:
-                return
+        self._bisect(0, len(moving), lambda count: {
+            **cheaper, **{name: dearer.get(name, 0.0) for name in moving[:count]}}, steps,
+            whole=True)
 
     def refine_units(self, cheaper, dearer, steps):
         """`refine` for a keras_hub model, whose blocks all keep the same widths: the
@@ -420,16 +351,25 @@ class _Search:
         best = self.best()
         if best is None or best.cost >= 0.9 * self.target or cheaper.units <= dearer.units:
             return
-        low, high = dearer.units, cheaper.units  # the share that meets is `high`
+        self._bisect(cheaper.units, dearer.units,
+                     lambda share: dataclasses.replace(cheaper, units=share), steps)
+
+    def _bisect(self, meets, misses, ratio_at, steps, whole=False):
+        """Bisection between a value whose candidate (`ratio_at(value)`) meets the budget
+        and one whose misses it, stopping at a candidate within 0.9 of the budget.
+        Returns (meets, misses, stopped close); `whole` bisects integers."""
         for _ in range(steps):
-            middle = (low + high) / 2
-            candidate = self.try_ratio(dataclasses.replace(cheaper, units=middle))
+            if whole and abs(meets - misses) <= 1:
+                break
+            middle = (meets + misses) // 2 if whole else (meets + misses) / 2
+            candidate = self.try_ratio(ratio_at(middle))
             if not candidate.meets:
-                low = middle
+                misses = middle
                 continue
-            high = middle
+            meets = middle
             if candidate.cost >= 0.9 * self.target:
-                return
+                return meets, misses, True
+        return meets, misses, False
 
     def _shares(self, ratio):
         """A keras_hub candidate's ratio as HubShares (a number: heads and units, and the
@@ -443,41 +383,3 @@ class _Search:
         pruner = StructuredPruner(self.model, 0.5, round_to=self.round_to)
         return {group.sources[0].name: group.size for group in pruner.graph.groups
                 if not group.frozen and group.sources}
-
-
-def _outputs(model, found):
-    outputs = [keras.tree.flatten(model(batch, training=False)) for batch in found.batches(64)]
-    return [np.concatenate([np.asarray(keras.ops.convert_to_numpy(o[i]), np.float64)
-                            for o in outputs]) for i in range(len(outputs[0]))]
-
-
-def _is_causal_lm(model):
-    """A keras_hub CausalLM: its calibration loss is the next token's cross-entropy."""
-    return is_task(model) and type(model).__name__.endswith("CausalLM")
-
-
-def _next_token_loss(model, found):
-    """Mean cross-entropy of each next token of the calibration `token_ids` (padding
-    left out): Minitron's calibration loss, which needs no labels."""
-    total, count = 0.0, 0
-    for batch in found.batches(64):
-        logits = np.asarray(keras.ops.convert_to_numpy(model(batch, training=False)),
-                            np.float64)[:, :-1]
-        tokens = np.asarray(batch["token_ids"])[:, 1:]
-        mask = np.asarray(batch.get("padding_mask", np.ones_like(batch["token_ids"])))[:, 1:]
-        logits = logits - logits.max(axis=-1, keepdims=True)
-        log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-        picked = np.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
-        total -= float((picked * mask).sum())
-        count += int(mask.sum())
-    return total / max(count, 1)
-
-
-def _error(reference, outputs):
-    """Relative squared change of the outputs: ||f - g||^2 / ||f||^2, summed over outputs;
-    None where a shape changed (a backbone whose features narrowed)."""
-    if [a.shape for a in reference] != [b.shape for b in outputs]:
-        return None
-    num = sum(float(np.sum((a - b) ** 2)) for a, b in zip(reference, outputs))
-    den = sum(float(np.sum(a ** 2)) for a in reference)
-    return num / max(den, 1e-12)
