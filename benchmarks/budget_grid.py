@@ -155,6 +155,25 @@ def run(family, budget, seeds):
     return rows
 
 
+def table(rows, budget, seeds):
+    lines = ["# prune_to_budget on keras_hub Tasks: grid vs uniform", "",
+             f"Budget {budget} of the dense LiteRT latency (1 thread); test loss and "
+             f"accuracy before fine-tuning, and after 1 epoch for {seeds} seeds "
+             "(mean; worst).", "",
+             "| task | variant | chosen | latency (fresh run) | predicted | params | "
+             "loss / accuracy before fine-tuning | loss after (mean; max) | "
+             "accuracy after (mean; min) | candidates | search s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['family']} (dense {r['dense_loss']:.3f} / {r['dense_accuracy']:.3f}) | "
+            f"{r['variant']} | {r['chosen']} | {r['measured']:.3f} | {r['predicted']:.3f} | "
+            f"{r['params_ratio']:.3f} | {r['loss_before']:.3f} / {r['accuracy_before']:.3f} | "
+            f"{r['loss_mean']:.3f}; {r['loss_max']:.3f} | {r['accuracy_mean']:.4f}; "
+            f"{r['accuracy_min']:.4f} | {r['candidates']} | {r['search_s']:.0f} |")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="gemma,bert")
@@ -169,21 +188,7 @@ def main(argv=None):
             rows = [r for r in json.load(file) if r["family"] not in families]
     rows += [row for family in families for row in run(family, args.budget, args.seeds)]
     rows.sort(key=lambda r: list(FAMILIES).index(r["family"]))
-    lines = ["# prune_to_budget on keras_hub Tasks: grid vs uniform", "",
-             f"Budget {args.budget} of the dense LiteRT latency (1 thread); test loss and "
-             f"accuracy before fine-tuning, and after 1 epoch for {args.seeds} seeds "
-             "(mean; worst).", "",
-             "| task | variant | chosen | latency (fresh run) | predicted | params | "
-             "loss / accuracy before fine-tuning | loss after (mean; max) | "
-             "accuracy after (mean; min) | candidates | search s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['family']} (dense {r['dense_loss']:.3f} / {r['dense_accuracy']:.3f}) | "
-            f"{r['variant']} | {r['chosen']} | {r['measured']:.3f} | {r['predicted']:.3f} | "
-            f"{r['params_ratio']:.3f} | {r['loss_before']:.3f} / {r['accuracy_before']:.3f} | "
-            f"{r['loss_mean']:.3f}; {r['loss_max']:.3f} | {r['accuracy_mean']:.4f}; "
-            f"{r['accuracy_min']:.4f} | {r['candidates']} | {r['search_s']:.0f} |")
+    lines = table(rows, args.budget, args.seeds)
     os.makedirs(RESULTS, exist_ok=True)
     write_json(rows, path)
     write_text("\n".join(lines) + "\n", os.path.join(RESULTS, "budget_grid.md"))
