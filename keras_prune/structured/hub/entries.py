@@ -136,8 +136,9 @@ class EntryPruner:
     new value keeps, and the smaller model of the same class receives the surviving
     slices. The result must compute what the original computes with the removed
     channels zeroed; otherwise the family's layout ties channels in a way the labels
-    cannot follow (a concatenation, a split) and the model is refused. Equal widths of
-    one stage's blocks are set together (`Tie`): a residual sum may join them.
+    cannot follow (a concatenation, normalization over channels) and the model is
+    refused. Equal widths of consecutive blocks are set together (`Tie`: a residual sum
+    may join them), and the axes of one entry share one choice of channels (`_choose`).
     """
 
     def __init__(self, model, ratio, *, round_to=None):
