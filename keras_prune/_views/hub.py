@@ -46,6 +46,21 @@ def is_hub_model(model):
     return backbone_cls is not None and isinstance(model, (backbone_cls, task_cls))
 
 
+def _stack_fields(config, names):
+    """(field, *twins): the config's first field among `names`, or, where each stack
+    holds its own (`encoder_num_attention_heads`, `decoder_num_attention_heads`), those
+    fields when their values are equal; (None,) without one."""
+    exact = next((f for f in names if isinstance(config.get(f), int)), None)
+    if exact is not None:
+        return (exact,)
+    suffixes = tuple("_" + name for name in names)
+    stacks = [f for f, v in config.items() if isinstance(v, int) and not isinstance(v, bool)
+              and f.endswith(suffixes) and not (names != (KV_FIELD,) and "key_value" in f)]
+    if stacks and len({config[f] for f in stacks}) == 1:
+        return tuple(stacks)
+    return (None,)
+
+
 def is_task(model):
     """True for a keras_hub Task (a backbone with its head), False for anything else."""
     return hub_classes()[1] is not None and isinstance(model, hub_classes()[1])
@@ -59,6 +74,7 @@ class HubModel:
     backbone: object
     config: dict  # the backbone's config
     heads: str | None  # config field of the (query) head count
+    head_twins: tuple  # per-stack fields with the same count (T5Gemma's decoder_num_...)
     kv_heads: str | None
     units: str | None
     blocks: list  # the transformer blocks, in order
@@ -78,8 +94,9 @@ class HubModel:
             model=model,
             backbone=backbone,
             config=config,
-            heads=next((f for f in HEADS_FIELDS if isinstance(config.get(f), int)), None),
-            kv_heads=KV_FIELD if KV_FIELD in config else None,
+            heads=_stack_fields(config, HEADS_FIELDS)[0],
+            head_twins=_stack_fields(config, HEADS_FIELDS)[1:],
+            kv_heads=_stack_fields(config, (KV_FIELD,))[0],
             units=next((f for f in UNITS_FIELDS if f in config), None),
             blocks=find_blocks(backbone),
         )
@@ -139,11 +156,24 @@ class HubModel:
         return self.num_heads // self.head_groups
 
     @property
+    def kv_twins(self):
+        """The other stacks' key/value head fields (T5Gemma's decoder's)."""
+        return _stack_fields(self.config, (KV_FIELD,))[1:] if self.kv_heads else ()
+
+    @property
+    def head_dim_fields(self):
+        """The config fields that can hold the head width: `head_dim` (Mistral's may be
+        None, derived until set), or one per stack."""
+        if HEAD_DIM_FIELD in self.config:
+            return (HEAD_DIM_FIELD,)
+        fields = _stack_fields(self.config, (HEAD_DIM_FIELD,))
+        return () if fields[0] is None else fields
+
+    @property
     def head_dim(self):
         """The head width: the config's own, or hidden_dim // heads where it is derived."""
-        value = self.config.get(HEAD_DIM_FIELD)
-        if value:
-            return value
+        if self.head_dim_fields and self.config[self.head_dim_fields[0]]:
+            return self.config[self.head_dim_fields[0]]
         if self.heads and self.config.get(HIDDEN_FIELD):
             return self.config[HIDDEN_FIELD] // self.num_heads
         return None
@@ -151,7 +181,7 @@ class HubModel:
     @property
     def head_dim_is_free(self):
         """True when the config can say how wide a head is (Gemma, Mistral)."""
-        return HEAD_DIM_FIELD in self.config
+        return bool(self.head_dim_fields)
 
     def build(self, changes, keep_preprocessor=False):
         """A new model from the edited config: a Backbone, or a Task with no preprocessor

@@ -22,6 +22,11 @@ LAYOUTS = {
     # two stacks: encoder and decoder blocks, cross-attention in the decoder's
     "T5": lambda: M.T5Backbone(**TEXT, num_heads=2),
     "Bart": lambda: M.BartBackbone(**TEXT, num_heads=2, max_sequence_length=16),
+    # every width once per stack (encoder_num_attention_heads, decoder_head_dim, ...)
+    "T5Gemma": lambda: M.T5GemmaBackbone(vocabulary_size=50, **{
+        f"{stack}_{field}": value for stack in ("encoder", "decoder") for field, value in dict(
+            hidden_dim=16, intermediate_dim=32, num_layers=1, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=8, layer_types=["full_attention"]).items()}),
     # one layer group shared by every repetition, embeddings narrower than the stream
     "Albert": lambda: M.AlbertBackbone(**TEXT, num_heads=2, num_groups=1,
                                        num_inner_repetitions=1, embedding_dim=8,
@@ -277,6 +282,15 @@ def test_towers_are_ranked_on_their_own_inputs_from_the_data(tmp_path):
     partial = TowerPruner(model, heads=0.0, units=0.5, importance="activation",
                           data={"images": x["images"]})
     assert any("text_encoder: ranked by its weights" in note for note in partial.notes)
+
+
+def test_heads_held_once_per_stack_go_from_both_stacks_alike():
+    smaller, _ = structured.prune_structured(LAYOUTS["T5Gemma"](), heads=0.5, units=0.0,
+                                             verbose=0)
+    config = smaller.get_config()
+    assert [config[f"{stack}_{field}"] for field in ("num_attention_heads",
+                                                      "num_key_value_heads", "head_dim")
+            for stack in ("encoder", "decoder")] == [2, 2, 1, 1, 8, 8]
 
 
 def test_a_towers_residual_width_narrows_with_the_projection_that_reads_it(tmp_path):

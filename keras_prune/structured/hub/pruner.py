@@ -16,7 +16,6 @@ from keras_prune._validation import check_fraction, check_int
 from keras_prune._views.hub import (
     BLOCK_LISTS,
     EXPERTS_FIELD,
-    HEAD_DIM_FIELD,
     HEADS_FIELDS,
     HIDDEN_FIELD,
     TOP_K_FIELD,
@@ -148,7 +147,7 @@ class TransformerPruner:
 
     def _probes(self):
         hub, config, probes = self.hub, self.hub.config, {}
-        pinned = {HEAD_DIM_FIELD: hub.head_dim} if hub.head_dim_is_free else {}
+        pinned = dict.fromkeys(hub.head_dim_fields, hub.head_dim)
         if axes.UNITS in self._targets:
             for field in hub.units_fields:
                 value = config[field]
@@ -160,12 +159,15 @@ class TransformerPruner:
         if axes.HEADS in self._targets:
             kept = self._targets[axes.HEADS]
             if hub.key_values_go:
-                changes = {hub.heads: kept * hub.heads_per_group, hub.kv_heads: kept}
+                changes = {**dict.fromkeys((hub.heads, *hub.head_twins),
+                                           kept * hub.heads_per_group),
+                           **dict.fromkeys((hub.kv_heads, *hub.kv_twins), kept)}
                 kinds = {hub.num_heads: axes.HEADS}
                 if hub.heads_per_group > 1:  # as many as the queries: they share one choice
                     kinds[hub.num_kv_heads] = axes.KV_HEADS
             else:
-                changes, kinds = {hub.heads: kept}, {hub.num_heads: axes.HEADS}
+                changes = dict.fromkeys((hub.heads, *hub.head_twins), kept)
+                kinds = {hub.num_heads: axes.HEADS}
             if self._joint:  # the head width stays: the stream narrows with the heads
                 changes.update(self._hidden_changes())
                 kinds[config[HIDDEN_FIELD]] = axes.HIDDEN
