@@ -44,7 +44,7 @@ from keras_prune.structured.costs import (
     output_change,
     outputs_on,
 )
-from keras_prune.structured.pruner import StructuredPruner
+from keras_prune.structured.pruner import StructuredPruner, rounded_width
 from keras_prune.structured.rebuild import count_flops
 from keras_prune.structured.training import update_batchnorm_statistics
 
@@ -336,10 +336,16 @@ class _Search:
         groups = self._groups()
         cheaper, dearer = (ratio if isinstance(ratio, dict) else dict.fromkeys(groups, ratio)
                            for ratio in (cheaper, dearer))
-        moving = sorted((name for name in groups
-                         if cheaper.get(name, 0.0) != dearer.get(name, 0.0)),
+
+        def width(name, share):  # as StructuredPruner rounds it
+            size, step = groups[name]
+            return rounded_width(size - int(size * share + 1e-9), size, step)
+
+        moving = sorted((name for name in groups  # only groups whose width would change
+                         if width(name, cheaper.get(name, 0.0))
+                         != width(name, dearer.get(name, 0.0))),
                         key=lambda name: -max((e for _, e in self._sensitivity.get(name, [])),
-                                              default=-groups[name]))
+                                              default=-groups[name][0]))
         self._bisect(0, len(moving), lambda count: {
             **cheaper, **{name: dearer.get(name, 0.0) for name in moving[:count]}}, steps,
             whole=True)
@@ -379,7 +385,9 @@ class _Search:
         return HubShares(heads=ratio, units=ratio, hidden=ratio if self.with_hidden else 0.0)
 
     def _groups(self):
-        """{source layer name: channel count} of the groups that can lose channels."""
+        """{source layer name: (channel count, rounding step)} of the groups that can
+        lose channels."""
         pruner = StructuredPruner(self.model, 0.5, round_to=self.round_to)
-        return {group.sources[0].name: group.size for group in pruner.graph.groups
-                if not group.frozen and group.sources}
+        return {group.sources[0].name: (group.size, self.round_to if group.kind == "channels"
+                                        else None)
+                for group in pruner.graph.groups if not group.frozen and group.sources}
