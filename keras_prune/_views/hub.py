@@ -74,7 +74,6 @@ class HubModel:
     backbone: object
     config: dict  # the backbone's config
     heads: str | None  # config field of the (query) head count
-    head_twins: tuple  # per-stack fields with the same count (T5Gemma's decoder_num_...)
     kv_heads: str | None
     units: str | None
     blocks: list  # the transformer blocks, in order
@@ -95,7 +94,6 @@ class HubModel:
             backbone=backbone,
             config=config,
             heads=_stack_fields(config, HEADS_FIELDS)[0],
-            head_twins=_stack_fields(config, HEADS_FIELDS)[1:],
             kv_heads=_stack_fields(config, (KV_FIELD,))[0],
             units=next((f for f in UNITS_FIELDS if f in config), None),
             blocks=find_blocks(backbone),
@@ -154,6 +152,11 @@ class HubModel:
     @property
     def heads_per_group(self):
         return self.num_heads // self.head_groups
+
+    @property
+    def head_twins(self):
+        """The other stacks' head count fields (T5Gemma's decoder's)."""
+        return _stack_fields(self.config, HEADS_FIELDS)[1:] if self.heads else ()
 
     @property
     def kv_twins(self):

@@ -21,6 +21,7 @@ data, or for other models how far their outputs moved.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -186,23 +187,26 @@ class _Search:
         self.model, self.meter, self.target = model, meter, target
         self.importance, self.round_to, self.found = importance, round_to, found
         self.candidates = []
-        self._reference = None if found is None else outputs_on(model, found)
         self._sensitivity = {}  # layer name -> [(share, output error)]
         self._seen = {}  # layer widths -> the candidate built with them
         self._last = None  # (ratio, model, report) of the last build: confirm, then return
         self.with_hidden = False  # keras_hub: the residual width goes too (see prune_to_budget)
         self.notes = []
 
+    @functools.cached_property
+    def _reference(self):
+        """The dense model's outputs on the data, computed when an output change is first
+        needed (a CausalLM's candidates are scored by next-token loss instead)."""
+        return outputs_on(self.model, self.found)
+
     def build(self, ratio):
         if self._last is not None and self._last[0] == ratio:
             return self._last[1:]
-        hub = {"hidden": ratio} if self.with_hidden else {}
-        if isinstance(ratio, HubShares):
-            hub = dataclasses.asdict(ratio)
-        small, report = prune_structured(
-            self.model, ratio=0.5 if isinstance(ratio, HubShares) else ratio,
-            importance=self.importance, data=None if self.found is None else self.found.x,
-            round_to=self.round_to, verbose=0, **hub)
+        hub = dataclasses.asdict(self._shares(ratio)) if is_hub_model(self.model) else {}
+        small, report = prune_structured(  # a keras_hub model: `ratio` is not read
+            self.model, ratio=0.5 if hub else ratio, importance=self.importance,
+            data=None if self.found is None else self.found.x, round_to=self.round_to,
+            verbose=0, **hub)
         if self.found is not None and not is_hub_model(small):
             # Removing channels shifts what every later BatchNormalization sees: without
             # fresh statistics the output change measures stale statistics, not the widths.
