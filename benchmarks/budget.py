@@ -106,9 +106,11 @@ def part_met(models, budgets, threads_list):
     return rows, lines
 
 
-def mobilenet_style(seed=0):
+def mobilenet_style(seed=0, channels=1):
+    """Depthwise-separable blocks on 32x32 images (`channels` deep), a 3x3 stride-2
+    "same" stem, 10 classes."""
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((32, 32, 1))
+    inputs = keras.Input((32, 32, channels))
     h = keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False)(inputs)
     h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(h))
     for filters, stride in ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1)):

@@ -42,6 +42,8 @@ from keras_prune import structured, tflite  # noqa: E402
 from keras_prune._io import write_json, write_text  # noqa: E402
 from keras_prune.structured.candidates import describe_ratio  # noqa: E402
 
+from _results import with_earlier_rows  # noqa: E402  (benchmarks/_results.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 VOCAB, LENGTH, CLASSES, MARKED = 300, 32, 3, 0.08
@@ -182,12 +184,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     families = args.family.split(",")
     path = os.path.join(RESULTS, "budget_grid.json")
-    rows = []
-    if os.path.exists(path):  # rerun some families, keep the others' rows
-        with open(path) as file:
-            rows = [r for r in json.load(file) if r["family"] not in families]
-    rows += [row for family in families for row in run(family, args.budget, args.seeds)]
-    rows.sort(key=lambda r: list(FAMILIES).index(r["family"]))
+    rows = [row for family in families for row in run(family, args.budget, args.seeds)]
+    rows = sorted(with_earlier_rows(path, rows, "family"),
+                  key=lambda r: list(FAMILIES).index(r["family"]))
     lines = table(rows, args.budget, args.seeds)
     os.makedirs(RESULTS, exist_ok=True)
     write_json(rows, path)

@@ -28,6 +28,8 @@ import keras_hub  # noqa: E402
 from keras_prune import structured, tflite  # noqa: E402
 from keras_prune._io import write_json, write_text  # noqa: E402
 
+from _results import with_earlier_rows  # noqa: E402  (benchmarks/_results.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 IMAGE = (128, 128, 3)
@@ -96,10 +98,6 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     path = os.path.join(RESULTS, "hub_cnn.json")
-    previous = []
-    if args.only != parser.get_default("only") and os.path.exists(path):
-        with open(path) as file:  # rerun some rows, keep the others
-            previous = [r for r in json.load(file) if r["model"] not in args.only.split(",")]
     rows = []
     for name in args.only.split(","):
         rows.append(row(name, args.threads))
@@ -109,7 +107,9 @@ def main(argv=None):
              "dense and pruned timed in alternating rounds (medians).", "",
              "| backbone | params | params after | LiteRT latency after | dense us | class kept |",
              "|---|---|---|---|---|---|"]
-    rows = sorted(previous + rows, key=lambda r: list(BACKBONES).index(r["model"]))
+    if args.only != parser.get_default("only"):
+        rows = sorted(with_earlier_rows(path, rows, "model"),
+                      key=lambda r: list(BACKBONES).index(r["model"]))
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | refused: {r['error']} | | | | |")

@@ -30,29 +30,10 @@ from keras_prune import structured  # noqa: E402
 from keras_prune._io import write_json, write_text  # noqa: E402
 from keras_prune.demo import load_digits_arrays  # noqa: E402
 
+from budget import compiled, mobilenet_style  # noqa: E402  (benchmarks/budget.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-
-
-def mobilenet_style(seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((32, 32, 3))
-    h = keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False)(inputs)
-    h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(h))
-    for filters, stride in ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1)):
-        h = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(h)
-        h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(h))
-        h = keras.layers.Conv2D(filters, 1, use_bias=False)(h)
-        h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(h))
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    return keras.Model(inputs, keras.layers.Dense(10)(h))
-
-
-def compiled(model, rate):
-    model.compile(keras.optimizers.Adam(rate),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
 
 
 def accuracy(model, x_train, x_test, y_test):
@@ -68,11 +49,11 @@ def main(argv=None):
     x, y = load_digits_arrays()
     x = np.repeat(np.kron(x, np.ones((1, 4, 4, 1), "float32")), 3, axis=-1)  # 32x32x3
     x_train, y_train, x_test, y_test = x[:1400], y[:1400], x[1400:], y[1400:]
-    dense = compiled(mobilenet_style(), 1e-3)
+    dense = compiled(mobilenet_style(channels=3), 1e-3)
     dense.fit(x_train, y_train, epochs=args.epochs, batch_size=64, verbose=0)
     rewritten, layout = keras_prune.rewrite_for_xnnpack_sparse(dense)
     # the recipe: the layout from the start, then the same training
-    fresh, _ = keras_prune.rewrite_for_xnnpack_sparse(mobilenet_style())
+    fresh, _ = keras_prune.rewrite_for_xnnpack_sparse(mobilenet_style(channels=3))
     compiled(fresh, 1e-3).fit(x_train, y_train, epochs=args.epochs, batch_size=64, verbose=0)
     rows = []
     for name, model in (("original", dense), ("rewritten after training", rewritten),

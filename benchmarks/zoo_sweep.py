@@ -17,7 +17,6 @@ Writes benchmarks/results/zoo_sweep.md (and .json). Never part of `make test`.
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import numpy as np  # noqa: E402
 import keras_prune  # noqa: E402
 from keras_prune._io import write_json, write_text  # noqa: E402
 from keras_prune.schedules import ConstantSparsity  # noqa: E402
+
+from _results import with_earlier_rows  # noqa: E402  (benchmarks/_results.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -324,11 +325,9 @@ def main(argv=None):
         rows.append(row)
         print(row, flush=True)
     path = os.path.join(RESULTS, "zoo_sweep.json")
-    if args.only and os.path.exists(path):  # rerun some rows, keep the others
-        with open(path) as file:
-            done = {r["model"] for r in rows}
-            rows += [r for r in json.load(file) if r["model"] not in done]
-        rows.sort(key=lambda r: (r["family"], r["model"]))
+    if args.only:  # rerun some rows, keep the others
+        rows = sorted(with_earlier_rows(path, rows, "model"),
+                      key=lambda r: (r["family"], r["model"]))
     lines = ["| family | model | structured 0.5 | params | LiteRT (dense, then pruned) | "
              "unstructured | one-shot |",
              "|---|---|---|---|---|---|---|"]
