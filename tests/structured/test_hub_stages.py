@@ -49,6 +49,15 @@ CSPNET = lambda: M.CSPNetBackbone(  # noqa: E731
     expand_ratio=(2.0, 1.0), block_type="dark_block", stage_type="csp",
     stem_padding="same")
 
+# Each block concatenates its input and every layer's output before one 1x1 convolution;
+# a stage's output width is the next stage's input width (two entries, set together)
+HGNETV2 = lambda: M.HGNetV2Backbone(  # noqa: E731
+    embedding_size=32, stem_channels=[3, 16, 32], hidden_act="relu",
+    use_learnable_affine_block=False, image_shape=IMAGE, depths=[1, 2],
+    hidden_sizes=[64, 128], stackwise_stage_filters=[[32, 16, 64, 1, 3, 3],
+                                                     [64, 32, 128, 2, 3, 3]],
+    apply_downsample=[False, True], use_lightweight_conv_block=[False, False])
+
 
 def _images(n=2):
     return np.random.default_rng(0).random((n,) + IMAGE).astype("float32")
@@ -59,8 +68,9 @@ def _reloads_equal(model, x, tmp_path):
     model.save(path)
     again = keras.saving.load_model(path)
     assert type(again) is type(model)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(again(x)),
-                               keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+    for a, b in zip(keras.tree.flatten(again(x)), keras.tree.flatten(model(x))):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b),
+                                   atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -165,6 +175,11 @@ def test_a_task_backbone_on_an_image_encoder_prunes_what_its_graph_can_follow(tm
     # the graph reaches only CSPNet's stem (0.91x); each split half keeps the channels of
     # the block outputs it is added to, so the stage widths shrink too
     ("CSPNet", CSPNET, 0.4, ("stackwise_num_filters[1] 32 -> 16", "reach further")),
+    # the concatenated axis keeps the kept channels of each of its parts; the features
+    # of every stage (three outputs) narrow
+    ("HGNetV2", HGNETV2, 0.3, ("stackwise_stage_filters[0][1] 16 -> 8",
+                               "stackwise_stage_filters[0][2]..[1][0] (2 tied) 64 -> 32",
+                               "stem_channels[2] 32 -> 16")),
 ])
 def test_custom_blocks_the_graph_cannot_see_into_shrink_by_their_entries(
         name, make, limit, notes, tmp_path):

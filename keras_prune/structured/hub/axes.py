@@ -43,6 +43,9 @@ class Labels:
     sizes: dict  # kind -> size of its axes before pruning (the first block's)
     fused: dict = dataclasses.field(default_factory=dict)  # (index, axis) -> (factor, layout)
     block_sizes: dict = dataclasses.field(default_factory=dict)  # (kind, block) -> size
+    # (index, axis) -> [(kind or None, size), ...]: an axis that concatenates the channels
+    # of several kinds (and unpruned channels, None), in order (HGNetV2's aggregation).
+    segments: dict = dataclasses.field(default_factory=dict)
 
     def size_of(self, kind, block):
         """The size of `kind` in `block` (Swin's stages differ), else the model's."""
@@ -56,6 +59,18 @@ class Labels:
             for axis, label in axes.items()
             if label == kind and (block is None or self.blocks[index] == block)
         ]
+
+    def segments_of(self, kind):
+        """(variable index, axis, offset) of every part of a concatenated axis that
+        holds `kind`'s channels (model-wide kinds only)."""
+        found = []
+        for (index, axis), parts in self.segments.items():
+            offset = 0
+            for part, size in parts:
+                if part == kind:
+                    found.append((index, axis, offset))
+                offset += size
+        return found
 
 
 class ProbeError(ValueError):
@@ -154,6 +169,19 @@ def _kept_per_axis(labels, keep, index):
     for axis, kind in labels.axes.get(index, {}).items():
         block = labels.blocks[index] if per_block(kind) else None
         yield axis, fused_indices(labels, index, axis, keep[(kind, block)])
+    for (at, axis), parts in labels.segments.items():
+        if at == index:
+            yield axis, _segment_indices(parts, keep)
+
+
+def _segment_indices(parts, keep):
+    """The kept positions of a concatenated axis: every part's kept channels at its offset;
+    a part of no kind is kept whole."""
+    kept, offset = [], 0
+    for kind, size in parts:
+        kept.append(offset + (np.arange(size) if kind is None else np.asarray(keep[(kind, None)])))
+        offset += size
+    return np.concatenate(kept)
 
 
 def fused_indices(labels, index, axis, kept):
@@ -187,9 +215,9 @@ def surviving(labels, keep, index, value):
 
 def zero_removed(hub, labels, keep, target):
     """Zeroes, in `target` (a same-shape copy of the model), every removed slice."""
+    segmented = {index for index, _ in labels.segments}
     for index, variable in enumerate(target.weights):
-        axes = labels.axes.get(index)
-        if not axes:
+        if not labels.axes.get(index) and index not in segmented:
             continue
         value = np.array(keras.ops.convert_to_numpy(variable))
         for axis, kept in _kept_per_axis(labels, keep, index):

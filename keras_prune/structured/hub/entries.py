@@ -77,6 +77,8 @@ class Tie:
     @property
     def label(self):  # stackwise_num_filters[1][0]..[2][1] (5 tied)
         first, last = self.entries[0], self.entries[-1]
+        if any(entry.field != first.field for entry in self.entries):
+            return " = ".join(entry.label for entry in self.entries)
         return (f"{first.label}..{last.label[len(last.field):]} "
                 f"({len(self.entries)} tied)")
 
@@ -146,7 +148,8 @@ class EntryPruner:
         self.ratio, self.round_to = ratio, round_to
         self.notes = []
         self.counts = {}  # (entry, old size) -> the size the smaller model gives that axis
-        self.output = None  # the (entry, old size) of the backbone's narrowed features
+        self.outputs = {}  # output position -> the (entry, old size) of narrowed features
+        self._claims = {}  # (index, axis) -> (old size, [((entry, size), copies)])
 
     def apply(self):
         """Returns (the smaller model of the same class, StructuredReport)."""
@@ -158,10 +161,15 @@ class EntryPruner:
                    if not not_width(field) for path, number in config_integers(value)]
         # Widths first: a ratio (EfficientNet's expansion) moves the axes they set too.
         entries.sort(key=lambda entry: any(word in entry.field for word in _MULTIPLIERS))
+        unbuilt = {}  # entries that fail alone -> why (an error, or UNEVEN)
         for entry in tied(entries):
             kept = self._kept_value(entry)
             if kept < entry.value:
-                self._label(entry, kept, labels, plan)
+                why = self._label(entry, kept, labels, plan)
+                if why:
+                    unbuilt[entry] = why
+        self._label_together(unbuilt, labels, plan)
+        labels.segments = self._segments(labels)
         if not plan:
             raise NotImplementedError(f"No config entry of {hub.name} sets a width that "
                                       f"ratio {self.ratio} can reduce.")
@@ -214,6 +222,44 @@ class EntryPruner:
                     [start + chosen for start in range(0, kind[1], unit)])
         return keep
 
+    def _label_together(self, unbuilt, labels, plan):
+        """Entries of one width in different fields (HGNetV2: a stage's output and the
+        next stage's input) build, or move their channels evenly, only when changed
+        together: each set of equal values that failed alone is probed as one `Tie`;
+        what still fails is noted."""
+        by_value = {}
+        for entry in unbuilt:
+            by_value.setdefault(entry.value, []).append(entry)
+        for value, group in by_value.items():
+            members = [item for entry in group
+                       for item in (entry.entries if isinstance(entry, Tie) else [entry])]
+            if len(group) > 1 and not self._label(Tie(members), self._kept_value(group[0]),
+                                                  labels, plan):
+                continue
+            for entry in group:
+                self.notes.append(f"kept {entry.label}={entry.value}: " + (
+                    "its channels are tied to another entry's or scale unevenly"
+                    if unbuilt[entry] is UNEVEN else f"the model does not build with "
+                    f"{self._kept_value(entry)} ({unbuilt[entry]})"))
+
+    def _segments(self, labels):
+        """{(index, axis): parts} of every concatenated axis claimed while labelling: the
+        parts in the order their channels are produced (the last weight before the axis
+        whose last axis holds them), unclaimed channels first."""
+        weights = self.hub.model.weights
+        segments = {}
+        for (index, axis), (before, claims) in self._claims.items():
+            def produced(kind):
+                return max((j for j in range(index) if labels.axes.get(j, {}).get(
+                    len(weights[j].shape) - 1) == kind), default=-1)
+
+            rest = before - sum(copies * kind[1] for kind, copies in claims)
+            parts = [(None, rest)] if rest > 0 else []
+            for kind, copies in sorted(claims, key=lambda claim: produced(claim[0])):
+                parts += [(kind, kind[1])] * copies
+            segments[(index, axis)] = parts
+        return segments
+
     def _kept_value(self, entry):  # as the graph path rounds its widths
         keep = entry.value - int(entry.value * self.ratio + 1e-9)
         return rounded_width(keep, entry.value, self.round_to)
@@ -225,22 +271,21 @@ class EntryPruner:
         try:
             probe = hub.build(entry.changed(hub.config, kept))
         except Exception as error:  # noqa: BLE001 (the family's own config checks)
-            self.notes.append(f"kept {entry.label}={entry.value}: the model does not build "
-                              f"with {kept} ({str(error).splitlines()[0][:80]})")
-            return
+            return str(error).splitlines()[0][:80] if str(error).strip() else type(
+                error).__name__
         old, new = hub.model.weights, probe.weights
         if len(old) != len(new):
             return  # a count of blocks, not a width
         before, after = _output_shapes(hub.model), _output_shapes(probe)
-        if before != after:
-            # A bare backbone's features may narrow (as the graph path narrows them); a
-            # Task's outputs (its classes, its masks) stay.
-            if (hub.is_task or len(before) != 1 or before[0][:-1] != after[0][:-1]
-                    or self.output is not None):
-                self.notes.append(f"kept {entry.label}={entry.value}: it sets the width of "
-                                  f"the model's output")
-                return
-            self.output = (entry, before[0][-1])
+        narrowed = {at: (entry, shape[-1]) for at, (shape, new_shape) in
+                    enumerate(zip(before, after)) if shape != new_shape}
+        # A bare backbone's features may narrow (as the graph path narrows them); a
+        # Task's outputs (its classes, its masks) stay.
+        if narrowed and (hub.is_task or any(
+                before[at][:-1] != after[at][:-1] or at in self.outputs for at in narrowed)):
+            self.notes.append(f"kept {entry.label}={entry.value}: it sets the width of "
+                              f"the model's output")
+            return None
         moved = [(i, axis, before, after) for i, (a, b) in enumerate(zip(old, new))
                  for axis, (before, after) in enumerate(zip(a.shape, b.shape))
                  if before != after]
@@ -249,20 +294,26 @@ class EntryPruner:
         if any(len(old[i].shape) >= 4 and axis < len(old[i].shape) - 2
                for i, axis, _, _ in moved):
             return  # a convolution's kernel size (HGNetV2 lists it among the widths)
+        joined = _concatenated(entry.value, moved)
+        moved = [m for m in moved if (m[0], m[1]) not in joined]
         # The family may round the new width (to a multiple of 8); every axis of one old
         # size must move to one new, smaller size.
         sizes = {}
-        if any(axis in labels.axes.get(i, {}) for i, axis, _, _ in moved) or any(
+        if any(axis in labels.axes.get(i, {}) or (i, axis) in self._claims
+               for i, axis, _, _ in moved) or any(
+                axis in labels.axes.get(i, {}) for i, axis in joined) or any(
                 after >= before or sizes.setdefault(before, after) != after
                 for _, _, before, after in moved):
-            self.notes.append(f"kept {entry.label}={entry.value}: its channels are tied to "
-                              "another entry's or scale unevenly")
-            return
+            return UNEVEN
+        self.outputs.update(narrowed)
         for i, axis, before, after in moved:
             labels.axes.setdefault(i, {})[axis] = (entry, before)
             labels.sizes[(entry, before)] = before
             self.counts[(entry, before)] = after
+        for place, (before, copies) in joined.items():
+            self._claims.setdefault(place, (before, []))[1].append(((entry, entry.value), copies))
         plan[entry] = kept
+        return None
 
     def _check(self, labels, keep, smaller):
         """The smaller model computes the original with the removed channels zeroed."""
@@ -275,11 +326,11 @@ class EntryPruner:
         sample = keras.tree.map_structure(
             lambda x: rng.uniform(size=x.shape).astype(x.dtype) if x.dtype.kind == "f" else x,
             sample)
-        for a, b in zip(keras.tree.flatten(smaller(sample, training=False)),
-                        keras.tree.flatten(masked(sample, training=False))):
+        for at, (a, b) in enumerate(zip(keras.tree.flatten(smaller(sample, training=False)),
+                                        keras.tree.flatten(masked(sample, training=False)))):
             a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
-            if self.output is not None:
-                b = b[..., keep[(self.output, None)]]
+            if at in self.outputs:
+                b = b[..., keep[(self.outputs[at], None)]]
             scale = max(float(np.max(np.abs(b))), 1e-6)
             if a.shape != b.shape or float(np.max(np.abs(a - b))) > 1e-4 * scale:
                 raise NotImplementedError(_REFUSAL.format(
@@ -287,6 +338,24 @@ class EntryPruner:
                     "original with the removed channels zeroed (its layout ties channels "
                     "across entries, e.g. by a concatenation, or normalizes over channels, "
                     "as RMS and layer normalization do)"))
+
+
+UNEVEN = "uneven"  # an entry's axes are another's too, or scale unevenly
+
+
+def _concatenated(value, moved):
+    """{(index, axis): (old size, copies)} for the moved axes that concatenate `copies`
+    of the entry's channels with others (HGNetV2: a block's input and each layer's
+    output): an axis that shrinks by a whole number of the entry's steps, holds more
+    than those copies, and does not shrink in proportion (a derived width does)."""
+    own = {after for _, _, before, after in moved if before == value}
+    if len(own) != 1:
+        return {}
+    new = own.pop()
+    step = value - new
+    return {(i, axis): (before, (before - after) // step) for i, axis, before, after in moved
+            if before != value and before * new != after * value
+            and (before - after) % step == 0 and before > (before - after) // step * value}
 
 
 def _output_shapes(model):

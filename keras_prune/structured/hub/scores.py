@@ -54,6 +54,12 @@ def weight_scores(hub, labels, kind, block):
         scores = fold_fused(labels, index, axis, scores)
         scores = scores / max(scores.mean(), 1e-12)
         total = scores if total is None else total + scores
+    if block is None:  # the parts of concatenated axes that hold `kind`
+        for index, axis, offset in labels.segments_of(kind):
+            value = np.abs(np.asarray(keras.ops.convert_to_numpy(weights[index]), np.float64))
+            part = np.take(value, np.arange(offset, offset + len(total)), axis=axis)
+            scores = np.moveaxis(part, axis, 0).reshape(len(total), -1).mean(axis=1)
+            total = total + scores / max(scores.mean(), 1e-12)
     return total
 
 
