@@ -11,10 +11,11 @@ Part `accuracy`: a MobileNet-style CNN (depthwise-separable blocks, BatchNorm) o
 digits upscaled to 32x32, trained dense; then, from the same dense weights and for 3
 seeds, pruned to 0.5 of its measured latency by
   (a) one share for every group (no data),
-  (b) per-group shares from the sensitivity map (data),
-  (c) the same sensitivity search driven by FLOPs (flops=0.5) instead of latency,
+  (b) per-group shares from the sensitivity map, FastNAS's tolerance rule (no costs),
+  (c) per-group shares priced by each group's measured LiteRT latency (the default),
+  (d) the same, priced by each group's FLOPs instead of its measured latency,
 each fine-tuned for the same epochs; test accuracy and measured latency ratio (fresh
-side-by-side run) of each.
+side-by-side run) of each. Every variant meets the same measured latency budget.
 
     python benchmarks/budget.py met [--models MobileNetV2,ResNet50,EfficientNetB0,
                                      keras_hub.Bert,keras_hub.ViT] [--threads 1,2] [--name _x]
@@ -141,9 +142,16 @@ def part_accuracy(seeds, epochs, finetune):
     # accuracy at chance. Every model here gets its statistics re-estimated alike.
     structured.update_batchnorm_statistics(dense, x_train)
     dense_accuracy = dense.evaluate(x_test, y_test, verbose=0)[1]
-    variants = {"uniform (latency 0.5, no data)": dict(latency=0.5),
-                "per-group (latency 0.5, data)": dict(latency=0.5, data=x_train[:256]),
-                "per-group (flops 0.5, data)": dict(flops=0.5, data=x_train[:256])}
+    calibration = x_train[:256]
+    variants = {
+        "uniform (no data)": dict(latency=0.5),
+        "per group, tolerance rule (FastNAS; group_costs=None)": dict(
+            latency=0.5, data=calibration, group_costs=None),
+        "per group, priced by measured latency (default)": dict(
+            latency=0.5, data=calibration),
+        "per group, priced by FLOPs (group_costs='flops')": dict(
+            latency=0.5, data=calibration, group_costs="flops"),
+    }
     rows = []
     for label, options in variants.items():
         small, report = structured.prune_to_budget(dense, verbose=0, **options)
@@ -162,7 +170,9 @@ def part_accuracy(seeds, epochs, finetune):
                          params_ratio=small.count_params() / dense.count_params(),
                          accuracy_mean=float(np.mean(accuracies)),
                          accuracy_min=float(np.min(accuracies)),
-                         accuracy_max=float(np.max(accuracies)), seeds=seeds))
+                         accuracy_max=float(np.max(accuracies)), seeds=seeds,
+                         widths={r.layer: r.after for r in report.structured.layers},
+                         search_latency_ratio=report.ratio, method=report.method))
         print(json.dumps(rows[-1]), flush=True)
     lines = [f"dense test accuracy {dense_accuracy:.4f}; fine-tuning {finetune} epochs per "
              f"seed, {seeds} seeds", "",

@@ -2,7 +2,8 @@
 
 Each backbone is built from a config with ImageNet-like stages (random weights, 128x128
 inputs): ResNet-50's layout (bottleneck blocks 3-4-6-3, 64-512 filters), VGG-16's,
-DenseNet-121's, EfficientNet-B0's first four stages, CSPDarkNet-53's, and the MobileNetV3-like example
+DenseNet-121's, EfficientNet-B0's first four stages, CSPDarkNet-53's, PP-HGNetV2-B0's, and
+the MobileNetV3-like example
 of keras_hub's MobileNetBackbone docstring.
 `prune_structured(model, 0.5)` gives the same class from a smaller config; the dense
 and the pruned model are converted to float LiteRT and timed in alternating rounds
@@ -71,6 +72,14 @@ BACKBONES = {
         input_activation="hard_swish", output_activation="hard_swish", input_num_filters=16,
         depthwise_filters=8, depthwise_stride=2, depthwise_residual=False,
         last_layer_filter=576, squeeze_and_excite=0.5, image_shape=IMAGE),
+    "HGNetV2": lambda: M.HGNetV2Backbone(  # PP-HGNetV2-B0's stages
+        embedding_size=16, stem_channels=[3, 16, 16], hidden_act="relu",
+        use_learnable_affine_block=True, image_shape=IMAGE, depths=[1, 1, 2, 1],
+        hidden_sizes=[64, 256, 512, 1024],
+        stackwise_stage_filters=[[16, 16, 64, 1, 3, 3], [64, 32, 256, 1, 3, 3],
+                                 [256, 64, 512, 2, 3, 5], [512, 128, 1024, 1, 3, 5]],
+        apply_downsample=[False, True, True, True],
+        use_lightweight_conv_block=[False, False, True, True]),
 }
 
 

@@ -6,11 +6,13 @@ FLOPs) or measured in LiteRT beside the dense model (latency, alternating rounds
 this machine, or a `device` callable for another one). FLOPs never stand in for latency.
 
 Without data every group loses the same share of channels, and the share is found by
-bisection. With data the widths differ per group (FastNAS-style): each group is pruned
-alone to a few shares and the change of the model's outputs on the data is recorded
-(a sensitivity map); for a tolerated change `t`, every group takes the largest share
-whose change stays below `t`, and `t` is found by bisection under the budget. Groups
-the model barely needs then give up more channels than sensitive ones. Where a step of
+bisection. With data the widths differ per group: each group is pruned alone to a few
+shares and the change of the model's outputs on the data is recorded (a sensitivity
+map, `allocation.py`); each group's own saving is measured too, and every group takes
+the share that minimises its change net of its priced saving, the price found by
+bisection under the budget (or, with `group_costs=None`, the largest share whose change
+stays below a tolerated change, as FastNAS does). Groups the model barely needs, or
+whose channels cost the most, then give up more channels than others. Where a step of
 widths leaves the result far below the budget (under 0.9 of it), groups take back
 channels one at a time, each candidate measured, until the next would miss.
 
@@ -29,6 +31,7 @@ from keras_prune._data import samples
 from keras_prune._progress import Progress
 from keras_prune._validation import check_int
 from keras_prune._views.hub import is_hub_model, is_task
+from keras_prune.structured.allocation import SHARES, SensitivityMap, scaled_savings
 from keras_prune.structured.api import prune_structured
 from keras_prune.structured.candidates import (
     DIRECTIONS,
@@ -49,14 +52,14 @@ from keras_prune.structured.pruner import StructuredPruner, rounded_width
 from keras_prune.structured.rebuild import count_flops
 from keras_prune.structured.training import update_batchnorm_statistics
 
-SHARES = (0.25, 0.5, 0.75)  # sensitivity map: shares of a group's channels removed
 _MAX_SHARE = 0.9
 _KINDS = ("latency", "latency_ms", "params", "flops")
+_GROUP_COSTS = ("auto", "latency", "params", "flops", None)
 
 
 def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=None,
                     data=None, importance="l1", round_to=8, threads=1, device=None,
-                    steps=8, input_shapes=None, verbose=1):
+                    steps=8, input_shapes=None, group_costs="auto", verbose=1):
     """Structured pruning to a budget; returns `(smaller_model, BudgetReport)`.
 
     Exactly one budget: `latency`, `params` or `flops` as a fraction of the model's own
@@ -76,9 +79,14 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
             the grid of directions above).
         latency, latency_ms, params, flops: the budget (one of them).
         data: samples (any form `data=` takes; up to 256 are used). With data, widths
-            are chosen per group from a sensitivity map, and every candidate's (and the
-            result's) BatchNormalization statistics are re-estimated on the data;
-            without, every group loses the same share.
+            are chosen per group from a sensitivity map and each group's cost, and every
+            candidate's (and the result's) BatchNormalization statistics are re-estimated
+            on the data; without, every group loses the same share.
+        group_costs: with data, what a group's channels are priced by: "auto" (the
+            budget's own quantity; for latency each group is measured in LiteRT, one
+            conversion per group), "latency", "params", "flops" (counted, no
+            conversions), or None (no prices: every group takes the largest share whose
+            output change stays under a tolerated one, as FastNAS does).
         importance: how channels are ranked within a group (see `prune_structured`).
         round_to: keep channel counts multiples of this (8 suits SIMD kernels).
         threads: LiteRT interpreter threads for latency.
@@ -101,6 +109,10 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
     """
     kind, value, fraction = _check_budget(latency, latency_ms, params, flops)
     steps = check_int("steps", steps, minimum=1)
+    if group_costs not in _GROUP_COSTS:
+        raise ValueError(f"Argument `group_costs` must be one of {_GROUP_COSTS}. Received: "
+                         f"group_costs={group_costs!r}.")
+    group_costs = kind if group_costs == "auto" else group_costs
     found = None if data is None else samples(model, data, limit=256)
     progress = Progress("Pruning to budget", verbose)
     meter = Meter(kind, model, threads, device, input_shapes)
@@ -129,11 +141,14 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
             with progress.stage("search again with the residual width"):
                 search.uniform(steps)
     else:
-        method = "sensitivity"
+        method = "sensitivity" + (f", {group_costs} priced" if group_costs else "")
         with progress.stage("sensitivity of each group"):
-            search.sensitivity()
-        with progress.stage("search the tolerated output change"):
-            search.by_tolerance(steps)
+            search.sensitivity(None if group_costs is None else (
+                meter if group_costs == kind else
+                Meter(group_costs, model, threads, device, input_shapes)))
+        with progress.stage("search the price of a group's cost" if group_costs
+                            else "search the tolerated output change"):
+            search.by_level(steps)
     chosen = search.confirmed() if kind == "latency" else search.best()
     if chosen is None:
         smallest = min(search.candidates, key=lambda c: c.cost)
@@ -187,7 +202,7 @@ class _Search:
         self.model, self.meter, self.target = model, meter, target
         self.importance, self.round_to, self.found = importance, round_to, found
         self.candidates = []
-        self._sensitivity = {}  # layer name -> [(share, output error)]
+        self._map = SensitivityMap({})
         self._seen = {}  # layer widths -> the candidate built with them
         self._last = None  # (ratio, model, report) of the last build: confirm, then return
         self.with_hidden = False  # keras_hub: the residual width goes too (see prune_to_budget)
@@ -291,41 +306,46 @@ class _Search:
             except (NotImplementedError, ValueError) as error:
                 self.notes.append(f"grid: '{name}' not tried: {str(error)[:160]}")
 
-    def sensitivity(self):
+    def sensitivity(self, meter=None):
+        """The sensitivity map; with a `meter`, each group's saving at half its channels
+        (latencies of every group's model in one run beside the dense one)."""
+        errors, measurables = {}, {}
         for name in self._groups():
-            errors = []
+            errors[name] = []
             for share in SHARES:
                 small, _ = self.build({name: share})
-                errors.append((share, output_change(self._reference, outputs_on(small, self.found))))
-            self._sensitivity[name] = errors
+                errors[name].append((share, output_change(self._reference,
+                                                          outputs_on(small, self.found))))
+                if meter is not None and share == 0.5:
+                    measurables[name] = meter.measurable(small)
+        savings = None
+        if meter is not None:
+            measured = dict(zip(measurables, meter.savings(list(measurables.values()))))
+            savings = scaled_savings(measured, lambda name, share: self._groups()[name][0]
+                                     - self._width(name, share))
+        self._map = SensitivityMap(errors, savings)
 
-    def shares_for(self, tolerance):
-        ratio = {}
-        for name, errors in self._sensitivity.items():
-            allowed = [share for share, error in errors if error <= tolerance]
-            if allowed:
-                ratio[name] = max(allowed)
-        return ratio
-
-    def by_tolerance(self, steps):
-        tolerances = sorted({error for errors in self._sensitivity.values() for _, error in errors})
-        if not tolerances:
+    def by_level(self, steps):
+        """Bisection over the map's levels (prices, or tolerated changes) for the
+        smallest that meets the budget, then the gap below it filled."""
+        levels = self._map.levels()
+        if not levels:
             return
-        if not self.try_ratio(self.shares_for(tolerances[-1])).meets:
+        if not self.try_ratio(self._map.shares_at(levels[-1])).meets:
             self.uniform(steps)  # even the largest shares miss: fall back to a uniform share
             return
-        low, high = -1, len(tolerances) - 1  # high meets; find the smallest index that meets
+        low, high = -1, len(levels) - 1  # high meets; find the smallest index that meets
         for _ in range(steps - 1):
             if high - low <= 1:
                 break
             middle = (low + high) // 2
-            candidate = self.try_ratio(self.shares_for(tolerances[middle]))
+            candidate = self.try_ratio(self._map.shares_at(levels[middle]))
             if candidate.meets:
                 high = middle
             else:
                 low = middle
-        self.refine(self.shares_for(tolerances[high]),
-                    self.shares_for(tolerances[low]) if low >= 0 else {}, steps)
+        self.refine(self._map.shares_at(levels[high]),
+                    self._map.shares_at(levels[low]) if low >= 0 else {}, steps)
 
     def refine(self, cheaper, dearer, steps):
         """Fills the gap a step of widths leaves below the budget (NetAdapt's small
@@ -341,15 +361,10 @@ class _Search:
         cheaper, dearer = (ratio if isinstance(ratio, dict) else dict.fromkeys(groups, ratio)
                            for ratio in (cheaper, dearer))
 
-        def width(name, share):  # as StructuredPruner rounds it
-            size, step = groups[name]
-            return rounded_width(size - int(size * share + 1e-9), size, step)
-
         moving = sorted((name for name in groups  # only groups whose width would change
-                         if width(name, cheaper.get(name, 0.0))
-                         != width(name, dearer.get(name, 0.0))),
-                        key=lambda name: -max((e for _, e in self._sensitivity.get(name, [])),
-                                              default=-groups[name][0]))
+                         if self._width(name, cheaper.get(name, 0.0))
+                         != self._width(name, dearer.get(name, 0.0))),
+                        key=lambda name: -(self._map.sensitivity(name) or -groups[name][0]))
         self._bisect(0, len(moving), lambda count: {
             **cheaper, **{name: dearer.get(name, 0.0) for name in moving[:count]}}, steps,
             whole=True)
@@ -388,6 +403,7 @@ class _Search:
             return ratio
         return HubShares(heads=ratio, units=ratio, hidden=ratio if self.with_hidden else 0.0)
 
+    @functools.cache
     def _groups(self):
         """{source layer name: (channel count, rounding step)} of the groups that can
         lose channels."""
@@ -395,3 +411,7 @@ class _Search:
         return {group.sources[0].name: (group.size, self.round_to if group.kind == "channels"
                                         else None)
                 for group in pruner.graph.groups if not group.frozen and group.sources}
+
+    def _width(self, name, share):  # as StructuredPruner rounds it
+        size, step = self._groups()[name]
+        return rounded_width(size - int(size * share + 1e-9), size, step)

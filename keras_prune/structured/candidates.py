@@ -49,7 +49,7 @@ class BudgetReport:
     chosen: Candidate
     candidates: list
     structured: object  # the chosen model's StructuredReport (per-layer widths)
-    method: str  # "uniform" or "sensitivity"
+    method: str  # "uniform", "grid", "sensitivity" or "sensitivity, <cost> priced"
     notes: list = dataclasses.field(default_factory=list)
 
     @property

@@ -37,6 +37,21 @@ class Meter:
         dense, this = self._time([self._dense_file, self._file(candidate)])
         return this / dense * self._dense_us  # the ratio of one paired run, in dense units
 
+    def measurable(self, model):
+        """What `savings` needs of a model: its LiteRT file for latency, else its cost."""
+        return self._file(model) if self.kind == "latency" else self.cost(model)
+
+    def savings(self, measurables):
+        """The cost each model saves against the dense one; latencies of every model
+        beside the dense one in one run, so that the savings compare."""
+        if self.kind != "latency":
+            dense = self.cost(self.model)
+            return [dense - cost for cost in measurables]
+        if self._dense_file is None:
+            self._dense_file = self._file(self.model)
+        dense, *times = self._time([self._dense_file, *measurables])
+        return [(dense - time) / dense * (self._dense_us or dense) for time in times]
+
     def _time(self, files):
         if self.device is not None:
             values = list(self.device(files))

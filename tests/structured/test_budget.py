@@ -51,7 +51,7 @@ def test_params_and_flops_budgets_are_met_and_the_input_model_is_unchanged():
 def test_with_data_the_idle_branch_gives_up_more_than_the_useful_one():
     model, x = two_branch_model(), data()
     small, report = prune_to_budget(model, params=0.6, data=x, verbose=0)
-    assert report.method == "sensitivity"
+    assert report.method == "sensitivity, params priced"
     widths = {row.layer: row.after for row in report.structured.layers}
     assert widths["idle"] < widths["useful"]
     uniform, _ = prune_to_budget(model, params=0.6, verbose=0)
@@ -63,6 +63,46 @@ def test_with_data_the_idle_branch_gives_up_more_than_the_useful_one():
 
     assert report.chosen.output_error == pytest.approx(error(small), rel=1e-4)
     assert error(small) < error(uniform)
+
+
+def test_priced_groups_give_up_the_channels_that_cost_most_for_their_change():
+    # `wide` moves the outputs more than `narrow`, but a channel of it reads 16x more
+    # inputs (16x the params): priced by params it goes first; the tolerance rule takes
+    # the less sensitive `narrow` first, which saves little, and must cut both
+    keras.utils.set_random_seed(0)
+    narrow_in, wide_in = keras.Input((8,), name="a"), keras.Input((128,), name="b")
+    narrow = keras.layers.Dense(32, activation="relu", name="narrow")(narrow_in)
+    wide = keras.layers.Dense(32, activation="relu", name="wide")(wide_in)
+    merged = keras.layers.Concatenate()([narrow, wide])
+    model = keras.Model([narrow_in, wide_in], keras.layers.Dense(4)(merged))
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(128, 8)).astype("float32"),
+         rng.normal(size=(128, 128)).astype("float32")]
+    priced, report = prune_to_budget(model, params=0.6, data=x, verbose=0)
+    unpriced, plain = prune_to_budget(model, params=0.6, data=x, group_costs=None, verbose=0)
+    assert plain.method == "sensitivity"
+    widths = {row.layer: row.after for row in report.structured.layers}
+    assert widths["wide"] < widths["narrow"], widths
+    assert report.chosen.output_error < plain.chosen.output_error
+    with pytest.raises(ValueError, match="`group_costs` must be one of"):
+        prune_to_budget(model, params=0.6, data=x, group_costs="speed", verbose=0)
+
+
+def test_the_price_rule_takes_the_share_with_the_least_change_net_of_its_saving():
+    from keras_prune.structured.allocation import SensitivityMap
+
+    errors = {"a": [(0.25, 1.0), (0.5, 2.0), (0.75, 4.0)],
+              "b": [(0.25, 1.0), (0.5, 2.0), (0.75, 4.0)]}
+    savings = {"a": {0.25: 1.0, 0.5: 2.0, 0.75: 3.0},  # `b` saves twice what `a` does
+               "b": {0.25: 2.0, 0.5: 4.0, 0.75: 6.0}}
+    priced = SensitivityMap(errors, savings)
+    assert priced.shares_at(0.0) == {}
+    assert priced.shares_at(0.5) == {"b": 0.5}  # 2 - 0.5 * 4 = 0 ties 0: the larger share
+    assert priced.shares_at(1.0) == {"a": 0.5, "b": 0.75}  # b: 4 - 6 = 2 - 4: ties
+    assert priced.shares_at(priced.levels()[-1]) == {"a": 0.75, "b": 0.75}
+    tolerance = SensitivityMap(errors)
+    assert tolerance.levels() == [1.0, 2.0, 4.0]
+    assert tolerance.shares_at(2.0) == {"a": 0.5, "b": 0.5}
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
