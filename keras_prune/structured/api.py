@@ -121,8 +121,10 @@ def _prune_hub_model(model, ratio, importance, data, round_to, ignore, global_ra
                     raise
                 try:  # the config's widths alone, checked against the zeroed original
                     smaller, report = EntryPruner(model, ratio, round_to=round_to).apply()
-                except NotImplementedError:
-                    raise error from None
+                except NotImplementedError as alone:  # both reasons, the advice once
+                    first, _, _ = str(error).partition(" Prune it unstructured")
+                    raise NotImplementedError(
+                        f"{first} Its config entries alone: {alone}") from None
             else:
                 if by_entries and pruner.unreachable:  # some entries kept: try them alone
                     smaller, report = _smaller_by_entries(model, ratio, round_to,

@@ -130,7 +130,9 @@ def test_families_the_config_cannot_express_are_refused_with_the_reason():
                         layerwise_sr_ratios=[2, 1], max_drop_path_rate=0.0,
                         layerwise_patch_sizes=[7, 3], layerwise_strides=[4, 2],
                         image_shape=IMAGE, hidden_dims=[8, 16])
-    with pytest.raises(NotImplementedError, match="MiTBackbone .*cannot see into.*"
+    # both paths' reasons: the graph's custom layers, then the entries' failed check
+    with pytest.raises(NotImplementedError, match="MiTBackbone .*cannot see into.*Its config "
+                                                  "entries alone: .*removed channels zeroed.*"
                                                   "prune_low_magnitude"):
         structured.prune_structured(mit, 0.5, verbose=0)
     resnet = BACKBONES["ResNet"]()
