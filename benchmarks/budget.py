@@ -16,10 +16,13 @@ seeds, pruned to 0.5 of its measured latency by
   (d) the same, priced by each group's FLOPs instead of its measured latency,
 each fine-tuned for the same epochs; test accuracy and measured latency ratio (fresh
 side-by-side run) of each. Every variant meets the same measured latency budget.
+`--model two_resolutions` runs the same on a CNN whose groups differ in latency per FLOP
+(a wide full-resolution stage through depthwise layers, then 1x1 convolutions at 8x8),
+where pricing by FLOPs and by measured latency can part.
 
     python benchmarks/budget.py met [--models MobileNetV2,ResNet50,EfficientNetB0,
                                      keras_hub.Bert,keras_hub.ViT] [--threads 1,2] [--name _x]
-    python benchmarks/budget.py accuracy [--seeds 3]
+    python benchmarks/budget.py accuracy [--seeds 3] [--model two_resolutions --name _x]
 
 Writes benchmarks/results/budget_<part>.md (and .json).
 """
@@ -123,6 +126,30 @@ def mobilenet_style(seed=0, channels=1):
     return keras.Model(inputs, keras.layers.Dense(10)(h))
 
 
+def two_resolutions(seed=0, channels=1):
+    """Groups whose latency and FLOPs disagree: a wide stage at full resolution whose
+    channels pass a depthwise layer (few FLOPs, much memory traffic), then 1x1
+    convolutions at 8x8 (many FLOPs, XNNPACK's efficient matrix kernels)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, channels))
+    h = inputs
+    for _ in range(2):  # full resolution: convolution, depthwise
+        h = keras.layers.Conv2D(48, 1 if h.shape[-1] > 1 else 3, padding="same",
+                                use_bias=False)(h)
+        h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(h))
+        h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(h)
+        h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(h))
+    h = keras.layers.MaxPooling2D(4)(h)
+    for filters in (192, 192):  # 8x8: matrix products
+        h = keras.layers.Conv2D(filters, 1, use_bias=False)(h)
+        h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(h))
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(10)(h))
+
+
+MODELS = {"mobilenet": mobilenet_style, "two_resolutions": two_resolutions}
+
+
 def compiled(model, rate):
     model.compile(keras.optimizers.Adam(rate),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -130,12 +157,12 @@ def compiled(model, rate):
     return model
 
 
-def part_accuracy(seeds, epochs, finetune):
+def part_accuracy(seeds, epochs, finetune, make=mobilenet_style):
     x, y = load_digits_arrays()
     x = np.kron(x, np.ones((1, 4, 4, 1), "float32"))  # 8x8 -> 32x32
     split = 1400
     x_train, y_train, x_test, y_test = x[:split], y[:split], x[split:], y[split:]
-    dense = compiled(mobilenet_style(), 1e-3)
+    dense = compiled(make(), 1e-3)
     dense.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
     # Keras' BatchNorm starts its moving variance at 1; with this model's tiny variances
     # (~0.003) 330 steps at momentum 0.99 leave it 10x too large and inference-mode
@@ -195,12 +222,14 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--finetune", type=int, default=5)
     parser.add_argument("--name", default="", help="suffix of the results file")
+    parser.add_argument("--model", default="mobilenet", choices=sorted(MODELS),
+                        help="the accuracy part's CNN")
     args = parser.parse_args(argv)
     if args.part == "met":
         data, lines = part_met(args.models.split(","), [float(b) for b in args.budgets.split(",")],
                                [int(t) for t in args.threads.split(",")])
     else:
-        data, lines = part_accuracy(args.seeds, args.epochs, args.finetune)
+        data, lines = part_accuracy(args.seeds, args.epochs, args.finetune, MODELS[args.model])
     os.makedirs(RESULTS, exist_ok=True)
     stem = os.path.join(RESULTS, f"budget_{args.part}{args.name}")
     write_json(data, stem + ".json")

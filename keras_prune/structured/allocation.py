@@ -12,12 +12,23 @@ level that `prune_to_budget` bisects until the budget is met:
   dense one in one LiteRT run (or its params or FLOPs counted), and scaled to each
   share by the channels it removes. A group whose channels cost much latency for little
   change of the outputs goes first.
+
+The map and the savings do not depend on the budget: the last few are remembered, keyed
+by the model's weights, the data and the settings, so another budget for the same model
+skips them.
 """
 
+import collections
 import dataclasses
+import hashlib
+
+import keras
+import numpy as np
 
 SHARES = (0.25, 0.5, 0.75)  # shares of a group's channels removed in the map
 _MEASURED_SHARE = 0.5  # each group's saving is measured at this share
+_KEPT = 4  # maps kept for later calls (another budget for the same model and data)
+_MAPS = collections.OrderedDict()
 
 
 @dataclasses.dataclass
@@ -69,3 +80,25 @@ def scaled_savings(measured, removed):
         savings[name] = {share: max(saving, floor) * removed(name, share) / base
                          for share in SHARES}
     return savings
+
+
+def remembered(key, compute):
+    """The map computed for `key` by an earlier call, or `compute()` (then kept).
+    Returns (map, whether it was remembered)."""
+    if key in _MAPS:
+        _MAPS.move_to_end(key)
+        return _MAPS[key], True
+    _MAPS[key] = compute()
+    while len(_MAPS) > _KEPT:
+        _MAPS.popitem(last=False)
+    return _MAPS[key], False
+
+
+def fingerprint(model, x, *settings):
+    """A key for `model`'s weights, the data and the search's settings."""
+    digest = hashlib.sha256(repr(settings).encode())
+    for value in [*model.weights, *keras.tree.flatten(x)]:
+        array = np.ascontiguousarray(keras.ops.convert_to_numpy(value))
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()

@@ -31,7 +31,13 @@ from keras_prune._data import samples
 from keras_prune._progress import Progress
 from keras_prune._validation import check_int
 from keras_prune._views.hub import is_hub_model, is_task
-from keras_prune.structured.allocation import SHARES, SensitivityMap, scaled_savings
+from keras_prune.structured.allocation import (
+    SHARES,
+    SensitivityMap,
+    fingerprint,
+    remembered,
+    scaled_savings,
+)
 from keras_prune.structured.api import prune_structured
 from keras_prune.structured.candidates import (
     DIRECTIONS,
@@ -145,7 +151,8 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
         with progress.stage("sensitivity of each group"):
             search.sensitivity(None if group_costs is None else (
                 meter if group_costs == kind else
-                Meter(group_costs, model, threads, device, input_shapes)))
+                Meter(group_costs, model, threads, device, input_shapes)),
+                key=(importance, round_to, group_costs, threads, id(device), input_shapes))
         with progress.stage("search the price of a group's cost" if group_costs
                             else "search the tolerated output change"):
             search.by_level(steps)
@@ -306,9 +313,17 @@ class _Search:
             except (NotImplementedError, ValueError) as error:
                 self.notes.append(f"grid: '{name}' not tried: {str(error)[:160]}")
 
-    def sensitivity(self, meter=None):
+    def sensitivity(self, meter=None, key=()):
         """The sensitivity map; with a `meter`, each group's saving at half its channels
-        (latencies of every group's model in one run beside the dense one)."""
+        (latencies of every group's model in one run beside the dense one). One an
+        earlier call computed for the same weights, data and `key` is reused."""
+        self._map, reused = remembered(fingerprint(self.model, self.found.x, *key),
+                                       lambda: self._new_map(meter))
+        if reused:
+            self.notes.append("the sensitivity map and group costs of an earlier call (same "
+                              "weights, data and settings) were reused")
+
+    def _new_map(self, meter):
         errors, measurables = {}, {}
         for name in self._groups():
             errors[name] = []
@@ -323,7 +338,7 @@ class _Search:
             measured = dict(zip(measurables, meter.savings(list(measurables.values()))))
             savings = scaled_savings(measured, lambda name, share: self._groups()[name][0]
                                      - self._width(name, share))
-        self._map = SensitivityMap(errors, savings)
+        return SensitivityMap(errors, savings)
 
     def by_level(self, steps):
         """Bisection over the map's levels (prices, or tolerated changes) for the
@@ -351,9 +366,10 @@ class _Search:
         """Fills the gap a step of widths leaves below the budget (NetAdapt's small
         steps, each measured): between `cheaper` (meets the budget, far below it) and
         `dearer` (misses it), groups take `dearer`'s share one at a time, and bisection
-        over how many finds the most that still meet the budget. Groups the data shows
-        most sensitive get their channels back first; without data, the smallest (the
-        finest steps)."""
+        over how many finds the most that still meet the budget; then the next group in
+        line takes back part of its channels, by bisection over its share. Groups the data
+        shows most sensitive get their channels back first; without data, the smallest
+        (the finest steps)."""
         best = self.best()
         if best is None or best.cost >= 0.9 * self.target:
             return
@@ -365,9 +381,14 @@ class _Search:
                          if self._width(name, cheaper.get(name, 0.0))
                          != self._width(name, dearer.get(name, 0.0))),
                         key=lambda name: -(self._map.sensitivity(name) or -groups[name][0]))
-        self._bisect(0, len(moving), lambda count: {
-            **cheaper, **{name: dearer.get(name, 0.0) for name in moving[:count]}}, steps,
-            whole=True)
+        def moved(count):
+            return {**cheaper, **{name: dearer.get(name, 0.0) for name in moving[:count]}}
+
+        count, _, close = self._bisect(0, len(moving), moved, steps, whole=True)
+        if not close and count < len(moving):  # a whole group's step was too large
+            name, base = moving[count], moved(count)
+            self._bisect(cheaper.get(name, 0.0), dearer.get(name, 0.0),
+                         lambda share: {**base, name: share}, steps)
 
     def refine_units(self, cheaper, dearer, steps):
         """`refine` for a keras_hub model, whose blocks all keep the same widths: the

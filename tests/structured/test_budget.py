@@ -88,6 +88,24 @@ def test_priced_groups_give_up_the_channels_that_cost_most_for_their_change():
         prune_to_budget(model, params=0.6, data=x, group_costs="speed", verbose=0)
 
 
+def test_another_budget_for_the_same_model_and_data_reuses_the_sensitivity_map(monkeypatch):
+    from keras_prune.structured import budget
+
+    model, x = two_branch_model(seed=3), data(seed=3)
+    maps = []
+    real = budget._Search._new_map
+    monkeypatch.setattr(budget._Search, "_new_map",
+                        lambda self, meter: maps.append(1) or real(self, meter))
+    _, first = prune_to_budget(model, params=0.6, data=x, verbose=0)
+    _, second = prune_to_budget(model, params=0.5, data=x, verbose=0)
+    assert len(maps) == 1  # built once, for the first budget
+    assert any("were reused" in note for note in second.notes)
+    assert not any("were reused" in note for note in first.notes)
+    model.get_layer("idle").kernel.assign(model.get_layer("idle").kernel * 2.0)
+    _, changed = prune_to_budget(model, params=0.5, data=x, verbose=0)
+    assert len(maps) == 2 and not any("were reused" in note for note in changed.notes)
+
+
 def test_the_price_rule_takes_the_share_with_the_least_change_net_of_its_saving():
     from keras_prune.structured.allocation import SensitivityMap
 
