@@ -22,6 +22,7 @@ where pricing by FLOPs and by measured latency can part.
 
     python benchmarks/budget.py met [--models MobileNetV2,ResNet50,EfficientNetB0,
                                      keras_hub.Bert,keras_hub.ViT] [--threads 1,2] [--name _x]
+                                    [--data 64]   (per-group widths: the search's time)
     python benchmarks/budget.py accuracy [--seeds 3] [--model two_resolutions --name _x]
 
 Writes benchmarks/results/budget_<part>.md (and .json).
@@ -72,17 +73,21 @@ def build(name):
     return getattr(keras.applications, name)(weights=None, input_shape=(96, 96, 3)), None
 
 
-def part_met(models, budgets, threads_list):
+def part_met(models, budgets, threads_list, samples=0):
     rows = []
     for name in models:
         model, shapes = build(name)
+        # random samples: enough to time the search with a sensitivity map and group costs
+        calibration = None if not samples else np.random.default_rng(0).normal(
+            size=(samples,) + tuple(model.input_shape[1:])).astype("float32")
         for threads in threads_list:
             for budget in budgets:
                 start = time.perf_counter()
                 try:
                     small, report = structured.prune_to_budget(model, latency=budget,
                                                                threads=threads, verbose=0,
-                                                               input_shapes=shapes)
+                                                               input_shapes=shapes,
+                                                               data=calibration)
                 except ValueError as error:  # an unreachable budget names the smallest
                     rows.append(dict(model=name, threads=threads, budget=budget,
                                      error=str(error).splitlines()[0]))
@@ -95,7 +100,8 @@ def part_met(models, budgets, threads_list):
                                  measured=ratio, predicted=predicted,
                                  dense_us=dense_us, small_us=small_us,
                                  params_ratio=small.count_params() / model.count_params(),
-                                 candidates=len(report.candidates), search_s=seconds))
+                                 candidates=len(report.candidates), search_s=seconds,
+                                 method=report.method))
                 print(json.dumps(rows[-1]), flush=True)
     lines = ["| model | threads | budget | measured (fresh run) | search's prediction | "
              "dense us | params | candidates | search s |", "|---|---|---|---|---|---|---|---|---|"]
@@ -222,12 +228,14 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--finetune", type=int, default=5)
     parser.add_argument("--name", default="", help="suffix of the results file")
+    parser.add_argument("--data", type=int, default=0,
+                        help="met: search with this many random samples (per-group widths)")
     parser.add_argument("--model", default="mobilenet", choices=sorted(MODELS),
                         help="the accuracy part's CNN")
     args = parser.parse_args(argv)
     if args.part == "met":
         data, lines = part_met(args.models.split(","), [float(b) for b in args.budgets.split(",")],
-                               [int(t) for t in args.threads.split(",")])
+                               [int(t) for t in args.threads.split(",")], args.data)
     else:
         data, lines = part_accuracy(args.seeds, args.epochs, args.finetune, MODELS[args.model])
     os.makedirs(RESULTS, exist_ok=True)

@@ -44,6 +44,7 @@ from keras_prune.structured.candidates import (
     BudgetReport,
     Candidate,
     HubShares,
+    between,
     describe_ratio,
     format_cost,
 )
@@ -156,7 +157,7 @@ def prune_to_budget(model, *, latency=None, latency_ms=None, params=None, flops=
         with progress.stage("search the price of a group's cost" if group_costs
                             else "search the tolerated output change"):
             search.by_level(steps)
-    chosen = search.confirmed() if kind == "latency" else search.best()
+    chosen = search.confirmed(steps) if kind == "latency" else search.best()
     if chosen is None:
         smallest = min(search.candidates, key=lambda c: c.cost)
         raise ValueError(
@@ -256,10 +257,11 @@ class _Search:
         self._seen[widths] = candidate
         return candidate
 
-    def confirmed(self, attempts=3):
-        """The best candidate after timing it again: a latency within the noise of the
-        budget is measured twice (the cost becomes the mean), and a candidate that then
-        misses makes way for the next one."""
+    def confirmed(self, steps, attempts=3):
+        """The best candidate after timing it again (the cost becomes the mean of both
+        measurements); a candidate that then misses makes way for the next one, and
+        where that one lies far below the budget the ratios between the two are searched
+        first (a small model's latency is noisy near the budget)."""
         for _ in range(attempts):
             chosen = self.best()
             if chosen is None or chosen.confirmed:
@@ -268,6 +270,10 @@ class _Search:
             chosen.cost = (chosen.cost + self.meter.cost(small)) / 2
             chosen.meets = chosen.cost <= self.target
             chosen.confirmed = True
+            fallback = self.best()
+            if not chosen.meets and fallback is not None and fallback.cost < 0.9 * self.target:
+                self._bisect(0.0, 1.0, functools.partial(between, fallback.ratio, chosen.ratio),
+                             max(steps // 2, 1))
         return self.best()
 
     def best(self):

@@ -22,6 +22,21 @@ DIRECTIONS = {"units": HubShares(units=1.0), "heads": HubShares(heads=1.0),
               "heads, units and width": HubShares(heads=1.0, units=1.0, hidden=1.0)}
 
 
+def between(start, end, fraction):
+    """The ratio `fraction` of the way from `start` to `end` (numbers, {layer: share}
+    or HubShares, share by share)."""
+    def mix(a, b):
+        return a + (b - a) * fraction
+
+    if isinstance(start, HubShares):
+        return HubShares(*map(mix, dataclasses.astuple(start), dataclasses.astuple(end)))
+    if isinstance(start, dict) or isinstance(end, dict):
+        start, end = (r if isinstance(r, dict) else {} for r in (start, end))
+        return {name: mix(start.get(name, 0.0), end.get(name, 0.0))
+                for name in {**start, **end}}
+    return mix(start, end)
+
+
 @dataclasses.dataclass
 class Candidate:
     """One model tried: how it was pruned and what it costs."""
