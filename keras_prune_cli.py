@@ -82,6 +82,10 @@ def build_parser():
                         "by sensitivity (with a budget), and data-based criteria")
     shrink.add_argument("--threads", type=_positive_int, default=1,
                         help="LiteRT threads for a latency budget")
+    shrink.add_argument("--group-costs", choices=["auto", "latency", "params", "flops", "none"],
+                        default=None, help="with a budget and --calibration: what a layer "
+                        "group's channels are priced by (auto: the budget's own quantity; "
+                        "none: one tolerated output change for every group)")
     shrink.add_argument("--importance", default="l1",
                         choices=["l1", "l2", "bn_scale", "random", "activation", "apoz",
                                  "entropy"],

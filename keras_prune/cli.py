@@ -85,11 +85,18 @@ def _shrink(args):
                              "--global-ranking")
         if "params" in budget and budget["params"] >= 1:
             budget["params"] = int(budget["params"])
+        if args.group_costs is not None and data is None:
+            raise ValueError("--group-costs prices layer groups for widths chosen from data: "
+                             "pass --calibration FILE.npz too, or leave it out")
+        costs = {"none": None, None: "auto"}.get(args.group_costs, args.group_costs)
         smaller, report = prune_to_budget(
             model, data=data, importance=args.importance,
             round_to=8 if args.round_to is None else args.round_to, threads=args.threads,
-            verbose=0 if args.quiet else 1, **budget)
+            group_costs=costs, verbose=0 if args.quiet else 1, **budget)
     else:
+        if args.group_costs is not None:
+            raise ValueError("--group-costs applies to a budget (--latency, --latency-ms, "
+                             "--params, --flops): pass one, or leave it out")
         smaller, report = prune_structured(
             model, ratio=0.5 if args.ratio is None else args.ratio, importance=args.importance,
             data=data, round_to=args.round_to, ignore=args.ignore or None,

@@ -317,7 +317,7 @@ def test_convert_and_the_cli_agree_that_the_folder_must_exist(tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
-def test_shrink_to_a_budget(tmp_path):
+def test_shrink_to_a_budget(tmp_path, capsys):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16,))
     h = keras.layers.Dense(64, activation="relu")(inputs)
@@ -328,6 +328,15 @@ def test_shrink_to_a_budget(tmp_path):
     assert cli.main(["shrink", str(tmp_path / "m.keras"), "-o", str(out), "--params", "0.5",
                      "--calibration", str(tmp_path / "calibration.npz"), "-q"]) == 0
     assert keras.saving.load_model(out).count_params() <= 0.5 * model.count_params()
+    assert "widths: sensitivity, params priced" in capsys.readouterr().out
+    assert cli.main(["shrink", str(tmp_path / "m.keras"), "-o", str(out), "--params", "0.5",
+                     "--calibration", str(tmp_path / "calibration.npz"), "-q",
+                     "--group-costs", "none"]) == 0
+    assert keras.saving.load_model(out).count_params() <= 0.5 * model.count_params()
+    assert "widths: sensitivity\n" in capsys.readouterr().out  # the tolerance rule
+    with pytest.raises(SystemExit, match="--group-costs prices .* pass --calibration"):
+        cli.main(["shrink", str(tmp_path / "m.keras"), "-o", str(out), "--params", "0.5",
+                  "--group-costs", "flops"])
     with pytest.raises(SystemExit, match="budget .* leave out --ratio"):
         cli.main(["shrink", str(tmp_path / "m.keras"), "-o", str(out), "--flops", "0.5",
                   "--ratio", "0.3"])

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 SHARES = (0.25, 0.5, 0.75)  # shares of a group's channels removed in the map
-_MEASURED_SHARE = 0.5  # each group's saving is measured at this share
+MEASURED_SHARE = 0.5  # each group's saving is measured at this share
 _KEPT = 4  # maps kept for later calls (another budget for the same model and data)
 _MAPS = collections.OrderedDict()
 
@@ -70,13 +70,13 @@ class SensitivityMap:
 
 
 def scaled_savings(measured, removed):
-    """{group: {share: saving}} from each group's saving at `_MEASURED_SHARE`, scaled by
+    """{group: {share: saving}} from each group's saving at `MEASURED_SHARE`, scaled by
     the channels every share removes (`removed(group, share)`). A saving the noise of a
     measurement made zero or negative counts as a tiny positive one."""
     floor = 1e-6 * max([abs(v) for v in measured.values()] + [1.0])
     savings = {}
     for name, saving in measured.items():
-        base = max(removed(name, _MEASURED_SHARE), 1)
+        base = max(removed(name, MEASURED_SHARE), 1)
         savings[name] = {share: max(saving, floor) * removed(name, share) / base
                          for share in SHARES}
     return savings

@@ -32,6 +32,7 @@ from keras_prune._progress import Progress
 from keras_prune._validation import check_int
 from keras_prune._views.hub import is_hub_model, is_task
 from keras_prune.structured.allocation import (
+    MEASURED_SHARE,
     SHARES,
     SensitivityMap,
     fingerprint,
@@ -321,7 +322,7 @@ class _Search:
 
     def sensitivity(self, meter=None, key=()):
         """The sensitivity map; with a `meter`, each group's saving at half its channels
-        (latencies of every group's model in one run beside the dense one). One an
+        (latencies of every group's model in one run beside the dense one). A map an
         earlier call computed for the same weights, data and `key` is reused."""
         self._map, reused = remembered(fingerprint(self.model, self.found.x, *key),
                                        lambda: self._new_map(meter))
@@ -337,7 +338,7 @@ class _Search:
                 small, _ = self.build({name: share})
                 errors[name].append((share, output_change(self._reference,
                                                           outputs_on(small, self.found))))
-                if meter is not None and share == 0.5:
+                if meter is not None and share == MEASURED_SHARE:
                     measurables[name] = meter.measurable(small)
         savings = None
         if meter is not None:
