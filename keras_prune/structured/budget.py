@@ -332,7 +332,7 @@ class _Search:
 
     def _new_map(self, meter):
         errors, measurables = {}, {}
-        for name in self._groups():
+        for name in self._groups:
             errors[name] = []
             for share in SHARES:
                 small, _ = self.build({name: share})
@@ -343,7 +343,7 @@ class _Search:
         savings = None
         if meter is not None:
             measured = dict(zip(measurables, meter.savings(list(measurables.values()))))
-            savings = scaled_savings(measured, lambda name, share: self._groups()[name][0]
+            savings = scaled_savings(measured, lambda name, share: self._groups[name][0]
                                      - self._width(name, share))
         return SensitivityMap(errors, savings)
 
@@ -380,14 +380,14 @@ class _Search:
         best = self.best()
         if best is None or best.cost >= 0.9 * self.target:
             return
-        groups = self._groups()
+        groups = self._groups
         cheaper, dearer = (ratio if isinstance(ratio, dict) else dict.fromkeys(groups, ratio)
                            for ratio in (cheaper, dearer))
-
         moving = sorted((name for name in groups  # only groups whose width would change
                          if self._width(name, cheaper.get(name, 0.0))
                          != self._width(name, dearer.get(name, 0.0))),
                         key=lambda name: -(self._map.sensitivity(name) or -groups[name][0]))
+
         def moved(count):
             return {**cheaper, **{name: dearer.get(name, 0.0) for name in moving[:count]}}
 
@@ -431,7 +431,7 @@ class _Search:
             return ratio
         return HubShares(heads=ratio, units=ratio, hidden=ratio if self.with_hidden else 0.0)
 
-    @functools.cache
+    @functools.cached_property
     def _groups(self):
         """{source layer name: (channel count, rounding step)} of the groups that can
         lose channels."""
@@ -441,5 +441,5 @@ class _Search:
                 for group in pruner.graph.groups if not group.frozen and group.sources}
 
     def _width(self, name, share):  # as StructuredPruner rounds it
-        size, step = self._groups()[name]
+        size, step = self._groups[name]
         return rounded_width(size - int(size * share + 1e-9), size, step)
